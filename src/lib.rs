@@ -1,0 +1,34 @@
+//! sol: a single-threaded MQTT 3.1.1 broker, written to be read.
+//!
+//! One `mio` poll loop owns every connection. Bytes that arrive on a socket
+//! are decoded incrementally into [`protocol::Packet`]s, handed to the
+//! protocol core ([`broker::Broker`]), which answers with packets for other
+//! connections and timers on its own wheel. The core never touches a socket
+//! or reads the clock: the network layer ([`net`]) does both and passes `now`
+//! in. That split is what makes the core testable without a network and
+//! reusable behind other transports.
+//!
+//! # Layout
+//!
+//! - [`protocol`]: MQTT packets, the incremental decoder, the encoder, topic
+//!   names and filters. No sockets, no clock.
+//! - [`trie`]: the topic trie that routes publishes and finds retained
+//!   messages. Knows nothing of sessions.
+//! - [`timer`]: a hashed timer wheel. Pure: `now` is passed in.
+//! - [`session`]: what the broker remembers about one client id:
+//!   subscriptions, QoS 1 and 2 messages in flight, the offline queue.
+//! - [`broker`]: the protocol core. Packets in, packets out. No `mio`.
+//! - [`config`]: the `sol.conf` parser and the command line.
+//! - [`net`]: the event loop, listeners and connections; the only module
+//!   that touches `mio` and the clock.
+//!
+//! `ARCHITECTURE.md` at the top of the repository maps the code and states
+//! the invariants each module keeps.
+
+pub mod broker;
+pub mod config;
+pub mod net;
+pub mod protocol;
+pub mod session;
+pub mod timer;
+pub mod trie;
