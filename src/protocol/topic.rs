@@ -7,6 +7,7 @@
 //! proof that the string is well formed.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// The most levels a topic or filter may have.
 ///
@@ -62,8 +63,11 @@ fn check_common(s: &str) -> Result<(), TopicError> {
 }
 
 /// A topic a message is published to: no `+`, no `#`, not empty.
+///
+/// The string is shared (`Arc<str>`): one PUBLISH routed to ten thousand
+/// subscribers clones a pointer ten thousand times, not the topic.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicName(String);
+pub struct TopicName(Arc<str>);
 
 impl TopicName {
     /// Validates `s` as a topic name.
@@ -73,7 +77,7 @@ impl TopicName {
         if s.contains(['+', '#']) {
             return Err(TopicError::WildcardInName);
         }
-        Ok(TopicName(s))
+        Ok(TopicName(s.into()))
     }
 
     pub fn as_str(&self) -> &str {
