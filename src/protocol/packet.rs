@@ -16,6 +16,9 @@ use super::topic::{TopicFilter, TopicName};
 pub struct PacketId(NonZeroU16);
 
 impl PacketId {
+    /// The first id a session hands out.
+    pub const FIRST: PacketId = PacketId(NonZeroU16::MIN);
+
     /// Returns `None` for zero, which the standard forbids on the wire.
     pub fn new(value: u16) -> Option<PacketId> {
         NonZeroU16::new(value).map(PacketId)
@@ -28,7 +31,7 @@ impl PacketId {
 
     /// The identifier after this one, wrapping from 65535 back to 1.
     pub fn next(self) -> PacketId {
-        PacketId::new(self.get().wrapping_add(1)).unwrap_or(PacketId(NonZeroU16::MIN))
+        PacketId::new(self.get().wrapping_add(1)).unwrap_or(PacketId::FIRST)
     }
 }
 
