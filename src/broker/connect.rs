@@ -1,0 +1,171 @@
+//! CONNECT: validating the client id, taking over a connected id, attaching
+//! the session, and resuming what a persistent session left in flight
+//! (sections 3.1, 3.2 and 4.1).
+
+use std::time::Instant;
+
+use log::info;
+
+use super::{Broker, ClientState, ConnId, Connected, Ending, Outbox, SessionSlot, Timer};
+use crate::protocol::{Connack, Connect, ConnectReturnCode, Packet, Protocol};
+use crate::session::{Inflight, Session};
+
+/// MQTT 3.1 limited client ids to 23 bytes; mosquitto still enforces that
+/// for 3.1 clients. MQTT 3.1.1 lets the server accept longer ids, and we do.
+const MQTT31_MAX_CLIENT_ID: usize = 23;
+
+impl Broker {
+    pub(super) fn handle_connect(
+        &mut self,
+        conn: ConnId,
+        connect: Connect,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
+        let Some(client_id) = self.choose_client_id(&connect) else {
+            self.refuse(conn, ConnectReturnCode::IdentifierRejected, out);
+            return;
+        };
+
+        // [MQTT-3.1.4-2]: an id already connected takes the session over;
+        // the old connection is closed as if it had failed, so its will is
+        // published.
+        let taken_over = self
+            .client_ids
+            .get(&client_id)
+            .and_then(|&key| self.sessions.get(key))
+            .and_then(|slot| slot.conn);
+        if let Some(old) = taken_over {
+            out.close(old);
+            self.end_connection(old, Ending::TakenOver, out);
+        }
+
+        let (session, present) = self.attach_session(&client_id, connect.clean_session, conn);
+
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return;
+        };
+        if let Some(timer) = client.timer.take() {
+            self.timers.cancel(timer);
+        }
+        if connect.keep_alive > 0 {
+            let deadline = now + super::keepalive_grace(connect.keep_alive);
+            client.timer = Some(self.timers.insert(deadline, Timer::Keepalive(conn)));
+        }
+        info!(
+            "New client connected from {} as {} (p{}, c{}, k{}{}).",
+            client.peer,
+            client_id,
+            connect.protocol.level(),
+            u8::from(connect.clean_session),
+            connect.keep_alive,
+            connect
+                .username
+                .as_deref()
+                .map(|u| format!(", u'{u}'"))
+                .unwrap_or_default(),
+        );
+        client.state = ClientState::Connected(Connected {
+            session,
+            client_id,
+            keep_alive: connect.keep_alive,
+            will: connect.will,
+        });
+        self.stats.clients_total += 1;
+
+        let connack = Connack {
+            // MQTT 3.1's CONNACK has no session present flag.
+            session_present: present && connect.protocol == Protocol::V311,
+            code: ConnectReturnCode::Accepted,
+        };
+        out.send(conn, &Packet::Connack(connack));
+        if present {
+            self.resume(conn, session, out);
+        }
+    }
+
+    /// The id the connection will go by, or `None` when it must be refused
+    /// with CONNACK 0x02 ([MQTT-3.1.3-8]).
+    fn choose_client_id(&mut self, connect: &Connect) -> Option<String> {
+        if connect.protocol == Protocol::V31 {
+            let len = connect.client_id.len();
+            return (1..=MQTT31_MAX_CLIENT_ID)
+                .contains(&len)
+                .then(|| connect.client_id.clone());
+        }
+        if !connect.client_id.is_empty() {
+            return Some(connect.client_id.clone());
+        }
+        if !connect.clean_session {
+            return None;
+        }
+        // [MQTT-3.1.3-6]: an empty id with clean session gets a unique one.
+        loop {
+            self.generated_ids += 1;
+            let id = format!("auto-{:016x}", self.generated_ids);
+            if !self.client_ids.contains_key(&id) {
+                return Some(id);
+            }
+        }
+    }
+
+    /// Sends a refusing CONNACK and closes. Nothing the client sends after
+    /// it is processed: the connection is forgotten at once.
+    pub(super) fn refuse(&mut self, conn: ConnId, code: ConnectReturnCode, out: &mut dyn Outbox) {
+        let connack = Connack {
+            session_present: false,
+            code,
+        };
+        out.send(conn, &Packet::Connack(connack));
+        out.close(conn);
+        self.end_connection(conn, Ending::Refused, out);
+    }
+
+    /// Finds or creates the session for `client_id` and attaches `conn` to
+    /// it. Returns its key and whether an old session was resumed.
+    fn attach_session(&mut self, client_id: &str, clean: bool, conn: ConnId) -> (usize, bool) {
+        if let Some(&key) = self.client_ids.get(client_id) {
+            if clean {
+                // [MQTT-3.1.2-6]: clean session discards any previous one.
+                self.remove_session(key);
+            } else if let Some(slot) = self.sessions.get_mut(key) {
+                slot.conn = Some(conn);
+                return (key, true);
+            }
+        }
+        let session = Session::new(
+            client_id.to_string(),
+            clean,
+            self.settings.max_inflight,
+            self.settings.max_queued,
+        );
+        let key = self.sessions.insert(SessionSlot {
+            session,
+            conn: Some(conn),
+        });
+        self.client_ids.insert(client_id.to_string(), key);
+        (key, false)
+    }
+
+    /// A persistent session came back: resend every unacknowledged message
+    /// with DUP set, and every unanswered PUBREL, in their original order
+    /// ([MQTT-4.4.0-1]); then let the queue flow into the window.
+    fn resume(&mut self, conn: ConnId, session: usize, out: &mut dyn Outbox) {
+        let Some(slot) = self.sessions.get_mut(session) else {
+            return;
+        };
+        let mut resent = 0;
+        for (id, state) in slot.session.inflight() {
+            let packet = match state {
+                Inflight::AwaitingPuback(message) | Inflight::AwaitingPubrec(message) => {
+                    resent += 1;
+                    Packet::Publish(message.to_publish(Some(*id), true))
+                }
+                Inflight::AwaitingPubcomp => Packet::Pubrel(*id),
+            };
+            out.send(conn, &packet);
+        }
+        self.stats.messages_sent += resent;
+        self.flush_queue(conn, session, out);
+    }
+}

@@ -1,0 +1,436 @@
+//! The protocol core: packets in, packets out, timers on its own wheel.
+//!
+//! The network layer calls [`Broker::open`] when a socket is accepted,
+//! [`Broker::packet`] for every packet it decodes, [`Broker::closed`] when a
+//! socket goes away, and [`Broker::tick`] when [`Broker::next_deadline`]
+//! passes. The core answers through an [`Outbox`]: packets to send to any
+//! connection, and connections to close.
+//!
+//! **Architecture invariant:** this module never touches a socket, never
+//! reads the clock (`now` is always passed in) and never blocks. That is what
+//! lets `tests` in this module drive whole MQTT conversations without a
+//! network, and what will let other transports (TLS, WebSocket, a bridge
+//! that is itself a client) reuse it unchanged.
+//!
+//! The handlers live one idea per file: [`connect`](self::connect) (CONNECT,
+//! sessions, takeover), [`publish`](self::publish) (PUBLISH, the QoS
+//! handshakes, routing, retained messages) and [`subscribe`](self::subscribe)
+//! (SUBSCRIBE and UNSUBSCRIBE).
+
+mod connect;
+mod publish;
+mod subscribe;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use log::{debug, info};
+use slab::Slab;
+
+use crate::config::Config;
+use crate::protocol::{Connack, DecodeError, Packet, QoS, Will};
+use crate::session::Session;
+use crate::timer::{TimerId, TimerWheel};
+use crate::trie::{RetainedTrie, SubscriptionTrie};
+
+pub use publish::Retained;
+
+/// Names one connection for its whole life.
+///
+/// `key` is the network layer's slab key (reused after a close); `serial` is
+/// never reused, so a timer or a message meant for a closed connection can
+/// never reach a new one that got the same key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnId {
+    pub key: usize,
+    pub serial: u64,
+}
+
+/// Where the core's answers go. The network layer implements it by encoding
+/// into each connection's output buffer; tests implement it by collecting.
+pub trait Outbox {
+    /// Queues `packet` for `conn`. A closed or unknown `conn` is ignored.
+    fn send(&mut self, conn: ConnId, packet: &Packet);
+    /// Bytes queued for `conn` and not yet written to its socket.
+    fn pending(&self, conn: ConnId) -> usize;
+    /// Closes `conn` after what is already queued for it has been written
+    /// (best effort, bounded). The core sends it nothing more and expects no
+    /// more packets from it.
+    fn close(&mut self, conn: ConnId);
+}
+
+/// Why a connection went away, as the network layer saw it.
+#[derive(Debug)]
+pub enum CloseReason {
+    /// The peer closed the socket (read returned 0).
+    PeerClosed,
+    /// A socket error.
+    Io(std::io::Error),
+    /// The bytes did not decode into a valid packet.
+    Protocol(DecodeError),
+    /// The broker is shutting down.
+    Shutdown,
+}
+
+/// Above this many bytes waiting in a connection's output buffer, QoS 0
+/// messages to it are dropped (and counted) rather than buffered: a
+/// subscriber that does not read must not make the broker's memory grow
+/// without bound. QoS 1 and 2 need no such mark: the inflight window and
+/// `max_queued_messages` already bound them.
+pub const OUTPUT_HIGH_WATER: usize = 1024 * 1024;
+
+/// Counters the broker keeps as it works.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// PUBLISH packets received from clients.
+    pub messages_received: u64,
+    /// PUBLISH packets sent to clients (resends included).
+    pub messages_sent: u64,
+    /// Messages dropped: QoS 0 past the output high-water mark, or QoS 1
+    /// and 2 past a full session queue.
+    pub messages_dropped: u64,
+    /// Connections that completed CONNECT since start.
+    pub clients_total: u64,
+}
+
+/// What the broker's timer wheel holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Timer {
+    /// The connection must have sent CONNECT by now.
+    ConnectTimeout(ConnId),
+    /// Check whether the connection has been silent for 1.5 x keepalive.
+    Keepalive(ConnId),
+}
+
+/// Limits the core applies, taken from the [`Config`].
+#[derive(Clone, Debug)]
+struct Settings {
+    connect_timeout: Duration,
+    max_inflight: usize,
+    max_queued: usize,
+}
+
+/// One network connection, from accept to close.
+struct Client {
+    peer: String,
+    /// When the client last sent a packet: keepalive counts from here.
+    last_seen: Instant,
+    /// The connection's one pending timer: connect timeout, then keepalive.
+    timer: Option<TimerId>,
+    state: ClientState,
+}
+
+enum ClientState {
+    /// Accepted; only CONNECT may come.
+    AwaitingConnect,
+    Connected(Connected),
+}
+
+struct Connected {
+    /// Key of the session in `Broker::sessions`.
+    session: usize,
+    client_id: String,
+    keep_alive: u16,
+    will: Option<Will>,
+}
+
+/// A session and the connection it is attached to, if any. The connection
+/// is kept here rather than in [`Session`] so that sessions stay plain data.
+struct SessionSlot {
+    session: Session,
+    conn: Option<ConnId>,
+}
+
+/// How a connection ended, for the log and for the will.
+#[derive(Debug)]
+enum Ending {
+    /// The client sent DISCONNECT: the will is discarded.
+    Disconnect,
+    /// The peer closed the socket without DISCONNECT.
+    PeerClosed,
+    Io(std::io::Error),
+    Protocol(String),
+    KeepaliveTimeout,
+    ConnectTimeout,
+    /// Another connection came with the same client id.
+    TakenOver,
+    /// The connection was refused at CONNECT.
+    Refused,
+    Shutdown,
+}
+
+impl Ending {
+    fn publishes_will(&self) -> bool {
+        !matches!(self, Ending::Disconnect | Ending::Shutdown)
+    }
+}
+
+impl fmt::Display for Ending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ending::Disconnect => f.write_str("disconnected"),
+            Ending::PeerClosed => f.write_str("closed its connection"),
+            Ending::Io(e) => write!(f, "dropped on a socket error: {e}"),
+            Ending::Protocol(why) => write!(f, "disconnected on a protocol error: {why}"),
+            Ending::KeepaliveTimeout => f.write_str("has exceeded its keepalive, disconnecting"),
+            Ending::ConnectTimeout => f.write_str("sent no CONNECT in time, disconnecting"),
+            Ending::TakenOver => f.write_str("was taken over by a new connection"),
+            Ending::Refused => f.write_str("was refused"),
+            Ending::Shutdown => f.write_str("disconnected by shutdown"),
+        }
+    }
+}
+
+/// The protocol core. See the module documentation.
+pub struct Broker {
+    settings: Settings,
+    clients: HashMap<ConnId, Client>,
+    sessions: Slab<SessionSlot>,
+    client_ids: HashMap<String, usize>,
+    subscriptions: SubscriptionTrie<usize, QoS>,
+    retained: RetainedTrie<Retained>,
+    timers: TimerWheel<Timer>,
+    /// Counter behind the client ids the broker generates.
+    generated_ids: u64,
+    /// Reused between calls so that routing a message allocates nothing.
+    matches: Vec<(usize, QoS)>,
+    fired: Vec<Timer>,
+    stats: Stats,
+}
+
+impl Broker {
+    pub fn new(config: &Config, now: Instant) -> Broker {
+        Broker {
+            settings: Settings {
+                connect_timeout: config.connect_timeout,
+                max_inflight: config.max_inflight_messages,
+                max_queued: config.max_queued_messages,
+            },
+            clients: HashMap::new(),
+            sessions: Slab::new(),
+            client_ids: HashMap::new(),
+            subscriptions: SubscriptionTrie::new(),
+            retained: RetainedTrie::new(),
+            timers: TimerWheel::new(now),
+            generated_ids: 0,
+            matches: Vec::new(),
+            fired: Vec::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// A socket was accepted: arms its connect timeout.
+    pub fn open(&mut self, conn: ConnId, peer: &str, now: Instant) {
+        let timer = self.timers.insert(
+            now + self.settings.connect_timeout,
+            Timer::ConnectTimeout(conn),
+        );
+        let client = Client {
+            peer: peer.to_string(),
+            last_seen: now,
+            timer: Some(timer),
+            state: ClientState::AwaitingConnect,
+        };
+        self.clients.insert(conn, client);
+    }
+
+    /// One decoded packet from `conn`. Packets from a connection the core
+    /// has already closed are ignored.
+    pub fn packet(&mut self, conn: ConnId, packet: Packet, now: Instant, out: &mut dyn Outbox) {
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return;
+        };
+        client.last_seen = now;
+        let session = match &client.state {
+            ClientState::AwaitingConnect => {
+                match packet {
+                    Packet::Connect(connect) => self.handle_connect(conn, *connect, now, out),
+                    // The decoder refuses anything but CONNECT first; this is
+                    // the second line of defence ([MQTT-3.1.0-1]).
+                    other => self.violation(conn, format!("{} before CONNECT", other.name()), out),
+                }
+                return;
+            }
+            ClientState::Connected(connected) => connected.session,
+        };
+        match packet {
+            Packet::Publish(publish) => self.handle_publish(conn, session, publish, out),
+            Packet::Puback(id) => self.handle_puback(conn, session, id, out),
+            Packet::Pubrec(id) => self.handle_pubrec(conn, session, id, out),
+            Packet::Pubrel(id) => self.handle_pubrel(conn, session, id, out),
+            Packet::Pubcomp(id) => self.handle_pubcomp(conn, session, id, out),
+            Packet::Subscribe(subscribe) => self.handle_subscribe(conn, session, subscribe, out),
+            Packet::Unsubscribe(unsub) => self.handle_unsubscribe(conn, session, unsub, out),
+            Packet::Pingreq => out.send(conn, &Packet::Pingresp),
+            Packet::Disconnect => {
+                out.close(conn);
+                self.end_connection(conn, Ending::Disconnect, out);
+            }
+            // [MQTT-3.1.0-2]: a second CONNECT is a protocol violation.
+            Packet::Connect(_) => self.violation(conn, "second CONNECT".to_string(), out),
+            // Server-to-client packets; the decoder refuses them too.
+            other => self.violation(conn, format!("{} from a client", other.name()), out),
+        }
+    }
+
+    /// The connection is gone, or must go: publishes the will unless the
+    /// client sent DISCONNECT. A CONNECT with an unsupported protocol level
+    /// first gets its CONNACK 0x01.
+    pub fn closed(&mut self, conn: ConnId, reason: CloseReason, _now: Instant, out: &mut dyn Outbox) {
+        let ending = match reason {
+            CloseReason::PeerClosed => Ending::PeerClosed,
+            CloseReason::Io(e) => Ending::Io(e),
+            CloseReason::Shutdown => Ending::Shutdown,
+            CloseReason::Protocol(error) => {
+                let awaiting_connect = matches!(
+                    self.clients.get(&conn).map(|c| &c.state),
+                    Some(ClientState::AwaitingConnect)
+                );
+                if let (true, Some(code)) = (awaiting_connect, error.connack_code()) {
+                    let connack = Connack {
+                        session_present: false,
+                        code,
+                    };
+                    out.send(conn, &Packet::Connack(connack));
+                }
+                Ending::Protocol(error.to_string())
+            }
+        };
+        out.close(conn);
+        self.end_connection(conn, ending, out);
+    }
+
+    /// The earliest instant at which [`Broker::tick`] has work to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn tick(&mut self, now: Instant, out: &mut dyn Outbox) {
+        let mut fired = std::mem::take(&mut self.fired);
+        self.timers.expire(now, &mut fired);
+        for timer in fired.drain(..) {
+            match timer {
+                Timer::ConnectTimeout(conn) => self.connect_timeout(conn, out),
+                Timer::Keepalive(conn) => self.keepalive_check(conn, now, out),
+            }
+        }
+        self.fired = fired;
+    }
+
+    /// The counters kept so far.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Open network connections, CONNECT sent or not.
+    pub fn connection_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Sessions held, online and offline.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Subscriptions held across all sessions.
+    pub fn subscription_count(&self) -> usize {
+        self.subscriptions.len()
+    }
+
+    /// Retained messages held.
+    pub fn retained_count(&self) -> usize {
+        self.retained.len()
+    }
+
+    fn connect_timeout(&mut self, conn: ConnId, out: &mut dyn Outbox) {
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return;
+        };
+        client.timer = None;
+        if let ClientState::AwaitingConnect = client.state {
+            out.close(conn);
+            self.end_connection(conn, Ending::ConnectTimeout, out);
+        }
+    }
+
+    /// Keepalive uses one timer per connection that is not moved on every
+    /// packet: when it fires, it looks at when the client was last heard
+    /// from and either closes the connection or re-arms for the remainder.
+    fn keepalive_check(&mut self, conn: ConnId, now: Instant, out: &mut dyn Outbox) {
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return;
+        };
+        client.timer = None;
+        let ClientState::Connected(connected) = &client.state else {
+            return;
+        };
+        let deadline = client.last_seen + keepalive_grace(connected.keep_alive);
+        if now >= deadline {
+            out.close(conn);
+            self.end_connection(conn, Ending::KeepaliveTimeout, out);
+        } else {
+            client.timer = Some(self.timers.insert(deadline, Timer::Keepalive(conn)));
+        }
+    }
+
+    /// Closes `conn` for breaking the protocol; its will is published.
+    fn violation(&mut self, conn: ConnId, why: String, out: &mut dyn Outbox) {
+        out.close(conn);
+        self.end_connection(conn, Ending::Protocol(why), out);
+    }
+
+    /// Forgets `conn`: cancels its timer, detaches its session (ending it if
+    /// it was a clean session) and publishes its will if `ending` calls for
+    /// it. Every path that closes a connection comes through here, so that
+    /// nothing it held is left behind.
+    fn end_connection(&mut self, conn: ConnId, ending: Ending, out: &mut dyn Outbox) {
+        let Some(client) = self.clients.remove(&conn) else {
+            return;
+        };
+        if let Some(timer) = client.timer {
+            self.timers.cancel(timer);
+        }
+        let ClientState::Connected(connected) = client.state else {
+            debug!("Connection from {} {}.", client.peer, ending);
+            return;
+        };
+        info!("Client {} {}.", connected.client_id, ending);
+        let clean = match self.sessions.get_mut(connected.session) {
+            Some(slot) => {
+                slot.conn = None;
+                slot.session.clean
+            }
+            None => false,
+        };
+        if clean {
+            self.remove_session(connected.session);
+        }
+        if let (Some(will), true) = (connected.will, ending.publishes_will()) {
+            debug!("Publishing the will of {} on {}.", connected.client_id, will.topic);
+            self.publish_will(will, out);
+        }
+    }
+
+    /// Ends a session: its subscriptions leave the trie, its id is free.
+    fn remove_session(&mut self, key: usize) {
+        let Some(slot) = self.sessions.try_remove(key) else {
+            return;
+        };
+        for filter in slot.session.subscriptions.keys() {
+            self.subscriptions.remove(filter, &key);
+        }
+        if self.client_ids.get(&slot.session.client_id) == Some(&key) {
+            self.client_ids.remove(&slot.session.client_id);
+        }
+    }
+}
+
+/// A client is closed after 1.5 times its keepalive of silence
+/// ([MQTT-3.1.2-24]).
+fn keepalive_grace(keep_alive: u16) -> Duration {
+    Duration::from_millis(u64::from(keep_alive) * 1500)
+}

@@ -1,0 +1,219 @@
+//! PUBLISH in both directions: the QoS 1 and 2 handshakes, routing through
+//! the trie, delivery into each session's window or queue, and retained
+//! messages (sections 3.3 to 3.7 and 4.3).
+
+use std::cmp::Reverse;
+
+use bytes::Bytes;
+use log::debug;
+
+use super::{Broker, ConnId, Outbox, OUTPUT_HIGH_WATER};
+use crate::protocol::{Packet, PacketId, Publish, QoS, TopicName, Will};
+use crate::session::{Message, Pushed};
+
+/// A retained message as stored: the last message published with the retain
+/// flag on its topic ([MQTT-3.3.1-5]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retained {
+    pub topic: TopicName,
+    pub payload: Bytes,
+    pub qos: QoS,
+}
+
+/// The broker's own statistics tree. Clients may read it, never write it.
+const BROKER_TOPIC_ROOT: &str = "$SOL";
+
+fn is_broker_topic(topic: &TopicName) -> bool {
+    topic.levels().next() == Some(BROKER_TOPIC_ROOT)
+}
+
+impl Broker {
+    pub(super) fn handle_publish(
+        &mut self,
+        conn: ConnId,
+        session: usize,
+        publish: Publish,
+        out: &mut dyn Outbox,
+    ) {
+        self.stats.messages_received += 1;
+        let message = Message {
+            topic: publish.topic,
+            payload: publish.payload,
+            qos: publish.qos,
+            retain: publish.retain,
+        };
+        // A write to $SOL is acknowledged as usual and dropped, as an ACL
+        // denial would be ([MQTT-3.3.5-2]).
+        let allowed = !is_broker_topic(&message.topic);
+        if !allowed {
+            debug!("Dropped a PUBLISH to {} from a client.", message.topic);
+        }
+        match (publish.qos, publish.packet_id) {
+            (QoS::AtMostOnce, _) => {
+                if allowed {
+                    self.route(message, out);
+                }
+            }
+            (QoS::AtLeastOnce, Some(id)) => {
+                if allowed {
+                    self.route(message, out);
+                }
+                out.send(conn, &Packet::Puback(id));
+            }
+            (QoS::ExactlyOnce, Some(id)) => {
+                // [MQTT-4.3.3-2]: a duplicate before PUBREL gets its PUBREC
+                // again but is not delivered again.
+                let first = self
+                    .sessions
+                    .get_mut(session)
+                    .is_some_and(|slot| slot.session.incoming_qos2(id));
+                if first && allowed {
+                    self.route(message, out);
+                }
+                out.send(conn, &Packet::Pubrec(id));
+            }
+            // The decoder never yields QoS 1 or 2 without an id.
+            (_, None) => self.violation(conn, "PUBLISH without a packet id".to_string(), out),
+        }
+    }
+
+    pub(super) fn handle_puback(&mut self, conn: ConnId, session: usize, id: PacketId, out: &mut dyn Outbox) {
+        let done = self
+            .sessions
+            .get_mut(session)
+            .is_some_and(|slot| slot.session.puback(id));
+        if done {
+            self.flush_queue(conn, session, out);
+        }
+    }
+
+    /// PUBREC always gets PUBREL, even for an id the broker no longer
+    /// knows: that lets the client finish its side of the handshake.
+    pub(super) fn handle_pubrec(&mut self, conn: ConnId, session: usize, id: PacketId, out: &mut dyn Outbox) {
+        if let Some(slot) = self.sessions.get_mut(session) {
+            slot.session.pubrec(id);
+        }
+        out.send(conn, &Packet::Pubrel(id));
+    }
+
+    /// PUBREL always gets PUBCOMP ([MQTT-4.3.3-2]), known id or not.
+    pub(super) fn handle_pubrel(&mut self, conn: ConnId, session: usize, id: PacketId, out: &mut dyn Outbox) {
+        if let Some(slot) = self.sessions.get_mut(session) {
+            slot.session.pubrel(id);
+        }
+        out.send(conn, &Packet::Pubcomp(id));
+    }
+
+    pub(super) fn handle_pubcomp(&mut self, conn: ConnId, session: usize, id: PacketId, out: &mut dyn Outbox) {
+        let done = self
+            .sessions
+            .get_mut(session)
+            .is_some_and(|slot| slot.session.pubcomp(id));
+        if done {
+            self.flush_queue(conn, session, out);
+        }
+    }
+
+    /// Publishes a will as if its client had sent it.
+    pub(super) fn publish_will(&mut self, will: Will, out: &mut dyn Outbox) {
+        let message = Message {
+            topic: will.topic,
+            payload: will.payload,
+            qos: will.qos,
+            retain: will.retain,
+        };
+        self.route(message, out);
+    }
+
+    /// Stores or clears the retained message, then hands a copy to every
+    /// session with a matching subscription: one copy per session, at the
+    /// highest QoS any of its matching subscriptions granted, never above
+    /// the QoS it was published with.
+    pub(super) fn route(&mut self, message: Message, out: &mut dyn Outbox) {
+        if message.retain {
+            self.retain(&message);
+        }
+        let mut matches = std::mem::take(&mut self.matches);
+        matches.clear();
+        self.subscriptions
+            .for_each_match(&message.topic, |&key, &qos| matches.push((key, qos)));
+        // Overlapping subscriptions of one client: keep its highest QoS.
+        matches.sort_unstable_by_key(|&(key, qos)| (key, Reverse(qos)));
+        matches.dedup_by_key(|&mut (key, _)| key);
+        for &(key, granted) in &matches {
+            let copy = Message {
+                topic: message.topic.clone(),
+                payload: message.payload.clone(),
+                qos: message.qos.min(granted),
+                // [MQTT-3.3.1-9]: live forwarding clears the retain flag.
+                retain: false,
+            };
+            self.deliver(key, copy, out);
+        }
+        self.matches = matches;
+    }
+
+    /// [MQTT-3.3.1-10/11]: a retained PUBLISH with an empty payload deletes
+    /// the topic's retained message and stores nothing.
+    fn retain(&mut self, message: &Message) {
+        if message.payload.is_empty() {
+            self.retained.remove(&message.topic);
+        } else {
+            let retained = Retained {
+                topic: message.topic.clone(),
+                payload: message.payload.clone(),
+                qos: message.qos,
+            };
+            self.retained.insert(&message.topic, retained);
+        }
+    }
+
+    /// Hands `message` to session `key`: straight out for QoS 0, through the
+    /// session's window and queue for QoS 1 and 2.
+    pub(super) fn deliver(&mut self, key: usize, message: Message, out: &mut dyn Outbox) {
+        let Some(slot) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if message.qos == QoS::AtMostOnce {
+            // QoS 0 is not queued for offline sessions (mosquitto's default)
+            // and not buffered without bound for a client that does not read.
+            let Some(conn) = slot.conn else {
+                return;
+            };
+            if out.pending(conn) >= OUTPUT_HIGH_WATER {
+                self.stats.messages_dropped += 1;
+                return;
+            }
+            out.send(conn, &Packet::Publish(message.to_publish(None, false)));
+            self.stats.messages_sent += 1;
+            return;
+        }
+        let conn = slot.conn;
+        let publish = message.to_publish(None, false);
+        match slot.session.push(message, conn.is_some()) {
+            Pushed::Send(id) => {
+                if let Some(conn) = conn {
+                    let publish = Publish {
+                        packet_id: Some(id),
+                        ..publish
+                    };
+                    out.send(conn, &Packet::Publish(publish));
+                    self.stats.messages_sent += 1;
+                }
+            }
+            Pushed::Queued => {}
+            Pushed::Dropped => self.stats.messages_dropped += 1,
+        }
+    }
+
+    /// Sends whatever the session's window now has room for from its queue.
+    pub(super) fn flush_queue(&mut self, conn: ConnId, session: usize, out: &mut dyn Outbox) {
+        let Some(slot) = self.sessions.get_mut(session) else {
+            return;
+        };
+        for (id, message) in slot.session.fill_window() {
+            out.send(conn, &Packet::Publish(message.to_publish(Some(id), false)));
+            self.stats.messages_sent += 1;
+        }
+    }
+}

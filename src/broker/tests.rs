@@ -1,0 +1,529 @@
+//! Whole conversations with the core, no network: packets in, packets out.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::protocol::{
+    Connect, ConnectReturnCode, PacketId, Protocol, Publish, QoS, Suback, SubackCode, Subscribe,
+    TopicFilter, TopicName, Unsubscribe, Will,
+};
+
+/// Records what the core asked for.
+#[derive(Default)]
+struct Recorder {
+    sent: HashMap<ConnId, Vec<Packet>>,
+    closed: Vec<ConnId>,
+    pending: HashMap<ConnId, usize>,
+}
+
+impl Outbox for Recorder {
+    fn send(&mut self, conn: ConnId, packet: &Packet) {
+        self.sent.entry(conn).or_default().push(packet.clone());
+    }
+    fn pending(&self, conn: ConnId) -> usize {
+        self.pending.get(&conn).copied().unwrap_or(0)
+    }
+    fn close(&mut self, conn: ConnId) {
+        self.closed.push(conn);
+    }
+}
+
+impl Recorder {
+    fn take(&mut self, conn: ConnId) -> Vec<Packet> {
+        self.sent.remove(&conn).unwrap_or_default()
+    }
+}
+
+struct Harness {
+    broker: Broker,
+    out: Recorder,
+    now: Instant,
+    serial: u64,
+}
+
+fn id(n: u16) -> PacketId {
+    PacketId::new(n).unwrap()
+}
+
+fn topic(s: &str) -> TopicName {
+    TopicName::new(s).unwrap()
+}
+
+fn connect(client_id: &str, clean: bool) -> Connect {
+    Connect {
+        protocol: Protocol::V311,
+        clean_session: clean,
+        keep_alive: 0,
+        client_id: client_id.to_string(),
+        will: None,
+        username: None,
+        password: None,
+    }
+}
+
+fn publish(t: &str, payload: &str, qos: QoS, pid: Option<u16>, retain: bool) -> Packet {
+    Packet::Publish(Publish {
+        dup: false,
+        qos,
+        retain,
+        topic: topic(t),
+        packet_id: pid.map(id),
+        payload: Bytes::copy_from_slice(payload.as_bytes()),
+    })
+}
+
+fn subscribe(pid: u16, filters: &[(&str, QoS)]) -> Packet {
+    Packet::Subscribe(Subscribe {
+        packet_id: id(pid),
+        filters: filters
+            .iter()
+            .map(|(f, q)| (TopicFilter::new(*f).unwrap(), *q))
+            .collect(),
+    })
+}
+
+fn accepted(session_present: bool) -> Packet {
+    Packet::Connack(Connack {
+        session_present,
+        code: ConnectReturnCode::Accepted,
+    })
+}
+
+/// The payloads of the PUBLISH packets in `packets`.
+fn payloads(packets: &[Packet]) -> Vec<String> {
+    packets
+        .iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) => Some(String::from_utf8_lossy(&p.payload).into_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness::with(Config::default())
+    }
+
+    fn with(config: Config) -> Harness {
+        let now = Instant::now();
+        Harness {
+            broker: Broker::new(&config, now),
+            out: Recorder::default(),
+            now,
+            serial: 0,
+        }
+    }
+
+    fn open(&mut self) -> ConnId {
+        self.serial += 1;
+        let conn = ConnId {
+            key: self.serial as usize,
+            serial: self.serial,
+        };
+        self.broker.open(conn, "test", self.now);
+        conn
+    }
+
+    fn send(&mut self, conn: ConnId, packet: Packet) {
+        self.broker.packet(conn, packet, self.now, &mut self.out);
+    }
+
+    /// Opens a connection and completes CONNECT, checking the CONNACK.
+    fn connect(&mut self, c: Connect, session_present: bool) -> ConnId {
+        let conn = self.open();
+        self.send(conn, Packet::Connect(Box::new(c)));
+        assert_eq!(self.out.take(conn), vec![accepted(session_present)]);
+        conn
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        self.broker.tick(self.now, &mut self.out);
+    }
+
+    fn is_closed(&self, conn: ConnId) -> bool {
+        self.out.closed.contains(&conn)
+    }
+}
+
+#[test]
+fn publish_reaches_matching_subscribers_only() {
+    let mut h = Harness::new();
+    let sub = h.connect(connect("sub", true), false);
+    let other = h.connect(connect("other", true), false);
+    let publisher = h.connect(connect("pub", true), false);
+    h.send(sub, subscribe(1, &[("a/+/c", QoS::AtMostOnce)]));
+    h.send(other, subscribe(1, &[("x/#", QoS::AtMostOnce)]));
+    assert_eq!(
+        h.out.take(sub),
+        vec![Packet::Suback(Suback {
+            packet_id: id(1),
+            codes: vec![SubackCode::Granted(QoS::AtMostOnce)]
+        })]
+    );
+    h.out.take(other);
+    h.send(publisher, publish("a/b/c", "hello", QoS::AtMostOnce, None, false));
+    assert_eq!(payloads(&h.out.take(sub)), vec!["hello"]);
+    assert!(h.out.take(other).is_empty());
+}
+
+#[test]
+fn qos_is_downgraded_to_the_granted_qos() {
+    let mut h = Harness::new();
+    let sub = h.connect(connect("sub", true), false);
+    let publisher = h.connect(connect("pub", true), false);
+    h.send(sub, subscribe(1, &[("t", QoS::AtLeastOnce)]));
+    h.out.take(sub);
+    h.send(publisher, publish("t", "m", QoS::ExactlyOnce, Some(9), false));
+    assert_eq!(h.out.take(publisher), vec![Packet::Pubrec(id(9))]);
+    let got = h.out.take(sub);
+    match got.as_slice() {
+        [Packet::Publish(p)] => {
+            assert_eq!(p.qos, QoS::AtLeastOnce);
+            assert!(p.packet_id.is_some());
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn overlapping_subscriptions_deliver_one_copy_at_the_highest_qos() {
+    let mut h = Harness::new();
+    let sub = h.connect(connect("sub", true), false);
+    let publisher = h.connect(connect("pub", true), false);
+    h.send(
+        sub,
+        subscribe(1, &[("a/#", QoS::AtMostOnce), ("a/+", QoS::ExactlyOnce), ("a/b", QoS::AtLeastOnce)]),
+    );
+    h.out.take(sub);
+    h.send(publisher, publish("a/b", "m", QoS::ExactlyOnce, Some(1), false));
+    let got = h.out.take(sub);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(matches!(&got[0], Packet::Publish(p) if p.qos == QoS::ExactlyOnce));
+}
+
+#[test]
+fn incoming_qos2_duplicate_is_delivered_once_and_pubrel_always_completes() {
+    let mut h = Harness::new();
+    let sub = h.connect(connect("sub", true), false);
+    let publisher = h.connect(connect("pub", true), false);
+    h.send(sub, subscribe(1, &[("t", QoS::AtMostOnce)]));
+    h.out.take(sub);
+    h.send(publisher, publish("t", "once", QoS::ExactlyOnce, Some(5), false));
+    h.send(publisher, publish("t", "once", QoS::ExactlyOnce, Some(5), false));
+    assert_eq!(h.out.take(publisher), vec![Packet::Pubrec(id(5)), Packet::Pubrec(id(5))]);
+    assert_eq!(payloads(&h.out.take(sub)), vec!["once"]);
+    h.send(publisher, Packet::Pubrel(id(5)));
+    h.send(publisher, Packet::Pubrel(id(77)));
+    assert_eq!(h.out.take(publisher), vec![Packet::Pubcomp(id(5)), Packet::Pubcomp(id(77))]);
+    // After PUBREL the id is free: the same id is a new message.
+    h.send(publisher, publish("t", "again", QoS::ExactlyOnce, Some(5), false));
+    assert_eq!(payloads(&h.out.take(sub)), vec!["again"]);
+}
+
+#[test]
+fn outgoing_qos2_handshake_and_inflight_window() {
+    let mut config = Config::default();
+    config.max_inflight_messages = 2;
+    let mut h = Harness::with(config);
+    let sub = h.connect(connect("sub", true), false);
+    let publisher = h.connect(connect("pub", true), false);
+    h.send(sub, subscribe(1, &[("t", QoS::ExactlyOnce)]));
+    h.out.take(sub);
+    for n in 0..4 {
+        h.send(publisher, publish("t", &n.to_string(), QoS::ExactlyOnce, Some(n + 1), false));
+    }
+    let first = h.out.take(sub);
+    assert_eq!(payloads(&first), vec!["0", "1"], "only the window's worth goes out");
+    let Packet::Publish(p0) = &first[0] else { panic!() };
+    let pid = p0.packet_id.unwrap();
+    h.send(sub, Packet::Pubrec(pid));
+    assert_eq!(h.out.take(sub), vec![Packet::Pubrel(pid)]);
+    h.send(sub, Packet::Pubcomp(pid));
+    assert_eq!(payloads(&h.out.take(sub)), vec!["2"]);
+}
+
+#[test]
+fn retained_messages_are_stored_replaced_deleted_and_sent_on_subscribe() {
+    let mut h = Harness::new();
+    let publisher = h.connect(connect("pub", true), false);
+    h.send(publisher, publish("r/1", "old", QoS::AtMostOnce, None, true));
+    h.send(publisher, publish("r/1", "new", QoS::AtLeastOnce, Some(1), true));
+    h.send(publisher, publish("r/2", "two", QoS::AtMostOnce, None, true));
+    h.send(publisher, publish("r/3", "three", QoS::AtMostOnce, None, true));
+    h.send(publisher, publish("r/3", "", QoS::AtMostOnce, None, true));
+    assert_eq!(h.broker.retained_count(), 2);
+
+    let sub = h.connect(connect("sub", true), false);
+    h.send(sub, subscribe(1, &[("r/+", QoS::AtLeastOnce)]));
+    let got = h.out.take(sub);
+    assert!(matches!(got[0], Packet::Suback(_)), "SUBACK comes first");
+    let mut retained: Vec<(String, bool, QoS)> = got[1..]
+        .iter()
+        .map(|p| match p {
+            Packet::Publish(p) => (String::from_utf8_lossy(&p.payload).into_owned(), p.retain, p.qos),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    retained.sort();
+    assert_eq!(
+        retained,
+        vec![("new".into(), true, QoS::AtLeastOnce), ("two".into(), true, QoS::AtMostOnce)]
+    );
+
+    // Live forwarding clears the retain flag.
+    h.send(publisher, publish("r/1", "live", QoS::AtMostOnce, None, true));
+    match h.out.take(sub).as_slice() {
+        [Packet::Publish(p)] => assert!(!p.retain),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn dollar_topics_are_not_matched_by_leading_wildcards_and_sol_is_read_only() {
+    let mut h = Harness::new();
+    let sub = h.connect(connect("sub", true), false);
+    let publisher = h.connect(connect("pub", true), false);
+    h.send(sub, subscribe(1, &[("#", QoS::AtMostOnce), ("+/x", QoS::AtMostOnce), ("$SOL/#", QoS::AtMostOnce)]));
+    h.out.take(sub);
+    h.send(publisher, publish("$other/x", "m", QoS::AtMostOnce, None, false));
+    assert!(h.out.take(sub).is_empty());
+    h.send(publisher, publish("$SOL/broker/uptime", "0", QoS::AtLeastOnce, Some(3), true));
+    assert_eq!(h.out.take(publisher), vec![Packet::Puback(id(3))], "acknowledged");
+    assert!(h.out.take(sub).is_empty(), "and dropped");
+    assert_eq!(h.broker.retained_count(), 0);
+}
+
+#[test]
+fn persistent_session_queues_offline_and_resends_inflight_with_dup() {
+    let mut h = Harness::new();
+    let sub = h.connect(connect("sub", false), false);
+    let publisher = h.connect(connect("pub", true), false);
+    h.send(sub, subscribe(1, &[("t", QoS::AtLeastOnce)]));
+    h.out.take(sub);
+    h.send(publisher, publish("t", "unacked", QoS::AtLeastOnce, Some(1), false));
+    assert_eq!(payloads(&h.out.take(sub)), vec!["unacked"]);
+    h.broker.closed(sub, CloseReason::PeerClosed, h.now, &mut h.out);
+    assert_eq!(h.broker.session_count(), 2, "the persistent session stays");
+
+    h.send(publisher, publish("t", "queued", QoS::AtLeastOnce, Some(2), false));
+    h.send(publisher, publish("t", "qos0 is not queued", QoS::AtMostOnce, None, false));
+
+    let back = h.open();
+    h.send(back, Packet::Connect(Box::new(connect("sub", false))));
+    let got = h.out.take(back);
+    assert_eq!(got[0], accepted(true));
+    let publishes: Vec<(String, bool)> = got[1..]
+        .iter()
+        .map(|p| match p {
+            Packet::Publish(p) => (String::from_utf8_lossy(&p.payload).into_owned(), p.dup),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(publishes, vec![("unacked".into(), true), ("queued".into(), false)]);
+
+    // A clean reconnect discards the session.
+    h.send(back, Packet::Disconnect);
+    let clean = h.connect(connect("sub", true), false);
+    h.send(publisher, publish("t", "gone", QoS::AtLeastOnce, Some(3), false));
+    assert!(h.out.take(clean).is_empty());
+}
+
+#[test]
+fn offline_queue_is_bounded_and_counts_drops() {
+    let mut config = Config::default();
+    config.max_queued_messages = 3;
+    let mut h = Harness::with(config);
+    let sub = h.connect(connect("sub", false), false);
+    h.send(sub, subscribe(1, &[("t", QoS::AtLeastOnce)]));
+    h.send(sub, Packet::Disconnect);
+    let publisher = h.connect(connect("pub", true), false);
+    for n in 0..5 {
+        h.send(publisher, publish("t", &n.to_string(), QoS::AtLeastOnce, Some(n + 1), false));
+    }
+    assert_eq!(h.broker.stats().messages_dropped, 2);
+    let back = h.open();
+    h.send(back, Packet::Connect(Box::new(connect("sub", false))));
+    assert_eq!(payloads(&h.out.take(back)), vec!["0", "1", "2"]);
+}
+
+#[test]
+fn client_id_rules() {
+    let mut h = Harness::new();
+    // Empty id with clean session: a generated id.
+    h.connect(connect("", true), false);
+    // Empty id without clean session: 0x02 and close.
+    let conn = h.open();
+    h.send(conn, Packet::Connect(Box::new(connect("", false))));
+    assert_eq!(
+        h.out.take(conn),
+        vec![Packet::Connack(Connack {
+            session_present: false,
+            code: ConnectReturnCode::IdentifierRejected
+        })]
+    );
+    assert!(h.is_closed(conn));
+    // Nothing after a refusal is processed.
+    h.send(conn, Packet::Pingreq);
+    assert!(h.out.take(conn).is_empty());
+    // MQTT 3.1 keeps its 23-byte limit.
+    let conn = h.open();
+    let mut c = connect(&"x".repeat(24), true);
+    c.protocol = Protocol::V31;
+    h.send(conn, Packet::Connect(Box::new(c)));
+    assert!(h.is_closed(conn));
+}
+
+#[test]
+fn second_connect_closes_and_publishes_the_will() {
+    let mut h = Harness::new();
+    let watcher = h.connect(connect("watcher", true), false);
+    h.send(watcher, subscribe(1, &[("will", QoS::AtMostOnce)]));
+    h.out.take(watcher);
+    let mut c = connect("c", true);
+    c.will = Some(Will {
+        topic: topic("will"),
+        payload: Bytes::from_static(b"gone"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+    });
+    let conn = h.connect(c.clone(), false);
+    h.send(conn, Packet::Connect(Box::new(c)));
+    assert!(h.is_closed(conn));
+    assert_eq!(payloads(&h.out.take(watcher)), vec!["gone"]);
+}
+
+#[test]
+fn takeover_closes_the_old_connection_and_publishes_its_will() {
+    let mut h = Harness::new();
+    let watcher = h.connect(connect("watcher", true), false);
+    h.send(watcher, subscribe(1, &[("will", QoS::AtMostOnce)]));
+    h.out.take(watcher);
+    let mut c = connect("same", false);
+    c.will = Some(Will {
+        topic: topic("will"),
+        payload: Bytes::from_static(b"old"),
+        qos: QoS::AtMostOnce,
+        retain: true,
+    });
+    let old = h.connect(c, false);
+    let new = h.connect(connect("same", false), true);
+    assert!(h.is_closed(old));
+    assert!(!h.is_closed(new));
+    assert_eq!(payloads(&h.out.take(watcher)), vec!["old"]);
+    assert_eq!(h.broker.retained_count(), 1, "a retained will is retained");
+    // Packets from the old connection are ignored from now on.
+    h.send(old, Packet::Pingreq);
+    assert!(h.out.take(old).is_empty());
+}
+
+#[test]
+fn disconnect_discards_the_will() {
+    let mut h = Harness::new();
+    let watcher = h.connect(connect("watcher", true), false);
+    h.send(watcher, subscribe(1, &[("will", QoS::AtMostOnce)]));
+    h.out.take(watcher);
+    let mut c = connect("c", true);
+    c.will = Some(Will {
+        topic: topic("will"),
+        payload: Bytes::from_static(b"x"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+    });
+    let conn = h.connect(c, false);
+    h.send(conn, Packet::Disconnect);
+    assert!(h.is_closed(conn));
+    assert!(h.out.take(watcher).is_empty());
+    assert_eq!(h.broker.connection_count(), 1);
+    assert_eq!(h.broker.session_count(), 1, "the clean session ended");
+}
+
+#[test]
+fn keepalive_expiry_closes_after_one_and_a_half_times_and_publishes_the_will() {
+    let mut h = Harness::new();
+    let watcher = h.connect(connect("watcher", true), false);
+    h.send(watcher, subscribe(1, &[("will", QoS::AtMostOnce)]));
+    h.out.take(watcher);
+    let mut c = connect("c", true);
+    c.keep_alive = 10;
+    c.will = Some(Will {
+        topic: topic("will"),
+        payload: Bytes::from_static(b"timeout"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+    });
+    let conn = h.connect(c, false);
+    h.advance(Duration::from_secs(9));
+    h.send(conn, Packet::Pingreq);
+    assert_eq!(h.out.take(conn), vec![Packet::Pingresp]);
+    // 14.9 s of silence since the PINGREQ: still alive.
+    h.advance(Duration::from_millis(14_900));
+    assert!(!h.is_closed(conn));
+    h.advance(Duration::from_millis(200));
+    assert!(h.is_closed(conn));
+    assert_eq!(payloads(&h.out.take(watcher)), vec!["timeout"]);
+    assert!(h.broker.next_deadline().is_none(), "no timer left behind");
+}
+
+#[test]
+fn connect_timeout_closes_silent_sockets() {
+    let mut config = Config::default();
+    config.connect_timeout = Duration::from_secs(2);
+    let mut h = Harness::with(config);
+    let conn = h.open();
+    h.advance(Duration::from_millis(1_900));
+    assert!(!h.is_closed(conn));
+    h.advance(Duration::from_millis(200));
+    assert!(h.is_closed(conn));
+    assert_eq!(h.broker.connection_count(), 0);
+}
+
+#[test]
+fn qos0_past_the_high_water_mark_is_dropped_and_counted() {
+    let mut h = Harness::new();
+    let sub = h.connect(connect("sub", true), false);
+    let publisher = h.connect(connect("pub", true), false);
+    h.send(sub, subscribe(1, &[("t", QoS::AtMostOnce)]));
+    h.out.take(sub);
+    h.out.pending.insert(sub, OUTPUT_HIGH_WATER);
+    h.send(publisher, publish("t", "m", QoS::AtMostOnce, None, false));
+    assert!(h.out.take(sub).is_empty());
+    assert_eq!(h.broker.stats().messages_dropped, 1);
+}
+
+#[test]
+fn unsubscribe_stops_delivery_and_is_always_acknowledged() {
+    let mut h = Harness::new();
+    let sub = h.connect(connect("sub", true), false);
+    let publisher = h.connect(connect("pub", true), false);
+    h.send(sub, subscribe(1, &[("t", QoS::AtMostOnce)]));
+    let unsub = |pid, f: &str| {
+        Packet::Unsubscribe(Unsubscribe {
+            packet_id: id(pid),
+            filters: vec![TopicFilter::new(f).unwrap()],
+        })
+    };
+    h.send(sub, unsub(2, "t"));
+    h.send(sub, unsub(3, "never/subscribed"));
+    let got = h.out.take(sub);
+    assert_eq!(&got[1..], &[Packet::Unsuback(id(2)), Packet::Unsuback(id(3))]);
+    h.send(publisher, publish("t", "m", QoS::AtMostOnce, None, false));
+    assert!(h.out.take(sub).is_empty());
+    assert_eq!(h.broker.subscription_count(), 0);
+}
+
+#[test]
+fn closing_a_clean_session_frees_everything() {
+    let mut h = Harness::new();
+    let sub = h.connect(connect("sub", true), false);
+    h.send(sub, subscribe(1, &[("a/#", QoS::AtLeastOnce), ("b", QoS::AtMostOnce)]));
+    h.broker.closed(sub, CloseReason::PeerClosed, h.now, &mut h.out);
+    assert_eq!(h.broker.connection_count(), 0);
+    assert_eq!(h.broker.session_count(), 0);
+    assert_eq!(h.broker.subscription_count(), 0);
+    assert!(h.broker.next_deadline().is_none());
+}
