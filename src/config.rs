@@ -114,7 +114,8 @@ const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 const MAX_TCP_BACKLOG: u64 = i32::MAX as u64;
 
 /// MQTT packet ids are 16 bits, so no more than 65535 messages can be in
-/// flight to one client ([MQTT-2.3.1-2]: an id is not reused while in flight).
+/// flight to one client (a server too must not reuse an id still in flight,
+/// [MQTT-2.3.1-4]).
 const MAX_INFLIGHT: u64 = 65_535;
 
 /// One mistake in a config file.
