@@ -1,1 +1,216 @@
-fn main() {}
+//! The `sol` binary: reads the command line and the config, starts logging,
+//! binds the listeners and runs the event loop.
+//!
+//! Everything here is glue; the parsing lives in [`sol::config`], the logger
+//! in [`sol::logging`], the broker in [`sol::net`]. Exit codes: 0 for success
+//! (including `-h`, `--version` and a good `--test-config`), 1 for a bad
+//! configuration or a failure to start or run, 2 for a bad command line.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use sol::config::{self, Args, Command, Config, ConfigError, DEFAULT_CONFIG_PATH};
+use sol::net::Server;
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+const USAGE: &str = "\
+Usage: sol [-c FILE] [-v] [-a ADDR] [-p PORT] [--test-config]
+       sol -h | --help | --version
+
+A single-threaded MQTT 3.1.1 broker.
+
+Options:
+  -c FILE          read the configuration from FILE
+                   (default: /etc/sol/sol.conf if it exists, else built-in defaults)
+  -v               log at DEBUG level, whatever the configuration says
+  -a ADDR          listen for TCP on the IP address ADDR (overrides ip_address)
+  -p PORT          listen for TCP on PORT (overrides ip_port)
+  --test-config    check the configuration, report any errors and exit
+  -h, --help       print this help and exit
+  --version        print the version and exit
+";
+
+/// Exit status for a command line that cannot be understood, as `getopt`
+/// tools and BSD's sysexits use.
+const USAGE_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let command = match utf8_args().and_then(config::parse_args) {
+        Ok(command) => command,
+        Err(message) => {
+            eprintln!("sol: {message}");
+            eprint!("{USAGE}");
+            return ExitCode::from(USAGE_ERROR);
+        }
+    };
+    match command {
+        Command::Help => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("sol {VERSION}");
+            ExitCode::SUCCESS
+        }
+        Command::Run(args) => run(&args),
+    }
+}
+
+/// The arguments after the program name. `std::env::args` would panic on
+/// one that is not UTF-8; that is a usage error instead.
+fn utf8_args() -> Result<Vec<String>, String> {
+    std::env::args_os()
+        .skip(1)
+        .map(|arg| {
+            arg.into_string()
+                .map_err(|arg| format!("argument {arg:?} is not valid UTF-8"))
+        })
+        .collect()
+}
+
+fn run(args: &Args) -> ExitCode {
+    let (mut config, source) = match load_config(args) {
+        Ok(loaded) => loaded,
+        Err((source, errors)) => {
+            report_config_errors(&source, &errors);
+            return ExitCode::FAILURE;
+        }
+    };
+    config.apply_args(args);
+
+    if args.test_config {
+        println!(
+            "sol: configuration OK ({source}), listeners: {}",
+            Listeners(&config)
+        );
+        return ExitCode::SUCCESS;
+    }
+
+    if let Err(error) = sol::logging::init(config.log_level, config.log_path.as_deref()) {
+        eprintln!("sol: {error}");
+        return ExitCode::FAILURE;
+    }
+    log::info!("sol {VERSION} starting with {source}");
+
+    let server = match Server::bind(&config) {
+        Ok(server) => server,
+        Err(error) => {
+            fail(
+                &config,
+                &format!("cannot listen on {}: {error}", Listeners(&config)),
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    // The real addresses: with `ip_port 0` the port is only known now.
+    if let Some(addr) = server.tcp_addr() {
+        log::info!("listening on tcp {addr}");
+    }
+    if let Some(path) = server.unix_path() {
+        log::info!("listening on unix socket {}", path.display());
+    }
+
+    match server.run() {
+        Ok(()) => {
+            log::info!("sol stopped");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            fail(&config, &format!("event loop failed: {error}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Where the configuration came from, for messages.
+enum Source {
+    File(PathBuf),
+    /// No `-c` and no [`DEFAULT_CONFIG_PATH`].
+    Defaults,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::File(path) => write!(f, "config file {}", path.display()),
+            Source::Defaults => write!(
+                f,
+                "built-in defaults, as {DEFAULT_CONFIG_PATH} does not exist"
+            ),
+        }
+    }
+}
+
+/// `-c FILE` if given; otherwise the default file if it exists; otherwise
+/// the defaults, as the original Sol did.
+fn load_config(args: &Args) -> Result<(Config, Source), (Source, Vec<ConfigError>)> {
+    let path = match &args.config_path {
+        Some(path) => path.clone(),
+        None => {
+            let default = Path::new(DEFAULT_CONFIG_PATH);
+            // Only a file that is certainly absent means "use the defaults":
+            // one we may not look at (Err) is loaded, so its error is shown
+            // rather than the broker starting with settings nobody chose.
+            if let Ok(false) = default.try_exists() {
+                return Ok((Config::default(), Source::Defaults));
+            }
+            default.to_path_buf()
+        }
+    };
+    match Config::load(&path) {
+        Ok(config) => Ok((config, Source::File(path))),
+        Err(errors) => Err((Source::File(path), errors)),
+    }
+}
+
+/// One error per line on stderr, each prefixed with the file it is in, the
+/// way compilers do, so editors can jump to it.
+fn report_config_errors(source: &Source, errors: &[ConfigError]) {
+    for error in errors {
+        match source {
+            Source::File(path) if error.line > 0 => {
+                eprintln!("sol: {}: {error}", path.display());
+            }
+            _ => eprintln!("sol: {error}"),
+        }
+    }
+    let count = errors.len();
+    let plural = if count == 1 { "" } else { "s" };
+    eprintln!("sol: {count} error{plural} in the configuration");
+}
+
+/// Logs a fatal error, and also prints it when the log goes to a file, so
+/// the person who started `sol` sees why it stopped.
+fn fail(config: &Config, message: &str) {
+    log::error!("{message}");
+    if config.log_path.is_some() {
+        eprintln!("sol: {message}");
+    }
+}
+
+/// The listeners a config asks for, for messages: `tcp 127.0.0.1:1883 and
+/// unix socket /tmp/sol.sock`.
+struct Listeners<'a>(&'a Config);
+
+impl fmt::Display for Listeners<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let config = self.0;
+        if config.tcp_enabled {
+            // Through SocketAddr so an IPv6 address gets its brackets.
+            match config.ip_address.parse::<IpAddr>() {
+                Ok(ip) => write!(f, "tcp {}", SocketAddr::new(ip, config.ip_port))?,
+                Err(_) => write!(f, "tcp {}:{}", config.ip_address, config.ip_port)?,
+            }
+            if config.unix_socket.is_some() {
+                f.write_str(" and ")?;
+            }
+        }
+        if let Some(path) = &config.unix_socket {
+            write!(f, "unix socket {}", path.display())?;
+        }
+        Ok(())
+    }
+}
