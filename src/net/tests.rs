@@ -509,6 +509,7 @@ fn input_pauses_while_output_is_above_the_high_water_mark() {
     });
 
     // Let the broker take what it will while the client reads nothing.
+    server.wait_for("PUBLISH", 1);
     let published = || server.log().iter().filter(|l| *l == "PUBLISH").count();
     let mut last = usize::MAX;
     while published() != last {
