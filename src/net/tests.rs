@@ -283,6 +283,18 @@ fn a_decode_error_is_reported_and_the_socket_closed_even_if_the_core_forgets() {
 }
 
 #[test]
+fn a_huge_first_packet_is_refused_on_its_header_without_waiting_for_its_body() {
+    let server = start(&tcp_config(), Script::default());
+    let mut client = server.client();
+    // CONNECT claiming 268,435,455 bytes, the most a remaining length can
+    // say (CVE-2017-7651): over the limit, so no body is ever waited for.
+    client.write_all(&[0x10, 0xff, 0xff, 0xff, 0x7f]).unwrap();
+    assert_closed(&mut client);
+    let log = server.stop();
+    assert_eq!(log, ["open", "closed Protocol"]);
+}
+
+#[test]
 fn what_the_core_sends_on_a_decode_error_goes_out_before_the_close() {
     let script = Script {
         refuse_on_protocol_error: true,
