@@ -604,7 +604,12 @@ impl Raw {
                 self.buffered.extend(buf.iter().take(n));
                 ReadOutcome::Data(n)
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 ReadOutcome::TimedOut
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => ReadOutcome::Data(0),
@@ -701,7 +706,9 @@ impl Raw {
             }
             match self.read_some(deadline) {
                 ReadOutcome::Data(_) => {}
-                ReadOutcome::Closed(why) => panic!("expected silence, the connection closed ({why})"),
+                ReadOutcome::Closed(why) => {
+                    panic!("expected silence, the connection closed ({why})")
+                }
                 ReadOutcome::TimedOut => return,
             }
         }
@@ -741,12 +748,34 @@ impl Raw {
     pub fn expect_message(&mut self, topic: &str, payload: &[u8], qos: u8) -> Received {
         let got = self.expect_publish();
         assert_eq!(
-            (String::from_utf8_lossy(&got.topic), got.payload.as_slice(), got.qos),
+            (
+                String::from_utf8_lossy(&got.topic),
+                got.payload.as_slice(),
+                got.qos
+            ),
             (topic.into(), payload, qos),
             "unexpected PUBLISH {got:?}"
         );
         assert_eq!(got.id.is_some(), qos > 0, "packet id presence in {got:?}");
         got
+    }
+
+    /// Reads PUBLISHes until one with this topic and payload arrives and
+    /// returns those before it. QoS 1 messages are acknowledged; a QoS 2 one
+    /// fails the test (its handshake would interleave).
+    pub fn collect_until(&mut self, topic: &str, payload: &[u8]) -> Vec<Received> {
+        let mut before = Vec::new();
+        loop {
+            let got = self.expect_publish();
+            assert!(got.qos < 2, "collect_until cannot take QoS 2: {got:?}");
+            if let Some(id) = got.id {
+                self.send(&puback(id));
+            }
+            if got.topic == topic.as_bytes() && got.payload == payload {
+                return before;
+            }
+            before.push(got);
+        }
     }
 
     /// Subscribes and expects the SUBACK with `codes`.
@@ -892,7 +921,11 @@ impl Mqtt {
 
     /// Waits for the next packet `pick` accepts, keeping PUBLISHes that
     /// arrive meanwhile for [`Mqtt::recv`].
-    fn wait_for<T>(&mut self, what: &str, mut pick: impl FnMut(&rumqttc::Packet) -> Option<T>) -> T {
+    fn wait_for<T>(
+        &mut self,
+        what: &str,
+        mut pick: impl FnMut(&rumqttc::Packet) -> Option<T>,
+    ) -> T {
         let deadline = Instant::now() + TIMEOUT;
         loop {
             if let Some(why) = &self.closed {
@@ -950,13 +983,30 @@ impl Mqtt {
         self.client.publish(topic, qos, retain, payload).unwrap();
     }
 
-    /// Publishes at QoS 1 and waits until the broker acknowledged it.
-    pub fn publish_acked(&mut self, topic: &str, retain: bool, payload: impl Into<Vec<u8>>) {
-        self.publish(topic, QoS::AtLeastOnce, retain, payload);
-        self.wait_for("PUBACK", |p| match p {
-            rumqttc::Packet::PubAck(_) => Some(()),
-            _ => None,
-        })
+    /// Publishes and, for QoS 1 and 2, waits until the broker finished its
+    /// side (PUBACK, or PUBCOMP). A broker may deliver a QoS 2 message only
+    /// when PUBREL arrives (the standard's method B, mosquitto's choice), so
+    /// a test that orders later messages after it must wait for this.
+    /// Only one acknowledged publish of this client may be outstanding.
+    pub fn publish_done(
+        &mut self,
+        topic: &str,
+        qos: QoS,
+        retain: bool,
+        payload: impl Into<Vec<u8>>,
+    ) {
+        self.publish(topic, qos, retain, payload);
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.wait_for("PUBACK", |p| match p {
+                rumqttc::Packet::PubAck(_) => Some(()),
+                _ => None,
+            }),
+            QoS::ExactlyOnce => self.wait_for("PUBCOMP", |p| match p {
+                rumqttc::Packet::PubComp(_) => Some(()),
+                _ => None,
+            }),
+        }
     }
 
     /// The next PUBLISH within `limit`, or `None`.
@@ -1005,14 +1055,33 @@ impl Mqtt {
     /// to) and collects every PUBLISH that arrives before the marker comes
     /// back. A test that wants to show something was NOT delivered sends the
     /// marker after it: once the marker is back, the broker has routed
-    /// everything published before it, so no sleep is needed.
+    /// everything published before it, so no sleep is needed. That holds when
+    /// what must not arrive was published by this same client, or was
+    /// acknowledged to its publisher before the marker was sent.
     pub fn drain_until_marker(&mut self, topic: &str) -> Vec<rumqttc::Publish> {
         let marker = format!("marker-{}", unique_id(""));
         self.publish(topic, QoS::AtLeastOnce, false, marker.clone());
+        self.collect_until(topic, marker.as_bytes())
+    }
+
+    /// As [`Mqtt::drain_until_marker`], with the marker sent by `publisher`
+    /// after whatever it published before.
+    pub fn drain_until_marker_from(
+        &mut self,
+        publisher: &Mqtt,
+        topic: &str,
+    ) -> Vec<rumqttc::Publish> {
+        let marker = format!("marker-{}", unique_id(""));
+        publisher.publish(topic, QoS::AtLeastOnce, false, marker.clone());
+        self.collect_until(topic, marker.as_bytes())
+    }
+
+    /// Collects every PUBLISH until one with this topic and payload arrives.
+    pub fn collect_until(&mut self, topic: &str, payload: &[u8]) -> Vec<rumqttc::Publish> {
         let mut before = Vec::new();
         loop {
             let p = self.recv();
-            if p.topic == topic && p.payload.as_ref() == marker.as_bytes() {
+            if p.topic == topic && p.payload.as_ref() == payload {
                 return before;
             }
             before.push(p);
@@ -1073,7 +1142,10 @@ impl Bystander {
     pub fn start(addr: SocketAddr) -> Bystander {
         let topic = unique_topic("by");
         let mut mqtt = Mqtt::connect(addr, &unique_id("by"));
-        assert_eq!(mqtt.subscribe(&topic, QoS::AtLeastOnce), vec![Some(QoS::AtLeastOnce)]);
+        assert_eq!(
+            mqtt.subscribe(&topic, QoS::AtLeastOnce),
+            vec![Some(QoS::AtLeastOnce)]
+        );
         round_trip(&mut mqtt, &topic, 0).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
