@@ -5,7 +5,9 @@
 //!   `SOL_TEST_BROKER=host:port` (and optionally `SOL_TEST_UNIX=path`) in the
 //!   environment the tests talk to that broker instead, which is how they are
 //!   checked against mosquitto; a test that needs sol's own configuration or
-//!   behaviour then skips itself with a printed note.
+//!   behaviour then skips itself with a printed note, unless
+//!   `SOL_TEST_RUN_ALL=1` asks to run it anyway (against an external broker
+//!   configured by hand to match, to check the test itself).
 //! - [`Raw`]: a client that sends and expects exact bytes, over TCP or a Unix
 //!   socket, for everything a well-behaved library would refuse to send.
 //! - The byte builders ([`connect`], [`publish`], [`subscribe`], ...) are
@@ -100,8 +102,14 @@ pub fn is_external() -> bool {
     std::env::var_os("SOL_TEST_BROKER").is_some()
 }
 
-fn skip_note(reason: &str) {
+/// True when a sol-only test must skip itself: an external broker, and no
+/// `SOL_TEST_RUN_ALL=1`.
+fn skip(reason: &str) -> bool {
+    if !is_external() || std::env::var_os("SOL_TEST_RUN_ALL").is_some_and(|v| v == "1") {
+        return false;
+    }
     println!("skipped against the external broker (SOL_TEST_BROKER): {reason}");
+    true
 }
 
 impl TestBroker {
@@ -121,9 +129,11 @@ impl TestBroker {
     /// an external broker, whose configuration a test cannot change: the test
     /// then returns (a note is printed).
     pub fn with(tweak: impl FnOnce(&mut Config)) -> Option<TestBroker> {
-        if is_external() {
-            skip_note("needs a custom sol configuration");
+        if skip("needs a custom sol configuration") {
             return None;
+        }
+        if is_external() {
+            return Some(TestBroker::start());
         }
         Some(TestBroker::start_sol(tweak))
     }
@@ -132,11 +142,10 @@ impl TestBroker {
     /// requires and the external broker does not have. `None` (with `reason`
     /// printed) against an external broker.
     pub fn sol_only(reason: &str) -> Option<TestBroker> {
-        if is_external() {
-            skip_note(reason);
+        if skip(reason) {
             return None;
         }
-        Some(TestBroker::start_sol(|_| {}))
+        Some(TestBroker::start())
     }
 
     fn start_sol(tweak: impl FnOnce(&mut Config)) -> TestBroker {
@@ -716,11 +725,23 @@ impl Raw {
 
     /// Reads one whole packet (fixed header included) within [`TIMEOUT`].
     pub fn read_packet(&mut self) -> Vec<u8> {
-        let deadline = Instant::now() + TIMEOUT;
+        match self.read_packet_within(TIMEOUT) {
+            Some(packet) => packet,
+            None => panic!(
+                "expected a packet within {TIMEOUT:?}, got {}",
+                hex(&self.take(self.buffered.len()))
+            ),
+        }
+    }
+
+    /// One whole packet, or `None` if none is complete within `limit`.
+    /// Panics if the connection closes.
+    pub fn read_packet_within(&mut self, limit: Duration) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(total) = packet_len(self.buffered.make_contiguous()) {
                 if self.buffered.len() >= total {
-                    return self.take(total);
+                    return Some(self.take(total));
                 }
             }
             match self.read_some(deadline) {
@@ -729,10 +750,7 @@ impl Raw {
                     "expected a packet, the connection closed ({why}) after {}",
                     hex(&self.take(self.buffered.len()))
                 ),
-                ReadOutcome::TimedOut => panic!(
-                    "expected a packet within {TIMEOUT:?}, got {}",
-                    hex(&self.take(self.buffered.len()))
-                ),
+                ReadOutcome::TimedOut => return None,
             }
         }
     }
