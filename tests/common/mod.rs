@@ -705,6 +705,23 @@ impl Raw {
         }
     }
 
+    /// Waits up to `limit`: `true` if the broker closed the connection,
+    /// `false` if it stayed open and silent. Panics on any bytes.
+    pub fn closes_within(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if !self.buffered.is_empty() {
+                let bytes = self.take(self.buffered.len());
+                panic!("expected silence or a close, got {}", hex(&bytes));
+            }
+            match self.read_some(deadline) {
+                ReadOutcome::Data(_) => {}
+                ReadOutcome::Closed(_) => return true,
+                ReadOutcome::TimedOut => return false,
+            }
+        }
+    }
+
     /// Asserts the connection stays open and silent for `quiet`.
     pub fn expect_silence(&mut self, quiet: Duration) {
         let deadline = Instant::now() + quiet;
