@@ -198,6 +198,13 @@ impl TestBroker {
         self.running.is_some()
     }
 
+    /// Whether to check a part of a test where sol's required behaviour is
+    /// stricter than the external broker's: true for sol (and with
+    /// `SOL_TEST_RUN_ALL=1`); otherwise prints `reason` and returns false.
+    pub fn checks_sol_only(&self, reason: &str) -> bool {
+        self.is_sol() || !skip(reason)
+    }
+
     /// Panics if sol's loop has already stopped (returned or panicked): a
     /// broker that died while handling a bad client must fail the test even if
     /// the test's own assertions happened to pass.
