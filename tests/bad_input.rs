@@ -717,3 +717,35 @@ fn row_35_bytes_after_disconnect_are_ignored() {
         assert!(got.is_empty(), "{got:?}");
     });
 }
+
+/// Backpressure: a subscriber that never reads while QoS 0 messages flood
+/// its topic stalls neither the publisher nor anyone else. What the slow
+/// subscriber gets is the broker's business (dropped QoS 0 messages, or a
+/// close); the rest of the broker must not wait for it.
+#[test]
+fn subscriber_that_never_reads_does_not_stall_the_broker() {
+    let broker = TestBroker::start();
+    let t = unique_topic("flood");
+    let mut slow = Raw::connected_clean(broker.addr(), &unique_id("slow"));
+    slow.subscribe(1, &[(&t, 0)], &[0]);
+    with_bystander(&broker, || {
+        let mut publisher = Raw::connected_clean(broker.addr(), &unique_id("p"));
+        let batch = publish(&t, &[b'x'; 1024], 0, false, None).repeat(1000);
+        let start = std::time::Instant::now();
+        // 32 MB: far more than the socket buffers hold. Each send fails the
+        // test if the broker stops reading the publisher for 3 s.
+        for _ in 0..32 {
+            publisher.send(&batch);
+        }
+        publisher.ping();
+        let took = start.elapsed();
+        assert!(took < Duration::from_secs(20), "the flood took {took:?}");
+
+        // A new subscriber to the same topic is served at once.
+        let mut fresh = Mqtt::connect(broker.addr(), &unique_id("f"));
+        fresh.subscribe(&t, QoS::AtMostOnce);
+        publisher.send(&publish(&t, b"after the flood", 0, false, None));
+        fresh.expect(&t, b"after the flood");
+    });
+    drop(slow);
+}

@@ -275,3 +275,16 @@ fn will_is_not_published_after_disconnect() {
     let got = watcher.drain_until_marker(&topic);
     assert!(got.is_empty(), "will published after DISCONNECT: {got:?}");
 }
+
+/// A DISCONNECT with reserved flags set is malformed [MQTT-2.2.2-2], not a
+/// DISCONNECT: the connection closes and the will is published.
+#[test]
+fn will_is_published_after_a_malformed_disconnect() {
+    let broker = TestBroker::start();
+    let (mut watcher, topic) = watcher(&broker);
+    let c = Connect::new(&unique_id("m")).will(&topic, b"malformed goodbye", 1, false);
+    let mut raw = Raw::connected(broker.addr(), &c, false);
+    raw.send(&[0xE1, 0x00]);
+    raw.expect_closed();
+    watcher.expect(&topic, b"malformed goodbye");
+}

@@ -561,6 +561,8 @@ impl Raw {
         let stream = TcpStream::connect_timeout(&addr, TIMEOUT)
             .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
         stream.set_nodelay(true).unwrap();
+        // A broker that stops reading fails the test instead of hanging it.
+        stream.set_write_timeout(Some(TIMEOUT)).unwrap();
         Raw {
             stream: Stream::Tcp(stream),
             buffered: VecDeque::new(),
@@ -570,10 +572,19 @@ impl Raw {
     pub fn unix(path: &Path) -> Raw {
         let stream = UnixStream::connect(path)
             .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", path.display()));
+        stream.set_write_timeout(Some(TIMEOUT)).unwrap();
         Raw {
             stream: Stream::Unix(stream),
             buffered: VecDeque::new(),
         }
+    }
+
+    /// As [`Raw::connected`], over the Unix socket at `path`.
+    pub fn connected_unix(path: &Path, connect: &Connect, session_present: bool) -> Raw {
+        let mut raw = Raw::unix(path);
+        raw.send(&connect.bytes());
+        raw.expect(&connack(session_present, 0));
+        raw
     }
 
     /// Opens a TCP connection, sends `connect` and expects CONNACK accepted
