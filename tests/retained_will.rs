@@ -87,7 +87,7 @@ fn empty_retained_payload_deletes() {
     publisher.publish_done(&t, QoS::AtLeastOnce, true, "doomed");
     publisher.publish_done(&t, QoS::AtLeastOnce, true, Vec::new());
 
-    assert_eq!(live.expect(&t, b"doomed").retain, false);
+    assert!(!live.expect(&t, b"doomed").retain);
     let empty = live.expect(&t, b"");
     assert!(!empty.retain, "{empty:?}");
 
