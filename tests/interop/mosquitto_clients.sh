@@ -130,6 +130,9 @@ sub_start() {
     local name=$1
     shift
     local out=$work/$name.out
+    # Created here: the background job's redirection may come after our
+    # first look at the file.
+    : >"$out"
     stdbuf -oL mosquitto_sub -d -F 'MSG %q %r %t %p' "$@" >"$out" 2>&1 &
     local pid=$!
     sub_pids+=("$pid")
