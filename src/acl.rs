@@ -20,7 +20,9 @@
 //! topic deny alice/secret/#
 //!
 //! user bob
-//! topic bob/#                  # no access word: readwrite
+//! # No access word: readwrite. There are no comments at the end of a line:
+//! # the filter is the rest of the line.
+//! topic bob/#
 //!
 //! # Every client, wherever the line is: %c is the client id, %u the username.
 //! pattern readwrite devices/%c/#
@@ -687,6 +689,27 @@ topic read shared/+
 user bob
 topic bob/#
 ";
+
+    #[test]
+    fn the_documented_example_means_what_it_says() {
+        let doc = include_str!("acl.rs");
+        let start = doc.find("//! ```text\n").unwrap() + "//! ```text\n".len();
+        let end = start + doc[start..].find("//! ```").unwrap();
+        let example: String = doc[start..end]
+            .lines()
+            .map(|line| line.strip_prefix("//!").unwrap().trim_start())
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let acl = acl(&example);
+        assert_eq!(acl.rule_count(), 6);
+        assert!(can_read(&acl, "c", None, "public/x"));
+        assert!(can_write(&acl, "c", Some("alice"), "alice/x"));
+        assert!(!can_read(&acl, "c", Some("alice"), "alice/secret/x"));
+        assert!(can_write(&acl, "c", Some("bob"), "bob/x"));
+        assert!(can_write(&acl, "dev1", Some("bob"), "devices/dev1/t"));
+        assert!(can_read(&acl, "c", Some("carol"), "users/carol/inbox"));
+        assert!(!can_read(&acl, "c", None, "users/carol/inbox"));
+    }
 
     #[test]
     fn anonymous_rules_are_those_before_the_first_user() {

@@ -123,17 +123,15 @@ impl Sha512Hash {
                 "the password is not hashed: run passwd.py on this file"
             });
         };
-        let mut fields: Vec<&str> = rest.split('$').collect();
-        let rounds = match fields.first().and_then(|f| f.strip_prefix("rounds=")) {
-            Some(number) => {
-                let rounds = parse_rounds(number)?;
-                fields.remove(0);
-                rounds
-            }
-            None => ROUNDS_DEFAULT,
-        };
-        let [salt, hash] = fields[..] else {
-            return Err("a $6$ hash needs exactly a salt and a hash after the prefix");
+        const SHAPE: &str = "a $6$ hash is $6$[rounds=N$]salt$hash";
+        let fields: Vec<&str> = rest.split('$').collect();
+        let (rounds, salt, hash) = match fields[..] {
+            [salt, hash] => (ROUNDS_DEFAULT, salt, hash),
+            [rounds, salt, hash] => match rounds.strip_prefix("rounds=") {
+                Some(number) => (parse_rounds(number)?, salt, hash),
+                None => return Err(SHAPE),
+            },
+            _ => return Err(SHAPE),
         };
         if salt.len() > MAX_SALT_LEN {
             return Err("the salt is longer than 16 characters");
