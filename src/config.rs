@@ -69,6 +69,24 @@ pub struct Config {
     /// `max_queued_messages`: messages waiting per session beyond the inflight
     /// window (and while offline). Default 1000.
     pub max_queued_messages: usize,
+    /// `stats_publish_interval`: how often the `$SOL/broker/...` statistics
+    /// are published. Default 10 s; zero turns them off.
+    pub stats_publish_interval: Duration,
+    /// `max_memory`: the bytes the broker may hold for clients (retained,
+    /// queued and inflight messages, output buffers) before it reclaims the
+    /// oldest queued messages. Default 2 GB.
+    pub max_memory: usize,
+    /// `max_connections`: open client connections allowed at once; `None`
+    /// (`-1`, the default) for no limit.
+    pub max_connections: Option<usize>,
+    /// `max_keepalive`: the longest keepalive a client may ask for, in
+    /// seconds; also enforced on clients asking for 0. Default 65535; zero
+    /// turns the limit off.
+    pub max_keepalive: u16,
+    /// `retry_interval`: how long an unacknowledged QoS 1 or 2 message waits
+    /// before it is sent again to a connected client. Default 20 s; zero
+    /// turns resending off (it still happens on reconnect).
+    pub retry_interval: Duration,
 }
 
 impl Default for Config {
@@ -85,6 +103,11 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(10),
             max_inflight_messages: 20,
             max_queued_messages: 1000,
+            stats_publish_interval: Duration::from_secs(10),
+            max_memory: 2_000_000_000,
+            max_connections: None,
+            max_keepalive: u16::MAX,
+            retry_interval: Duration::from_secs(20),
         }
     }
 }
@@ -117,6 +140,14 @@ const MAX_TCP_BACKLOG: u64 = i32::MAX as u64;
 /// flight to one client (a server too must not reuse an id still in flight,
 /// [MQTT-2.3.1-4]).
 const MAX_INFLIGHT: u64 = 65_535;
+
+/// The longest `stats_publish_interval` and `retry_interval`: a day, like
+/// `connect_timeout`, for the same reasons.
+const MAX_PERIOD: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The largest `max_memory`: far beyond any machine, small enough that
+/// adding a message's size to it cannot overflow a 64-bit `usize`.
+const MAX_MEMORY: u64 = 1 << 50;
 
 /// One mistake in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,10 +205,15 @@ enum Key {
     ConnectTimeout,
     MaxInflightMessages,
     MaxQueuedMessages,
+    StatsPublishInterval,
+    MaxMemory,
+    MaxConnections,
+    MaxKeepalive,
+    RetryInterval,
 }
 
 impl Key {
-    const ALL: [Key; 10] = [
+    const ALL: [Key; 15] = [
         Key::IpAddress,
         Key::IpPort,
         Key::UnixSocket,
@@ -188,6 +224,11 @@ impl Key {
         Key::ConnectTimeout,
         Key::MaxInflightMessages,
         Key::MaxQueuedMessages,
+        Key::StatsPublishInterval,
+        Key::MaxMemory,
+        Key::MaxConnections,
+        Key::MaxKeepalive,
+        Key::RetryInterval,
     ];
 
     fn name(self) -> &'static str {
@@ -202,6 +243,11 @@ impl Key {
             Key::ConnectTimeout => "connect_timeout",
             Key::MaxInflightMessages => "max_inflight_messages",
             Key::MaxQueuedMessages => "max_queued_messages",
+            Key::StatsPublishInterval => "stats_publish_interval",
+            Key::MaxMemory => "max_memory",
+            Key::MaxConnections => "max_connections",
+            Key::MaxKeepalive => "max_keepalive",
+            Key::RetryInterval => "retry_interval",
         }
     }
 
@@ -345,6 +391,13 @@ impl Config {
                 // usize is at most 64 bits on every target Rust supports.
                 self.max_queued_messages = parse_whole(value, 0, usize::MAX as u64, "a count")?;
             }
+            Key::StatsPublishInterval => self.stats_publish_interval = parse_period(value)?,
+            Key::MaxMemory => self.max_memory = parse_memory(value)?,
+            Key::MaxConnections => self.max_connections = parse_max_connections(value)?,
+            Key::MaxKeepalive => {
+                self.max_keepalive = parse_whole(value, 0, u16::MAX.into(), "a number of seconds")?;
+            }
+            Key::RetryInterval => self.retry_interval = parse_period(value)?,
         }
         Ok(())
     }
@@ -446,6 +499,56 @@ fn parse_timeout(value: &str) -> Result<Duration, String> {
         ));
     }
     Ok(timeout)
+}
+
+/// A period that may be zero (turned off): `stats_publish_interval` and
+/// `retry_interval`. A bare `0` is accepted as well as `0s`.
+fn parse_period(value: &str) -> Result<Duration, String> {
+    if value == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let period = humantime::parse_duration(value).map_err(|error| {
+        format!(
+            "`{}` is not a duration such as 10s or 1m, or 0 for off ({error})",
+            value.escape_debug()
+        )
+    })?;
+    if period > MAX_PERIOD {
+        return Err(format!(
+            "`{}` is longer than the limit of {}",
+            value.escape_debug(),
+            humantime::format_duration(MAX_PERIOD)
+        ));
+    }
+    Ok(period)
+}
+
+/// `max_memory`: a size as `bytesize` reads it (`2GB`, `512MiB`), above zero.
+fn parse_memory(value: &str) -> Result<usize, String> {
+    let size = value.parse::<bytesize::ByteSize>().map_err(|_| {
+        format!(
+            "`{}` is not a size (a number of bytes, optionally with a unit \
+             such as 512MiB or 2GB)",
+            value.escape_debug()
+        )
+    })?;
+    let bytes = size.as_u64();
+    if bytes == 0 || bytes > MAX_MEMORY {
+        return Err(format!(
+            "`{}` is out of range: it must be more than 0 bytes and at most {}",
+            value.escape_debug(),
+            bytesize::ByteSize::b(MAX_MEMORY)
+        ));
+    }
+    usize::try_from(bytes).map_err(|_| format!("`{}` does not fit in memory", value.escape_debug()))
+}
+
+/// `max_connections`: `-1` for no limit, as in mosquitto, or a positive count.
+fn parse_max_connections(value: &str) -> Result<Option<usize>, String> {
+    if value == "-1" {
+        return Ok(None);
+    }
+    parse_whole(value, 1, usize::MAX as u64, "a count (or -1 for no limit)").map(Some)
 }
 
 /// What the command line asks for when it asks to run the broker.
@@ -761,11 +864,87 @@ mod tests {
     }
 
     #[test]
+    fn periods_may_be_zero_to_turn_them_off() {
+        for key in ["stats_publish_interval", "retry_interval"] {
+            for off in ["0", "0s", "0ms"] {
+                let config = parse_one(&format!("{key} {off}")).unwrap();
+                assert_eq!(
+                    config.stats_publish_interval.is_zero(),
+                    key.starts_with("stats")
+                );
+                assert_eq!(config.retry_interval.is_zero(), key.starts_with("retry"));
+            }
+            let config = parse_one(&format!("{key} 1m 30s")).unwrap();
+            let period = if key.starts_with("stats") {
+                config.stats_publish_interval
+            } else {
+                config.retry_interval
+            };
+            assert_eq!(period, Duration::from_secs(90));
+            for bad in ["10", "-1s", "often", "25h"] {
+                let message = error_of(&format!("{key} {bad}"));
+                assert!(message.starts_with(&format!("{key}: ")), "{message}");
+            }
+        }
+    }
+
+    #[test]
+    fn max_memory_takes_sizes_above_zero() {
+        assert_eq!(
+            parse_one("max_memory 2GB").unwrap().max_memory,
+            2_000_000_000
+        );
+        assert_eq!(
+            parse_one("max_memory 64MiB").unwrap().max_memory,
+            67_108_864
+        );
+        assert_eq!(parse_one("max_memory 1").unwrap().max_memory, 1);
+        for bad in ["0", "0GB", "2PiB"] {
+            let message = error_of(&format!("max_memory {bad}"));
+            assert!(message.contains("out of range"), "{bad}: {message}");
+        }
+        for bad in ["lots", "-1GB"] {
+            let message = error_of(&format!("max_memory {bad}"));
+            assert!(message.contains("not a size"), "{bad}: {message}");
+        }
+    }
+
+    #[test]
+    fn max_connections_is_minus_one_or_positive() {
+        assert_eq!(
+            parse_one("max_connections -1").unwrap().max_connections,
+            None
+        );
+        assert_eq!(
+            parse_one("max_connections 1").unwrap().max_connections,
+            Some(1)
+        );
+        assert_eq!(Config::default().max_connections, None);
+        for bad in ["0", "-2", "many", "+5"] {
+            let message = error_of(&format!("max_connections {bad}"));
+            assert!(message.contains("-1 for no limit"), "{bad}: {message}");
+        }
+    }
+
+    #[test]
+    fn max_keepalive_is_a_u16_and_zero_means_no_limit() {
+        assert_eq!(parse_one("max_keepalive 0").unwrap().max_keepalive, 0);
+        assert_eq!(parse_one("max_keepalive 60").unwrap().max_keepalive, 60);
+        assert_eq!(Config::default().max_keepalive, 65535);
+        for bad in ["65536", "-1", "60s"] {
+            let message = error_of(&format!("max_keepalive {bad}"));
+            assert!(message.contains("0 to 65535"), "{bad}: {message}");
+        }
+    }
+
+    #[test]
     fn every_key_is_accepted_once() {
         let text = "ip_address 10.0.0.1\nip_port 1884\nunix_socket /run/sol.sock\n\
                     log_level warning\nlog_path /tmp/x.log\ntcp_backlog 64\n\
                     max_request_size 1MiB\nconnect_timeout 5s\n\
-                    max_inflight_messages 10\nmax_queued_messages 50\n";
+                    max_inflight_messages 10\nmax_queued_messages 50\n\
+                    stats_publish_interval 1m\nmax_memory 512MiB\n\
+                    max_connections 100\nmax_keepalive 300\nretry_interval 5s\n";
         let config = Config::parse(text).unwrap();
         assert_eq!(
             config,
@@ -781,6 +960,11 @@ mod tests {
                 connect_timeout: Duration::from_secs(5),
                 max_inflight_messages: 10,
                 max_queued_messages: 50,
+                stats_publish_interval: Duration::from_secs(60),
+                max_memory: 536_870_912,
+                max_connections: Some(100),
+                max_keepalive: 300,
+                retry_interval: Duration::from_secs(5),
             }
         );
         // Every key the parser knows is in the file above.
@@ -791,15 +975,15 @@ mod tests {
 
     #[test]
     fn unknown_key_names_its_line() {
-        let errors = Config::parse("ip_port 1884\n\n# x\nmax_memory 2GB\n").unwrap_err();
+        let errors = Config::parse("ip_port 1884\n\n# x\nmemory_limit 2GB\n").unwrap_err();
         assert_eq!(
             errors,
             vec![ConfigError {
                 line: 4,
-                message: "unknown key `max_memory`".to_string()
+                message: "unknown key `memory_limit`".to_string()
             }]
         );
-        assert_eq!(errors[0].to_string(), "line 4: unknown key `max_memory`");
+        assert_eq!(errors[0].to_string(), "line 4: unknown key `memory_limit`");
     }
 
     #[test]
