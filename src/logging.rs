@@ -15,11 +15,19 @@
 //! The logger writes each record as given: code that logs text a client sent
 //! (client ids, topics) should format it with `{:?}` so a newline in it cannot
 //! forge a log line. This module must not know anything about MQTT.
+//!
+//! # Log rotation
+//!
+//! With `log_path`, the file can be rotated the usual way: `logrotate` (or a
+//! person) renames it and sends `SIGHUP`, and [`reopen`] opens a new file at
+//! the configured path. The logger holds the file behind a lock, not
+//! directly, which is what lets the file change under a running logger.
 
 use std::fmt;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use env_logger::{Target, WriteStyle};
@@ -47,9 +55,75 @@ pub fn init(level: LogLevel, path: Option<&Path>) -> io::Result<()> {
         .write_style(WriteStyle::Never)
         .format(|out, record| write_line(out, SystemTime::now(), record.level(), record.args()));
     if let Some(path) = path {
-        builder.target(Target::Pipe(Box::new(open_log_file(path)?)));
+        install_file(path)?;
+        builder.target(Target::Pipe(Box::new(SharedFile)));
     }
     builder.try_init().map_err(io::Error::other)
+}
+
+/// Opens the configured log file again, so that a file renamed by `logrotate`
+/// stops receiving lines and a new one takes them. Returns whether there was
+/// a file to reopen (false when the log goes to stderr).
+///
+/// On failure the old file stays in use, so no line is lost to a mistake
+/// such as a directory that is not writable any more.
+pub fn reopen() -> io::Result<bool> {
+    let mut current = log_file();
+    let Some(log) = current.as_mut() else {
+        return Ok(false);
+    };
+    let file = open_log_file(&log.path)?;
+    log.file = file;
+    Ok(true)
+}
+
+/// The file the logger writes to, and the path to open again on [`reopen`].
+struct LogFile {
+    path: PathBuf,
+    file: File,
+}
+
+/// The process's one log file. A process has one logger, so this is global
+/// like the logger itself.
+static LOG_FILE: Mutex<Option<LogFile>> = Mutex::new(None);
+
+/// The log file, whatever a thread that panicked while holding it left
+/// behind: a file handle cannot be left half-updated.
+fn log_file() -> MutexGuard<'static, Option<LogFile>> {
+    LOG_FILE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Opens `path` as the log file (replacing any earlier one).
+fn install_file(path: &Path) -> io::Result<()> {
+    let file = open_log_file(path)?;
+    *log_file() = Some(LogFile {
+        path: path.to_path_buf(),
+        file,
+    });
+    Ok(())
+}
+
+/// The logger's target: writes go to whichever file [`LOG_FILE`] holds now.
+struct SharedFile;
+
+impl Write for SharedFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match log_file().as_mut() {
+            Some(log) => log.file.write(buf),
+            // Only reachable if the file was never installed: nothing to
+            // write to, and a logger must not fail the caller.
+            None => Ok(buf.len()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match log_file().as_mut() {
+            Some(log) => log.file.flush(),
+            None => Ok(()),
+        }
+    }
 }
 
 fn level_filter(level: LogLevel) -> LevelFilter {
@@ -163,6 +237,39 @@ mod tests {
             line(far_future, Level::Info, format_args!("x")),
             "9999-12-31T23:59:59.000Z INFO  x\n"
         );
+    }
+
+    /// The one test that touches the process-wide log file: renaming the
+    /// file and reopening sends later lines to a new file at the same path.
+    #[test]
+    fn reopen_starts_a_new_file_after_a_rename() {
+        let dir = std::env::temp_dir().join(format!("sol-logging-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sol.log");
+        let rotated = dir.join("sol.log.1");
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(&rotated);
+
+        install_file(&path).unwrap();
+        SharedFile.write_all(b"before\n").unwrap();
+        std::fs::rename(&path, &rotated).unwrap();
+        SharedFile.write_all(b"still old\n").unwrap();
+        assert!(reopen().unwrap());
+        SharedFile.write_all(b"after\n").unwrap();
+
+        assert_eq!(
+            std::fs::read_to_string(&rotated).unwrap(),
+            "before\nstill old\n"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "after\n");
+        // A path that cannot be opened keeps the old file in use.
+        log_file().as_mut().unwrap().path = dir.join("missing-dir").join("x.log");
+        assert!(reopen().is_err());
+        SharedFile.write_all(b"kept\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "after\nkept\n");
+        *log_file() = None;
+        assert!(!reopen().unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
