@@ -13,15 +13,28 @@
 //!   which is how a duplicate QoS 2 PUBLISH is recognised and not delivered
 //!   twice ([MQTT-4.3.3-2]).
 //!
+//! It also keeps, for the broker's housekeeping, when each queued message
+//! arrived (the oldest are reclaimed first when memory runs short), when each
+//! inflight message was last sent (an overdue one is sent again), and how many
+//! bytes its messages hold.
+//!
 //! **Invariant:** this module knows no sockets, no connections and no
-//! clock. Everything in it is plain data, so that a session can later be
-//! written to disk and read back.
+//! clock: every instant it stores was passed in by the broker. Everything in
+//! it is plain data, so that a session can later be written to disk and read
+//! back.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use crate::protocol::{PacketId, Publish, QoS, TopicFilter, TopicName};
+
+/// What one stored message costs beyond its topic and payload: the message
+/// value itself and its place in a queue, rounded up. An estimate: it only
+/// has to make ten thousand empty messages count for something against
+/// `max_memory`.
+pub const STORED_OVERHEAD: usize = 96;
 
 /// A message on its way to one subscriber, at the QoS it will be sent with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +46,18 @@ pub struct Message {
 }
 
 impl Message {
+    /// The bytes this message is counted for against `max_memory`: its topic,
+    /// its payload and [`STORED_OVERHEAD`]. A payload shared by several
+    /// sessions is counted once per session: the count errs on the side of
+    /// reclaiming early, never late.
+    pub fn stored_size(&self) -> usize {
+        self.topic
+            .as_str()
+            .len()
+            .saturating_add(self.payload.len())
+            .saturating_add(STORED_OVERHEAD)
+    }
+
     /// The PUBLISH packet that carries this message.
     pub fn to_publish(&self, packet_id: Option<PacketId>, dup: bool) -> Publish {
         Publish {
@@ -69,6 +94,43 @@ pub enum Pushed {
     Dropped,
 }
 
+impl Inflight {
+    /// The message this step of the handshake still holds, if any.
+    fn message(&self) -> Option<&Message> {
+        match self {
+            Inflight::AwaitingPuback(message) | Inflight::AwaitingPubrec(message) => Some(message),
+            Inflight::AwaitingPubcomp => None,
+        }
+    }
+}
+
+/// A message in the inflight window.
+#[derive(Debug)]
+struct Sent {
+    id: PacketId,
+    state: Inflight,
+    /// When its PUBLISH (or PUBREL) was last sent.
+    at: Instant,
+}
+
+/// A message waiting in the queue.
+#[derive(Debug)]
+struct Queued {
+    message: Message,
+    /// When it was queued: the oldest queued messages are the first to go
+    /// when the broker reclaims memory.
+    since: Instant,
+}
+
+/// What [`Session::take_overdue`] found to send again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resend {
+    /// A PUBLISH still unacknowledged (sent again with DUP set).
+    Publish(PacketId, Message),
+    /// A PUBREL still not answered by PUBCOMP.
+    Pubrel(PacketId),
+}
+
 /// The state the broker keeps for one client id.
 #[derive(Debug)]
 pub struct Session {
@@ -76,16 +138,19 @@ pub struct Session {
     /// Clean session 1: the session ends with its connection.
     pub clean: bool,
     pub subscriptions: HashMap<TopicFilter, QoS>,
-    /// Sent and unacknowledged, oldest first.
-    inflight: VecDeque<(PacketId, Inflight)>,
-    queue: VecDeque<Message>,
+    /// Sent and unacknowledged, in the order first sent.
+    inflight: VecDeque<Sent>,
+    queue: VecDeque<Queued>,
     /// Incoming QoS 2 ids between PUBLISH and PUBREL.
     incoming_qos2: HashSet<PacketId>,
     next_id: PacketId,
     max_inflight: usize,
     max_queued: usize,
-    /// Messages this session had to drop because its queue was full.
+    /// Messages this session had to drop: its queue was full, or the broker
+    /// reclaimed them for memory.
     pub dropped: u64,
+    /// [`Message::stored_size`] of every message queued or in flight.
+    stored_bytes: usize,
 }
 
 impl Session {
@@ -101,33 +166,41 @@ impl Session {
             max_inflight: max_inflight.max(1),
             max_queued,
             dropped: 0,
+            stored_bytes: 0,
         }
     }
 
-    /// Offers a QoS 1 or 2 message for delivery. `online` says whether the
-    /// client is connected: offline, every message waits in the queue.
-    pub fn push(&mut self, message: Message, online: bool) -> Pushed {
+    /// Offers a QoS 1 or 2 message for delivery at `now`. `online` says
+    /// whether the client is connected: offline, every message waits in the
+    /// queue.
+    pub fn push(&mut self, message: Message, online: bool, now: Instant) -> Pushed {
         if online && self.queue.is_empty() && self.window_has_room() {
-            return Pushed::Send(self.start_inflight(message));
+            self.stored_bytes = self.stored_bytes.saturating_add(message.stored_size());
+            return Pushed::Send(self.start_inflight(message, now));
         }
         if self.queue.len() >= self.max_queued {
             self.dropped += 1;
             return Pushed::Dropped;
         }
-        self.queue.push_back(message);
+        self.stored_bytes = self.stored_bytes.saturating_add(message.stored_size());
+        self.queue.push_back(Queued {
+            message,
+            since: now,
+        });
         Pushed::Queued
     }
 
     /// Moves queued messages into the inflight window while it has room,
-    /// returning each with the id to send it under, in queue order.
-    pub fn fill_window(&mut self) -> Vec<(PacketId, Message)> {
+    /// returning each with the id to send it under (at `now`), in queue
+    /// order.
+    pub fn fill_window(&mut self, now: Instant) -> Vec<(PacketId, Message)> {
         let mut ready = Vec::new();
         while self.window_has_room() {
-            let Some(message) = self.queue.pop_front() else {
+            let Some(queued) = self.queue.pop_front() else {
                 break;
             };
-            let id = self.start_inflight(message.clone());
-            ready.push((id, message));
+            let id = self.start_inflight(queued.message.clone(), now);
+            ready.push((id, queued.message));
         }
         ready
     }
@@ -139,13 +212,16 @@ impl Session {
     }
 
     /// PUBREC: the QoS 2 message `id` was received; the broker answers with
-    /// PUBREL whatever this returns, and waits for PUBCOMP.
-    pub fn pubrec(&mut self, id: PacketId) -> bool {
-        for (inflight_id, state) in self.inflight.iter_mut() {
-            if *inflight_id == id {
-                if let Inflight::AwaitingPubrec(_) = state {
-                    *state = Inflight::AwaitingPubcomp;
+    /// PUBREL (at `now`) whatever this returns, and waits for PUBCOMP.
+    pub fn pubrec(&mut self, id: PacketId, now: Instant) -> bool {
+        for sent in self.inflight.iter_mut() {
+            if sent.id == id {
+                if let Inflight::AwaitingPubrec(message) = &sent.state {
+                    // Delivered: only the id is needed from here on.
+                    self.stored_bytes = self.stored_bytes.saturating_sub(message.stored_size());
+                    sent.state = Inflight::AwaitingPubcomp;
                 }
+                sent.at = now;
                 return true;
             }
         }
@@ -171,9 +247,44 @@ impl Session {
 
     /// What must be resent when the client reconnects, oldest first: each
     /// unacknowledged PUBLISH (to be sent with DUP set) or PUBREL
-    /// ([MQTT-4.4.0-1]).
-    pub fn inflight(&self) -> impl Iterator<Item = &(PacketId, Inflight)> {
-        self.inflight.iter()
+    /// ([MQTT-4.4.0-1]). Call [`Session::resent`] once they are sent.
+    pub fn inflight(&self) -> impl Iterator<Item = (PacketId, &Inflight)> {
+        self.inflight.iter().map(|sent| (sent.id, &sent.state))
+    }
+
+    /// Everything in flight was sent again at `now` (on reconnect).
+    pub fn resent(&mut self, now: Instant) {
+        for sent in self.inflight.iter_mut() {
+            sent.at = now;
+        }
+    }
+
+    /// The inflight messages last sent `interval` or more before `now`, in
+    /// the order first sent, each marked as sent again at `now`. At most the
+    /// inflight window, and each message at most once per `interval`: what
+    /// bounds resending.
+    pub fn take_overdue(&mut self, now: Instant, interval: Duration) -> Vec<Resend> {
+        let mut due = Vec::new();
+        for sent in self.inflight.iter_mut() {
+            let overdue = sent.at.checked_add(interval).is_some_and(|at| at <= now);
+            if !overdue {
+                continue;
+            }
+            sent.at = now;
+            due.push(match &sent.state {
+                Inflight::AwaitingPuback(message) | Inflight::AwaitingPubrec(message) => {
+                    Resend::Publish(sent.id, message.clone())
+                }
+                Inflight::AwaitingPubcomp => Resend::Pubrel(sent.id),
+            });
+        }
+        due
+    }
+
+    /// When the next inflight message becomes overdue, if any is in flight.
+    pub fn next_overdue(&self, interval: Duration) -> Option<Instant> {
+        let oldest = self.inflight.iter().map(|sent| sent.at).min()?;
+        oldest.checked_add(interval)
     }
 
     pub fn inflight_len(&self) -> usize {
@@ -184,17 +295,49 @@ impl Session {
         self.queue.len()
     }
 
+    /// Messages held: queued, or in flight with the message still needed.
+    pub fn stored_len(&self) -> usize {
+        let holding = self
+            .inflight
+            .iter()
+            .filter(|sent| sent.state.message().is_some())
+            .count();
+        self.queue.len() + holding
+    }
+
+    /// What the queued and inflight messages are counted for against
+    /// `max_memory`.
+    pub fn stored_bytes(&self) -> usize {
+        self.stored_bytes
+    }
+
+    /// When the oldest queued message was queued.
+    pub fn oldest_queued(&self) -> Option<Instant> {
+        self.queue.front().map(|queued| queued.since)
+    }
+
+    /// Drops the oldest queued message to reclaim memory, counting it in
+    /// `dropped`; returns the bytes it was counted for. Inflight messages
+    /// are never dropped: their delivery has been promised.
+    pub fn drop_oldest_queued(&mut self) -> Option<usize> {
+        let queued = self.queue.pop_front()?;
+        let size = queued.message.stored_size();
+        self.stored_bytes = self.stored_bytes.saturating_sub(size);
+        self.dropped += 1;
+        Some(size)
+    }
+
     fn window_has_room(&self) -> bool {
         self.inflight.len() < self.max_inflight
     }
 
-    fn start_inflight(&mut self, message: Message) -> PacketId {
+    fn start_inflight(&mut self, message: Message, now: Instant) -> PacketId {
         let id = self.allocate_id();
         let state = match message.qos {
             QoS::ExactlyOnce => Inflight::AwaitingPubrec(message),
             _ => Inflight::AwaitingPuback(message),
         };
-        self.inflight.push_back((id, state));
+        self.inflight.push_back(Sent { id, state, at: now });
         id
     }
 
@@ -202,7 +345,7 @@ impl Session {
     /// most 65535 wide, so a free id always exists when there is room.
     fn allocate_id(&mut self) -> PacketId {
         let mut id = self.next_id;
-        while self.inflight.iter().any(|(used, _)| *used == id) {
+        while self.inflight.iter().any(|sent| sent.id == id) {
             id = id.next();
         }
         self.next_id = id.next();
@@ -213,11 +356,14 @@ impl Session {
         let position = self
             .inflight
             .iter()
-            .position(|(inflight_id, state)| *inflight_id == id && state_ok(state));
-        match position {
-            Some(index) => self.inflight.remove(index).is_some(),
-            None => false,
+            .position(|sent| sent.id == id && state_ok(&sent.state));
+        let Some(removed) = position.and_then(|index| self.inflight.remove(index)) else {
+            return false;
+        };
+        if let Some(message) = removed.state.message() {
+            self.stored_bytes = self.stored_bytes.saturating_sub(message.stored_size());
         }
+        true
     }
 }
 
@@ -241,24 +387,34 @@ mod tests {
     #[test]
     fn window_then_queue_then_drop() {
         let mut s = Session::new("c".into(), false, 2, 2);
+        let now = Instant::now();
         assert_eq!(
-            s.push(message(1, QoS::AtLeastOnce), true),
+            s.push(message(1, QoS::AtLeastOnce), true, now),
             Pushed::Send(id(1))
         );
         assert_eq!(
-            s.push(message(2, QoS::AtLeastOnce), true),
+            s.push(message(2, QoS::AtLeastOnce), true, now),
             Pushed::Send(id(2))
         );
-        assert_eq!(s.push(message(3, QoS::AtLeastOnce), true), Pushed::Queued);
-        assert_eq!(s.push(message(4, QoS::AtLeastOnce), true), Pushed::Queued);
-        assert_eq!(s.push(message(5, QoS::AtLeastOnce), true), Pushed::Dropped);
+        assert_eq!(
+            s.push(message(3, QoS::AtLeastOnce), true, now),
+            Pushed::Queued
+        );
+        assert_eq!(
+            s.push(message(4, QoS::AtLeastOnce), true, now),
+            Pushed::Queued
+        );
+        assert_eq!(
+            s.push(message(5, QoS::AtLeastOnce), true, now),
+            Pushed::Dropped
+        );
         assert_eq!(s.dropped, 1);
         assert!(s.puback(id(1)));
         assert!(
             !s.puback(id(1)),
             "a second PUBACK for the same id is unknown"
         );
-        let ready = s.fill_window();
+        let ready = s.fill_window(now);
         assert_eq!(ready, vec![(id(3), message(3, QoS::AtLeastOnce))]);
         assert_eq!(s.queued_len(), 1);
     }
@@ -266,21 +422,26 @@ mod tests {
     #[test]
     fn offline_messages_wait_even_with_room() {
         let mut s = Session::new("c".into(), false, 5, 5);
-        assert_eq!(s.push(message(1, QoS::ExactlyOnce), false), Pushed::Queued);
+        let now = Instant::now();
+        assert_eq!(
+            s.push(message(1, QoS::ExactlyOnce), false, now),
+            Pushed::Queued
+        );
         assert_eq!(s.inflight_len(), 0);
-        let ready = s.fill_window();
+        let ready = s.fill_window(now);
         assert_eq!(ready.len(), 1);
     }
 
     #[test]
     fn qos2_outgoing_handshake() {
         let mut s = Session::new("c".into(), false, 5, 5);
+        let now = Instant::now();
         assert_eq!(
-            s.push(message(1, QoS::ExactlyOnce), true),
+            s.push(message(1, QoS::ExactlyOnce), true, now),
             Pushed::Send(id(1))
         );
         assert!(!s.pubcomp(id(1)), "PUBCOMP before PUBREC does not complete");
-        assert!(s.pubrec(id(1)));
+        assert!(s.pubrec(id(1), now));
         assert_eq!(
             s.inflight().next().map(|(_, st)| st),
             Some(&Inflight::AwaitingPubcomp)
@@ -301,19 +462,126 @@ mod tests {
     #[test]
     fn packet_ids_skip_those_in_flight_and_wrap() {
         let mut s = Session::new("c".into(), false, 3, 0);
+        let now = Instant::now();
         s.next_id = id(u16::MAX);
         assert_eq!(
-            s.push(message(1, QoS::AtLeastOnce), true),
+            s.push(message(1, QoS::AtLeastOnce), true, now),
             Pushed::Send(id(u16::MAX))
         );
         assert_eq!(
-            s.push(message(2, QoS::AtLeastOnce), true),
+            s.push(message(2, QoS::AtLeastOnce), true, now),
             Pushed::Send(id(1))
         );
         s.next_id = id(u16::MAX);
         assert_eq!(
-            s.push(message(3, QoS::AtLeastOnce), true),
+            s.push(message(3, QoS::AtLeastOnce), true, now),
             Pushed::Send(id(2))
         );
+    }
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    fn sized(topic: &str, payload: &[u8], qos: QoS) -> Message {
+        Message {
+            topic: TopicName::new(topic).unwrap(),
+            payload: Bytes::copy_from_slice(payload),
+            qos,
+            retain: false,
+        }
+    }
+
+    #[test]
+    fn stored_bytes_follow_every_message_in_and_out() {
+        let now = Instant::now();
+        let mut s = Session::new("c".into(), false, 1, 10);
+        let a = sized("a/b", b"hello", QoS::AtLeastOnce);
+        let b = sized("c", &[0; 100], QoS::ExactlyOnce);
+        let c = sized("d", b"", QoS::AtLeastOnce);
+        assert_eq!(a.stored_size(), 3 + 5 + STORED_OVERHEAD);
+        assert_eq!(s.push(a.clone(), true, now), Pushed::Send(id(1)));
+        assert_eq!(s.push(b.clone(), true, now), Pushed::Queued);
+        assert_eq!(s.push(c.clone(), true, now), Pushed::Queued);
+        let all = a.stored_size() + b.stored_size() + c.stored_size();
+        assert_eq!(s.stored_bytes(), all);
+        assert_eq!(s.stored_len(), 3);
+
+        // Moving from the queue into the window changes nothing.
+        assert!(s.puback(id(1)));
+        assert_eq!(s.stored_bytes(), all - a.stored_size());
+        assert_eq!(s.fill_window(now), vec![(id(2), b.clone())]);
+        assert_eq!(s.stored_bytes(), all - a.stored_size());
+
+        // After PUBREC only the id is held.
+        assert!(s.pubrec(id(2), now));
+        assert_eq!(s.stored_bytes(), c.stored_size());
+        assert_eq!(s.stored_len(), 1);
+        assert!(s.pubcomp(id(2)));
+        assert_eq!(s.stored_bytes(), c.stored_size());
+
+        assert_eq!(s.drop_oldest_queued(), Some(c.stored_size()));
+        assert_eq!(s.stored_bytes(), 0);
+        assert_eq!(s.stored_len(), 0);
+        assert_eq!(s.drop_oldest_queued(), None);
+        assert_eq!(s.dropped, 1);
+    }
+
+    #[test]
+    fn the_oldest_queued_message_goes_first_and_inflight_never() {
+        let t0 = Instant::now();
+        let mut s = Session::new("c".into(), false, 1, 10);
+        assert_eq!(
+            s.push(message(1, QoS::AtLeastOnce), true, t0),
+            Pushed::Send(id(1))
+        );
+        assert_eq!(s.oldest_queued(), None);
+        assert_eq!(
+            s.drop_oldest_queued(),
+            None,
+            "nothing queued: the inflight one stays"
+        );
+        s.push(message(2, QoS::AtLeastOnce), true, t0 + SECOND);
+        s.push(message(3, QoS::AtLeastOnce), true, t0 + 2 * SECOND);
+        assert_eq!(s.oldest_queued(), Some(t0 + SECOND));
+        s.drop_oldest_queued();
+        assert_eq!(s.oldest_queued(), Some(t0 + 2 * SECOND));
+        assert!(s.puback(id(1)));
+        assert_eq!(
+            s.fill_window(t0),
+            vec![(id(2), message(3, QoS::AtLeastOnce))]
+        );
+        assert_eq!(s.inflight_len(), 1);
+    }
+
+    #[test]
+    fn overdue_messages_are_resent_once_per_interval() {
+        let t0 = Instant::now();
+        let interval = 10 * SECOND;
+        let mut s = Session::new("c".into(), false, 3, 10);
+        assert_eq!(s.next_overdue(interval), None);
+        s.push(message(1, QoS::AtLeastOnce), true, t0);
+        s.push(message(2, QoS::ExactlyOnce), true, t0 + 2 * SECOND);
+        s.push(message(3, QoS::ExactlyOnce), true, t0 + 4 * SECOND);
+        assert!(s.pubrec(id(3), t0 + 5 * SECOND));
+        assert_eq!(s.next_overdue(interval), Some(t0 + interval));
+
+        assert_eq!(s.take_overdue(t0 + 9 * SECOND, interval), vec![]);
+        assert_eq!(
+            s.take_overdue(t0 + 12 * SECOND, interval),
+            vec![
+                Resend::Publish(id(1), message(1, QoS::AtLeastOnce)),
+                Resend::Publish(id(2), message(2, QoS::ExactlyOnce)),
+            ]
+        );
+        // Sent again just now: not again before another interval.
+        assert_eq!(s.take_overdue(t0 + 14 * SECOND, interval), vec![]);
+        assert_eq!(s.next_overdue(interval), Some(t0 + 15 * SECOND));
+        assert_eq!(
+            s.take_overdue(t0 + 15 * SECOND, interval),
+            vec![Resend::Pubrel(id(3))]
+        );
+        assert!(s.puback(id(1)));
+        assert_eq!(s.next_overdue(interval), Some(t0 + 22 * SECOND));
+        s.resent(t0 + 30 * SECOND);
+        assert_eq!(s.next_overdue(interval), Some(t0 + 40 * SECOND));
     }
 }

@@ -26,6 +26,14 @@ impl Broker {
             self.refuse(conn, ConnectReturnCode::IdentifierRejected, out);
             return;
         };
+        let Some(keep_alive) = self.allowed_keepalive(connect.keep_alive) else {
+            info!(
+                "Refusing {:?}: keepalive {} s is above max_keepalive.",
+                client_id, connect.keep_alive
+            );
+            self.refuse(conn, ConnectReturnCode::IdentifierRejected, out);
+            return;
+        };
 
         // [MQTT-3.1.4-2]: an id already connected takes the session over;
         // the old connection is closed as if it had failed, so its will is
@@ -48,8 +56,8 @@ impl Broker {
         if let Some(timer) = client.timer.take() {
             self.timers.cancel(timer);
         }
-        if connect.keep_alive > 0 {
-            let deadline = now + super::keepalive_grace(connect.keep_alive);
+        if keep_alive > 0 {
+            let deadline = now + super::keepalive_grace(keep_alive);
             client.timer = Some(self.timers.insert(deadline, Timer::Keepalive(conn)));
         }
         info!(
@@ -68,10 +76,12 @@ impl Broker {
         client.state = ClientState::Connected(Connected {
             session,
             client_id,
-            keep_alive: connect.keep_alive,
+            keep_alive,
             will: connect.will,
         });
         self.stats.clients_total += 1;
+        self.stats.clients_connected += 1;
+        self.stats.clients_maximum = self.stats.clients_maximum.max(self.stats.clients_connected);
 
         let connack = Connack {
             // MQTT 3.1's CONNACK has no session present flag.
@@ -81,6 +91,29 @@ impl Broker {
         out.send(conn, &Packet::Connack(connack));
         if present {
             self.resume(conn, session, out);
+        }
+    }
+
+    /// The keepalive the broker holds a client to, or `None` when the client
+    /// must be refused with CONNACK 0x02.
+    ///
+    /// As mosquitto does for MQTT 3.1.1 and 3.1 clients, asking for more than
+    /// `max_keepalive` is refused: these protocols cannot tell the client to
+    /// use another value (MQTT 5's Server Keep Alive can), and holding it to
+    /// a shorter one would close a client that pings on time by its own
+    /// clock. Asking for 0 (no keepalive) is accepted, and the broker holds
+    /// the client to `max_keepalive`: the standard lets a server close an
+    /// inactive client whatever its keepalive ([MQTT-3.1.2-24] note), and
+    /// refusing it would lock out every client that sends 0 (mosquitto does
+    /// refuse it, but only when `max_keepalive` is set, which its default
+    /// is not). `max_keepalive 0` turns the limit off.
+    fn allowed_keepalive(&self, asked: u16) -> Option<u16> {
+        let max = self.settings.max_keepalive;
+        match asked {
+            _ if max == 0 => Some(asked),
+            0 => Some(max),
+            _ if asked > max => None,
+            _ => Some(asked),
         }
     }
 
@@ -142,6 +175,7 @@ impl Broker {
         let key = self.sessions.insert(SessionSlot {
             session,
             conn: Some(conn),
+            retry: None,
         });
         self.client_ids.insert(client_id.to_string(), key);
         (key, false)
@@ -159,11 +193,15 @@ impl Broker {
             let packet = match state {
                 Inflight::AwaitingPuback(message) | Inflight::AwaitingPubrec(message) => {
                     resent += 1;
-                    Packet::Publish(message.to_publish(Some(*id), true))
+                    Packet::Publish(message.to_publish(Some(id), true))
                 }
-                Inflight::AwaitingPubcomp => Packet::Pubrel(*id),
+                Inflight::AwaitingPubcomp => Packet::Pubrel(id),
             };
             out.send(conn, &packet);
+        }
+        slot.session.resent(self.now);
+        if slot.session.inflight_len() > 0 {
+            super::retry::arm(&mut self.timers, slot, conn, self.now, &self.settings);
         }
         self.stats.messages_sent += resent;
         self.flush_queue(conn, session, out);

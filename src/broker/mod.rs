@@ -14,13 +14,21 @@
 //!
 //! The handlers live one idea per file: `connect.rs` (CONNECT, sessions,
 //! takeover), `publish.rs` (PUBLISH, the QoS handshakes, routing, retained
-//! messages) and `subscribe.rs` (SUBSCRIBE and UNSUBSCRIBE).
+//! messages) and `subscribe.rs` (SUBSCRIBE and UNSUBSCRIBE). The periodic
+//! housekeeping on the same timer wheel has its own files: `stats.rs`
+//! (`$SOL/broker/` statistics), `memory.rs` (`max_memory`) and `retry.rs`
+//! (resending overdue QoS 1 and 2 messages).
 
 mod connect;
+mod memory;
 mod publish;
+mod retry;
+mod stats;
 mod subscribe;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_housekeeping;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -36,6 +44,7 @@ use crate::timer::{TimerId, TimerWheel};
 use crate::trie::{RetainedTrie, SubscriptionTrie};
 
 pub use publish::Retained;
+pub use stats::Traffic;
 
 /// Names one connection for its whole life.
 ///
@@ -59,6 +68,12 @@ pub trait Outbox {
     /// (best effort, bounded). The core sends it nothing more and expects no
     /// more packets from it.
     fn close(&mut self, conn: ConnId);
+    /// What the network layer has read and written so far, and holds in
+    /// output buffers now. An outbox that keeps no such counts (a test's)
+    /// reports zeros.
+    fn traffic(&self) -> Traffic {
+        Traffic::default()
+    }
 }
 
 /// Why a connection went away, as the network layer saw it.
@@ -93,6 +108,10 @@ pub struct Stats {
     pub messages_dropped: u64,
     /// Connections that completed CONNECT since start.
     pub clients_total: u64,
+    /// Clients connected now (CONNECT accepted, not yet gone).
+    pub clients_connected: u64,
+    /// The most clients connected at once since start.
+    pub clients_maximum: u64,
 }
 
 /// What the broker's timer wheel holds.
@@ -102,6 +121,13 @@ enum Timer {
     ConnectTimeout(ConnId),
     /// Check whether the connection has been silent for 1.5 x keepalive.
     Keepalive(ConnId),
+    /// Publish the `$SOL/broker/` statistics (every `stats_publish_interval`).
+    Stats,
+    /// Count the memory held for clients and reclaim some if over
+    /// `max_memory` (every second).
+    Memory,
+    /// Resend what is overdue in the connection's inflight window.
+    Retry(ConnId),
 }
 
 /// Limits the core applies, taken from the [`Config`].
@@ -110,6 +136,10 @@ struct Settings {
     connect_timeout: Duration,
     max_inflight: usize,
     max_queued: usize,
+    /// Zero: overdue messages are only resent on reconnect.
+    retry_interval: Duration,
+    /// Zero: no limit.
+    max_keepalive: u16,
 }
 
 /// One network connection, from accept to close.
@@ -141,6 +171,9 @@ struct Connected {
 struct SessionSlot {
     session: Session,
     conn: Option<ConnId>,
+    /// The resend check of the attached connection, armed while it has
+    /// messages in flight.
+    retry: Option<TimerId>,
 }
 
 /// How a connection ended, for the log and for the will.
@@ -198,31 +231,52 @@ pub struct Broker {
     matches: Vec<(usize, QoS)>,
     fired: Vec<Timer>,
     stats: Stats,
+    /// The time of the event being handled, set by every entry point, so
+    /// that what is stored deep down (a queued or inflight message) is
+    /// stamped without `now` passed through every call.
+    now: Instant,
+    /// The `$SOL/broker/` statistics.
+    publisher: stats::Publisher,
+    /// Accounting for `max_memory`.
+    memory: memory::Memory,
 }
 
 impl Broker {
     pub fn new(config: &Config, now: Instant) -> Broker {
+        let mut timers = TimerWheel::new(now);
+        let publisher = stats::Publisher::new(config.stats_publish_interval, now);
+        if publisher.enabled() {
+            // At once: the statistics exist from the start.
+            timers.insert(now, Timer::Stats);
+        }
+        timers.insert(now + memory::CHECK_INTERVAL, Timer::Memory);
         Broker {
             settings: Settings {
                 connect_timeout: config.connect_timeout,
                 max_inflight: config.max_inflight_messages,
                 max_queued: config.max_queued_messages,
+                retry_interval: config.retry_interval,
+                max_keepalive: config.max_keepalive,
             },
             clients: HashMap::new(),
             sessions: Slab::new(),
             client_ids: HashMap::new(),
             subscriptions: SubscriptionTrie::new(),
             retained: RetainedTrie::new(),
-            timers: TimerWheel::new(now),
+            timers,
             generated_ids: 0,
             matches: Vec::new(),
             fired: Vec::new(),
             stats: Stats::default(),
+            now,
+            publisher,
+            memory: memory::Memory::new(config.max_memory),
         }
     }
 
     /// A socket was accepted: arms its connect timeout.
     pub fn open(&mut self, conn: ConnId, peer: &str, now: Instant) {
+        self.now = now;
         let timer = self.timers.insert(
             now + self.settings.connect_timeout,
             Timer::ConnectTimeout(conn),
@@ -239,6 +293,7 @@ impl Broker {
     /// One decoded packet from `conn`. Packets from a connection the core
     /// has already closed are ignored.
     pub fn packet(&mut self, conn: ConnId, packet: Packet, now: Instant, out: &mut dyn Outbox) {
+        self.now = now;
         let Some(client) = self.clients.get_mut(&conn) else {
             return;
         };
@@ -282,9 +337,10 @@ impl Broker {
         &mut self,
         conn: ConnId,
         reason: CloseReason,
-        _now: Instant,
+        now: Instant,
         out: &mut dyn Outbox,
     ) {
+        self.now = now;
         let ending = match reason {
             CloseReason::PeerClosed => Ending::PeerClosed,
             CloseReason::Io(e) => Ending::Io(e),
@@ -315,12 +371,16 @@ impl Broker {
 
     /// Runs every timer due at `now`.
     pub fn tick(&mut self, now: Instant, out: &mut dyn Outbox) {
+        self.now = now;
         let mut fired = std::mem::take(&mut self.fired);
         self.timers.expire(now, &mut fired);
         for timer in fired.drain(..) {
             match timer {
                 Timer::ConnectTimeout(conn) => self.connect_timeout(conn, out),
                 Timer::Keepalive(conn) => self.keepalive_check(conn, now, out),
+                Timer::Stats => self.publish_stats(now, out),
+                Timer::Memory => self.periodic_memory_check(now, out),
+                Timer::Retry(conn) => self.retry_check(conn, now, out),
             }
         }
         self.fired = fired;
@@ -349,6 +409,14 @@ impl Broker {
     /// Retained messages held.
     pub fn retained_count(&self) -> usize {
         self.retained.len()
+    }
+
+    /// Timers pending for connections and sessions (connect timeout,
+    /// keepalive, resend): every timer but the periodic housekeeping ones.
+    /// Zero once no client is left.
+    pub fn client_timer_count(&self) -> usize {
+        let periodic = 1 + usize::from(self.publisher.enabled());
+        self.timers.len().saturating_sub(periodic)
     }
 
     fn connect_timeout(&mut self, conn: ConnId, out: &mut dyn Outbox) {
@@ -404,9 +472,13 @@ impl Broker {
             return;
         };
         info!("Client {} {}.", connected.client_id, ending);
+        self.stats.clients_connected = self.stats.clients_connected.saturating_sub(1);
         let clean = match self.sessions.get_mut(connected.session) {
             Some(slot) => {
                 slot.conn = None;
+                if let Some(timer) = slot.retry.take() {
+                    self.timers.cancel(timer);
+                }
                 slot.session.clean
             }
             None => false,
@@ -428,6 +500,9 @@ impl Broker {
         let Some(slot) = self.sessions.try_remove(key) else {
             return;
         };
+        if let Some(timer) = slot.retry {
+            self.timers.cancel(timer);
+        }
         for filter in slot.session.subscriptions.keys() {
             self.subscriptions.remove(filter, &key);
         }

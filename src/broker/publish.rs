@@ -103,7 +103,7 @@ impl Broker {
         out: &mut dyn Outbox,
     ) {
         if let Some(slot) = self.sessions.get_mut(session) {
-            slot.session.pubrec(id);
+            slot.session.pubrec(id, self.now);
         }
         out.send(conn, &Packet::Pubrel(id));
     }
@@ -157,6 +157,7 @@ impl Broker {
         if message.retain {
             self.retain(&message);
         }
+        let size = message.stored_size();
         let mut matches = std::mem::take(&mut self.matches);
         matches.clear();
         self.subscriptions
@@ -174,20 +175,26 @@ impl Broker {
             };
             self.deliver(key, copy, out);
         }
+        // Every copy is now queued, in flight or in an output buffer.
+        let copies = matches.len() + usize::from(message.retain);
         self.matches = matches;
+        self.memory_grew(size.saturating_mul(copies), out);
     }
 
     /// [MQTT-3.3.1-10/11]: a retained PUBLISH with an empty payload deletes
     /// the topic's retained message and stores nothing.
     fn retain(&mut self, message: &Message) {
         if message.payload.is_empty() {
-            self.retained.remove(&message.topic);
+            if self.retained.remove(&message.topic).is_some() {
+                self.memory.retained_removed(&message.topic);
+            }
         } else {
             let retained = Retained {
                 topic: message.topic.clone(),
                 payload: message.payload.clone(),
                 qos: message.qos,
             };
+            self.memory.retained_stored(&retained);
             self.retained.insert(&message.topic, retained);
         }
     }
@@ -214,7 +221,7 @@ impl Broker {
         }
         let conn = slot.conn;
         let publish = message.to_publish(None, false);
-        match slot.session.push(message, conn.is_some()) {
+        match slot.session.push(message, conn.is_some(), self.now) {
             Pushed::Send(id) => {
                 if let Some(conn) = conn {
                     let publish = Publish {
@@ -223,6 +230,7 @@ impl Broker {
                     };
                     out.send(conn, &Packet::Publish(publish));
                     self.stats.messages_sent += 1;
+                    super::retry::arm(&mut self.timers, slot, conn, self.now, &self.settings);
                 }
             }
             Pushed::Queued => {}
@@ -235,7 +243,11 @@ impl Broker {
         let Some(slot) = self.sessions.get_mut(session) else {
             return;
         };
-        for (id, message) in slot.session.fill_window() {
+        let sent = slot.session.fill_window(self.now);
+        if !sent.is_empty() {
+            super::retry::arm(&mut self.timers, slot, conn, self.now, &self.settings);
+        }
+        for (id, message) in sent {
             out.send(conn, &Packet::Publish(message.to_publish(Some(id), false)));
             self.stats.messages_sent += 1;
         }

@@ -9,18 +9,19 @@ use std::mem;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use log::{debug, warn};
+use log::{debug, info, warn};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::broker::{Broker, CloseReason, ConnId, Outbox};
+use crate::broker::{Broker, CloseReason, ConnId, Outbox, Traffic};
 use crate::protocol::{DecodeError, Packet};
 
 use super::conn::Connection;
 use super::listener::Listener;
 use super::outbox::{live, NetOutbox};
+use super::signals::SignalSource;
 use super::stream::Stream;
-use super::{Shared, FIRST_RESERVED, WAKER};
+use super::{Shared, FIRST_RESERVED, SIGNALS, WAKER};
 
 /// The most bytes read from one connection in one turn. A client that sends
 /// without pause is put in the ready list and served again next turn, after
@@ -44,6 +45,11 @@ pub(crate) const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// the next turn.
 const EVENTS_CAPACITY: usize = 1024;
 
+/// How long a clean shutdown keeps trying to write what is buffered for
+/// clients. A client that does not read in that time loses the rest: a
+/// broker asked to stop must stop.
+pub(crate) const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+
 /// What the loop needs from the protocol core. [`Broker`] is the real one;
 /// the loop's tests drive it with a scripted one.
 pub(crate) trait Core {
@@ -52,6 +58,12 @@ pub(crate) trait Core {
     fn closed(&mut self, conn: ConnId, reason: CloseReason, now: Instant, out: &mut dyn Outbox);
     fn next_deadline(&self) -> Option<Instant>;
     fn tick(&mut self, now: Instant, out: &mut dyn Outbox);
+    /// `SIGHUP` or [`ServerHandle::reload`](super::ServerHandle::reload):
+    /// reload what can change while running.
+    fn reload(&mut self, _now: Instant, _out: &mut dyn Outbox) {}
+    /// The server is stopping: every connection is about to be closed with
+    /// [`CloseReason::Shutdown`]. The place to log a summary.
+    fn shutdown(&mut self, _now: Instant, _out: &mut dyn Outbox) {}
 }
 
 impl Core for Broker {
@@ -69,6 +81,9 @@ impl Core for Broker {
     }
     fn tick(&mut self, now: Instant, out: &mut dyn Outbox) {
         Broker::tick(self, now, out);
+    }
+    fn shutdown(&mut self, now: Instant, out: &mut dyn Outbox) {
+        Broker::shutdown(self, now, out);
     }
 }
 
@@ -91,6 +106,8 @@ pub(crate) struct Limits {
     pub(crate) read_budget: usize,
     /// See [`HIGH_WATER`].
     pub(crate) high_water: usize,
+    /// Connections open at once (`max_connections`); `None` for no limit.
+    pub(crate) max_connections: Option<usize>,
 }
 
 impl Limits {
@@ -99,6 +116,7 @@ impl Limits {
             max_request_size,
             read_budget: READ_BUDGET,
             high_water: HIGH_WATER,
+            max_connections: None,
         }
     }
 }
@@ -118,6 +136,15 @@ pub(crate) struct EventLoop<C: Core> {
     limits: Limits,
     shared: Arc<Shared>,
     core: C,
+    /// The signal pipe, when the process asked for signals.
+    pub(crate) signals: Option<SignalSource>,
+    /// Bytes read, written and buffered, for the core's statistics and its
+    /// memory limit.
+    traffic: Traffic,
+    /// Connections refused for `max_connections` since the last one
+    /// accepted: the first of a burst is logged as a warning, the rest
+    /// only at DEBUG.
+    refused: u64,
 }
 
 impl<C: Core> EventLoop<C> {
@@ -139,6 +166,9 @@ impl<C: Core> EventLoop<C> {
             limits,
             shared,
             core,
+            signals: None,
+            traffic: Traffic::default(),
+            refused: 0,
         }
     }
 
@@ -148,6 +178,9 @@ impl<C: Core> EventLoop<C> {
             if self.shared.stop_requested() {
                 self.stop(Instant::now());
                 return Ok(());
+            }
+            if self.shared.take_reload() {
+                self.reload(Instant::now());
             }
             let timeout = self.poll_timeout(Instant::now());
             if let Err(e) = self.poll.poll(&mut self.events, timeout) {
@@ -171,6 +204,10 @@ impl<C: Core> EventLoop<C> {
             if key == WAKER.0 {
                 continue;
             }
+            if key == SIGNALS.0 {
+                self.signal_event();
+                continue;
+            }
             if let Some(index) = self.listeners.iter().position(|l| l.token.0 == key) {
                 self.listener_event(index, now);
                 continue;
@@ -186,8 +223,10 @@ impl<C: Core> EventLoop<C> {
                 self.service_input(id.key, now);
             }
         }
-        self.core
-            .tick(now, &mut NetOutbox::new(&mut self.conns, &mut self.dirty));
+        self.core.tick(
+            now,
+            &mut NetOutbox::new(&mut self.conns, &mut self.dirty, &mut self.traffic),
+        );
         self.flush_dirty(now);
     }
 
@@ -265,6 +304,28 @@ impl<C: Core> EventLoop<C> {
     }
 
     fn open(&mut self, stream: Stream, peer: String, now: Instant) {
+        if let Some(max) = self.limits.max_connections {
+            if self.conns.len() >= max {
+                // As mosquitto does: accept, then close at once. The client
+                // sees its connection closed rather than waiting in the
+                // backlog, and the clients already in are not disturbed.
+                self.refused += 1;
+                if self.refused == 1 {
+                    warn!("refusing {peer}: max_connections ({max}) reached");
+                } else {
+                    debug!("refusing {peer}: max_connections ({max}) reached");
+                }
+                drop(stream);
+                return;
+            }
+        }
+        if self.refused > 0 {
+            info!(
+                "accepting again after refusing {} connection(s) for max_connections",
+                self.refused
+            );
+            self.refused = 0;
+        }
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if key >= FIRST_RESERVED {
@@ -333,7 +394,11 @@ impl<C: Core> EventLoop<C> {
             }
             match conn.read_chunk(budget) {
                 Ok(0) => return self.lost(key, CloseReason::PeerClosed, now),
-                Ok(n) => budget = budget.saturating_sub(n),
+                Ok(n) => {
+                    budget = budget.saturating_sub(n);
+                    self.traffic.bytes_received =
+                        self.traffic.bytes_received.saturating_add(n as u64);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.readable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.lost(key, CloseReason::Io(e), now),
@@ -361,7 +426,8 @@ impl<C: Core> EventLoop<C> {
             // the core write into every connection's output, this one's too.
             match conn.decoder.decode(&mut conn.input) {
                 Ok(Some(packet)) => {
-                    let mut out = NetOutbox::new(&mut self.conns, &mut self.dirty);
+                    let mut out =
+                        NetOutbox::new(&mut self.conns, &mut self.dirty, &mut self.traffic);
                     self.core.packet(id, packet, now, &mut out);
                 }
                 Ok(None) => return true,
@@ -377,7 +443,7 @@ impl<C: Core> EventLoop<C> {
     /// connection; if it did not, the loop does, as the decoder cannot go on.
     fn protocol_error(&mut self, id: ConnId, error: DecodeError, now: Instant) {
         debug!("connection {}: {error:?}", id.key);
-        let mut out = NetOutbox::new(&mut self.conns, &mut self.dirty);
+        let mut out = NetOutbox::new(&mut self.conns, &mut self.dirty, &mut self.traffic);
         self.core
             .closed(id, CloseReason::Protocol(error), now, &mut out);
         out.close(id);
@@ -395,13 +461,18 @@ impl<C: Core> EventLoop<C> {
             id,
             reason,
             now,
-            &mut NetOutbox::new(&mut self.conns, &mut self.dirty),
+            &mut NetOutbox::new(&mut self.conns, &mut self.dirty, &mut self.traffic),
         );
         self.remove(key);
     }
 
     fn remove(&mut self, key: usize) {
         if let Some(mut conn) = self.conns.try_remove(key) {
+            // What was never written is memory no longer held.
+            self.traffic.output_buffered = self
+                .traffic
+                .output_buffered
+                .saturating_sub(conn.output.len());
             if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
                 debug!("connection {key}: deregister: {e}");
             }
@@ -423,7 +494,7 @@ impl<C: Core> EventLoop<C> {
                 continue;
             };
             conn.dirty = false;
-            let flushed = conn.flush();
+            let flushed = flush_counted(conn, &mut self.traffic);
             if conn.closing {
                 if let Err(e) = flushed {
                     debug!("connection {}: last flush: {e}", id.key);
@@ -463,32 +534,138 @@ impl<C: Core> EventLoop<C> {
         Ok(())
     }
 
+    // ----- signals and reloading
+
+    /// The signal pipe is readable: turn what arrived into requests, which
+    /// the loop carries out between turns, as it does a handle's.
+    fn signal_event(&mut self) {
+        let Some(signals) = self.signals.as_mut() else {
+            return;
+        };
+        let requests = signals.take();
+        if requests.stop {
+            info!("stop requested by signal");
+            self.shared
+                .stop
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        if requests.reload {
+            info!("reload requested by SIGHUP");
+            self.shared
+                .reload
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// Reopens the log file (so `logrotate` can rename it), then lets the
+    /// core reload; whatever the core sends or closes is flushed at once.
+    fn reload(&mut self, now: Instant) {
+        match crate::logging::reopen() {
+            Ok(true) => info!("log file reopened"),
+            Ok(false) => {}
+            Err(e) => warn!("could not reopen the log file, still using the old one: {e}"),
+        }
+        self.core.reload(
+            now,
+            &mut NetOutbox::new(&mut self.conns, &mut self.dirty, &mut self.traffic),
+        );
+        self.flush_dirty(now);
+    }
+
     // ----- stopping
 
-    /// Tells the core every connection is going, then gives each socket one
-    /// chance to take what is queued for it (wills included).
+    /// A clean stop: stop accepting, tell the core (which logs its summary)
+    /// and that every connection is going, then keep writing what is
+    /// buffered for clients for at most [`SHUTDOWN_FLUSH`].
     fn stop(&mut self, now: Instant) {
+        // Dropping a listener closes it (and removes its Unix socket file):
+        // a client connecting from now on is refused by the kernel.
+        // Closing the descriptor also takes it out of the poll.
+        self.listeners.clear();
+        self.core.shutdown(
+            now,
+            &mut NetOutbox::new(&mut self.conns, &mut self.dirty, &mut self.traffic),
+        );
         let ids: Vec<ConnId> = self
             .conns
             .iter()
             .filter(|(_, conn)| !conn.closing)
             .map(|(_, conn)| conn.id)
             .collect();
+        let connections = self.conns.len();
         for id in ids {
-            let mut out = NetOutbox::new(&mut self.conns, &mut self.dirty);
+            let mut out = NetOutbox::new(&mut self.conns, &mut self.dirty, &mut self.traffic);
             self.core.closed(id, CloseReason::Shutdown, now, &mut out);
         }
-        for (key, conn) in self.conns.iter_mut() {
-            if let Err(e) = conn.flush() {
-                debug!("connection {key}: flush at shutdown: {e}");
-            }
-            let _ = conn.stream.shutdown();
+        let sent_before = self.traffic.bytes_sent;
+        let deadline = now.checked_add(SHUTDOWN_FLUSH).unwrap_or(now);
+        self.drain_output(deadline);
+        let unsent = self.traffic.output_buffered;
+        for key in self.conns.iter().map(|(key, _)| key).collect::<Vec<_>>() {
+            self.remove(key);
         }
-        self.conns.clear();
         self.dirty.clear();
         self.ready.clear();
-        debug!("event loop stopped");
+        info!(
+            "event loop stopped: {connections} connection(s) closed, {} bytes flushed, \
+             {unsent} bytes left unsent",
+            self.traffic.bytes_sent.saturating_sub(sent_before)
+        );
     }
+
+    /// Writes buffered output until none is left or `deadline` passes,
+    /// polling for writability in between. A connection whose output is all
+    /// written, or whose socket fails, is closed at once.
+    fn drain_output(&mut self, deadline: Instant) {
+        loop {
+            let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+            for key in keys {
+                let Some(conn) = self.conns.get_mut(key) else {
+                    continue;
+                };
+                match flush_counted(conn, &mut self.traffic) {
+                    Ok(()) if conn.output.is_empty() => self.remove(key),
+                    Ok(()) => {
+                        let interest = Interest::WRITABLE;
+                        if conn.interest != interest {
+                            let registry = self.poll.registry();
+                            match registry.reregister(&mut conn.stream, Token(key), interest) {
+                                Ok(()) => conn.interest = interest,
+                                Err(_) => self.remove(key),
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        debug!("connection {key}: flush at shutdown: {e}");
+                        self.remove(key);
+                    }
+                }
+            }
+            let now = Instant::now();
+            if self.conns.is_empty() || now >= deadline {
+                return;
+            }
+            let timeout = timeout_until(now, deadline);
+            match self.poll.poll(&mut self.events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    debug!("poll while flushing at shutdown: {e}");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Flushes `conn`, counting what was written.
+fn flush_counted(conn: &mut Connection, traffic: &mut Traffic) -> io::Result<()> {
+    let before = conn.output.len();
+    let result = conn.flush();
+    let written = before.saturating_sub(conn.output.len());
+    traffic.bytes_sent = traffic.bytes_sent.saturating_add(written as u64);
+    traffic.output_buffered = traffic.output_buffered.saturating_sub(written);
+    result
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@
 //! - `stream.rs`: one transport type over TCP and Unix sockets.
 //! - `conn.rs`: a connection's socket, decoder and buffers.
 //! - `outbox.rs`: the [`Outbox`](crate::broker::Outbox) the core writes into.
+//! - `signals.rs`: `SIGINT`, `SIGTERM` and `SIGHUP` as poll events.
 //! - `event_loop.rs`: the loop and its policy.
 //!
 //! **Architecture Invariant:** nothing here knows MQTT beyond "bytes become
@@ -40,6 +41,7 @@ mod conn;
 mod event_loop;
 mod listener;
 mod outbox;
+mod signals;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -59,24 +61,35 @@ use crate::config::Config;
 
 use event_loop::{Core, EventLoop, Limits};
 use listener::{bind_tcp, bind_unix, ListenSocket, Listener};
+use signals::SignalSource;
 
 /// `mio` keeps `usize::MAX` for itself; the few tokens below it name the
-/// listeners and the waker. Every smaller token is a connection's slab key.
+/// listeners, the waker and the signal pipe. Every smaller token is a
+/// connection's slab key.
 const WAKER: Token = Token(usize::MAX - 1);
 const TCP_LISTENER: Token = Token(usize::MAX - 2);
 const UNIX_LISTENER: Token = Token(usize::MAX - 3);
+const SIGNALS: Token = Token(usize::MAX - 4);
 /// Slab keys from here up would collide with the tokens above.
-const FIRST_RESERVED: usize = usize::MAX - 3;
+const FIRST_RESERVED: usize = usize::MAX - 4;
 
 /// What the loop and its handles share.
 struct Shared {
     stop: AtomicBool,
     waker: Waker,
+    /// A reload was asked for (`SIGHUP` or [`ServerHandle::reload`]) and
+    /// has not run yet.
+    reload: AtomicBool,
 }
 
 impl Shared {
     fn stop_requested(&self) -> bool {
         self.stop.load(Ordering::Acquire)
+    }
+
+    /// Whether a reload was asked for since the last call.
+    fn take_reload(&self) -> bool {
+        self.reload.swap(false, Ordering::AcqRel)
     }
 }
 
@@ -86,6 +99,8 @@ pub struct Server {
     poll: Poll,
     listeners: Vec<Listener>,
     shared: Arc<Shared>,
+    /// Set by [`Server::catch_signals`].
+    signals: Option<SignalSource>,
 }
 
 /// Stops a running [`Server`] from another thread. Cheap to clone.
@@ -100,6 +115,15 @@ impl ServerHandle {
         self.shared.stop.store(true, Ordering::Release);
         if let Err(e) = self.shared.waker.wake() {
             warn!("waking the event loop for shutdown: {e}");
+        }
+    }
+
+    /// Asks the loop to do what `SIGHUP` does: reopen the log file and
+    /// reload the core. Runs between two turns of the loop, soon after.
+    pub fn reload(&self) {
+        self.shared.reload.store(true, Ordering::Release);
+        if let Err(e) = self.shared.waker.wake() {
+            warn!("waking the event loop for reload: {e}");
         }
     }
 }
@@ -135,8 +159,20 @@ impl Server {
             shared: Arc::new(Shared {
                 stop: AtomicBool::new(false),
                 waker,
+                reload: AtomicBool::new(false),
             }),
+            signals: None,
         })
+    }
+
+    /// Makes `SIGINT` and `SIGTERM` stop the loop cleanly and `SIGHUP`
+    /// reload, for the whole process. The `sol` binary calls this; tests
+    /// that run brokers on threads use a [`ServerHandle`] instead.
+    pub fn catch_signals(&mut self) -> io::Result<()> {
+        if self.signals.is_none() {
+            self.signals = Some(SignalSource::register(self.poll.registry(), SIGNALS)?);
+        }
+        Ok(())
     }
 
     /// The TCP listener's address (with the real port when `ip_port` was 0).
@@ -166,12 +202,15 @@ impl Server {
     /// when this returns.
     pub fn run(self) -> io::Result<()> {
         let broker = Broker::new(&self.config, Instant::now());
-        let limits = Limits::new(self.config.max_request_size);
+        let mut limits = Limits::new(self.config.max_request_size);
+        limits.max_connections = self.config.max_connections;
         self.run_with(broker, limits)
     }
 
     /// Runs the loop around any core: the loop's own tests use a scripted one.
     fn run_with<C: Core>(self, core: C, limits: Limits) -> io::Result<()> {
-        EventLoop::new(self.poll, self.listeners, self.shared, limits, core).run()
+        let mut event_loop = EventLoop::new(self.poll, self.listeners, self.shared, limits, core);
+        event_loop.signals = self.signals;
+        event_loop.run()
     }
 }

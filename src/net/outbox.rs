@@ -7,23 +7,32 @@
 
 use slab::Slab;
 
-use crate::broker::{ConnId, Outbox};
+use crate::broker::{ConnId, Outbox, Traffic};
 use crate::protocol::Packet;
 
 use super::conn::Connection;
 
-/// Borrows the connections and the dirty list for one call into the broker.
+/// Borrows the connections, the dirty list and the traffic counters for one
+/// call into the broker.
 pub(crate) struct NetOutbox<'a> {
     conns: &'a mut Slab<Connection>,
     dirty: &'a mut Vec<ConnId>,
+    /// Its `output_buffered` grows here, as packets are encoded, and shrinks
+    /// where the loop writes or drops output.
+    traffic: &'a mut Traffic,
 }
 
 impl<'a> NetOutbox<'a> {
     pub(crate) fn new(
         conns: &'a mut Slab<Connection>,
         dirty: &'a mut Vec<ConnId>,
+        traffic: &'a mut Traffic,
     ) -> NetOutbox<'a> {
-        NetOutbox { conns, dirty }
+        NetOutbox {
+            conns,
+            dirty,
+            traffic,
+        }
     }
 }
 
@@ -41,7 +50,10 @@ impl Outbox for NetOutbox<'_> {
         if c.closing {
             return;
         }
+        let before = c.output.len();
         c.queue(packet);
+        let added = c.output.len().saturating_sub(before);
+        self.traffic.output_buffered = self.traffic.output_buffered.saturating_add(added);
         c.mark_dirty(self.dirty);
     }
 
@@ -57,6 +69,10 @@ impl Outbox for NetOutbox<'_> {
             c.closing = true;
             c.mark_dirty(self.dirty);
         }
+    }
+
+    fn traffic(&self) -> Traffic {
+        *self.traffic
     }
 }
 
@@ -91,7 +107,8 @@ mod tests {
     fn send_queues_the_encoding_and_marks_dirty_once() {
         let (mut slab, ids) = conns(&[7]);
         let mut dirty = Vec::new();
-        let mut out = NetOutbox::new(&mut slab, &mut dirty);
+        let mut traffic = Traffic::default();
+        let mut out = NetOutbox::new(&mut slab, &mut dirty, &mut traffic);
         out.send(ids[0], &puback(1));
         out.send(ids[0], &Packet::Pingresp);
         let expected = encoded_len(&puback(1)) + encoded_len(&Packet::Pingresp);
@@ -109,7 +126,8 @@ mod tests {
             serial: 6,
         };
         let mut dirty = Vec::new();
-        let mut out = NetOutbox::new(&mut slab, &mut dirty);
+        let mut traffic = Traffic::default();
+        let mut out = NetOutbox::new(&mut slab, &mut dirty, &mut traffic);
         out.send(stale, &Packet::Pingresp);
         out.close(stale);
         assert_eq!(out.pending(stale), 0);
@@ -123,7 +141,8 @@ mod tests {
         let (mut slab, _) = conns(&[1]);
         let unknown = ConnId { key: 99, serial: 1 };
         let mut dirty = Vec::new();
-        let mut out = NetOutbox::new(&mut slab, &mut dirty);
+        let mut traffic = Traffic::default();
+        let mut out = NetOutbox::new(&mut slab, &mut dirty, &mut traffic);
         out.send(unknown, &Packet::Pingresp);
         out.close(unknown);
         assert_eq!(out.pending(unknown), 0);
@@ -134,7 +153,8 @@ mod tests {
     fn close_marks_closing_and_dirty_and_later_sends_are_dropped() {
         let (mut slab, ids) = conns(&[1, 2]);
         let mut dirty = Vec::new();
-        let mut out = NetOutbox::new(&mut slab, &mut dirty);
+        let mut traffic = Traffic::default();
+        let mut out = NetOutbox::new(&mut slab, &mut dirty, &mut traffic);
         out.send(ids[1], &Packet::Pingresp);
         out.close(ids[1]);
         let before = out.pending(ids[1]);
@@ -151,7 +171,8 @@ mod tests {
     fn each_connection_gets_only_its_own_packets() {
         let (mut slab, ids) = conns(&[1, 2]);
         let mut dirty = Vec::new();
-        let mut out = NetOutbox::new(&mut slab, &mut dirty);
+        let mut traffic = Traffic::default();
+        let mut out = NetOutbox::new(&mut slab, &mut dirty, &mut traffic);
         out.send(ids[0], &puback(1));
         out.send(ids[1], &Packet::Pingresp);
         out.send(ids[0], &puback(2));

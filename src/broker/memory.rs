@@ -1,0 +1,295 @@
+//! `max_memory`: counting the memory held for clients, and reclaiming the
+//! oldest stored messages when it is over the limit.
+//!
+//! # What is counted
+//!
+//! The bytes the broker holds on clients' behalf, which clients control:
+//!
+//! - queued and inflight messages of every session, online or not
+//!   ([`Session::stored_bytes`](crate::session::Session::stored_bytes));
+//! - retained messages;
+//! - output buffers: bytes encoded for clients and not yet written (the
+//!   network layer reports them through [`Outbox::traffic`]).
+//!
+//! Each message counts its topic, its payload and a fixed overhead
+//! ([`STORED_OVERHEAD`](crate::session::STORED_OVERHEAD)). A payload shared by
+//! several sessions is counted once for each: the count is an upper bound of
+//! what is really held, so the broker reclaims early rather than late. What
+//! is not counted is small and bounded by other limits: sessions and
+//! subscriptions themselves, input buffers (`max_request_size` each).
+//!
+//! # Keeping the count cheap
+//!
+//! Counting walks every session, so it does not run for every message.
+//! Instead every routed message adds its size times its copies to `grown`,
+//! and `counted + grown` is an upper bound of the memory held (removals only
+//! lower it). Only when that bound passes the limit does a real count run;
+//! it runs as well every [`CHECK_INTERVAL`] on the timer wheel. A flood
+//! therefore costs one count per tenth of `max_memory` that comes in, since
+//! reclaiming goes down to 90% of the limit, and a large message triggers a
+//! count as soon as it could matter.
+//!
+//! # What is reclaimed, in order
+//!
+//! 1. The oldest queued messages of offline sessions (sol never queues QoS 0
+//!    messages: a QoS 0 message for an offline client is not kept, and one
+//!    for an online client goes straight into its output buffer, where the
+//!    1 MiB high-water mark bounds it).
+//! 2. The oldest queued messages of online sessions: they wait for room in
+//!    the client's inflight window.
+//! 3. Only when nothing else is left: the oldest retained messages.
+//!
+//! Never a message in flight awaiting its acknowledgement (its delivery has
+//! been promised), and never bytes already in an output buffer. When those
+//! alone are over the limit, nothing more can be reclaimed; the broker says
+//! so once and waits for clients to read and acknowledge.
+//!
+//! Every reclaimed message counts in `messages/dropped`. The log has one
+//! warning when a burst of reclaiming starts and one line when it ends,
+//! with how many messages it dropped, never a line per message.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::time::{Duration, Instant};
+
+use log::{info, warn};
+
+use super::{Broker, Outbox, Retained, Timer};
+use crate::protocol::TopicName;
+use crate::session::STORED_OVERHEAD;
+
+/// How often the memory is counted even when no message arrives: output
+/// buffers grow and shrink without the core hearing of it.
+pub(super) const CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Reclaiming goes down to this fraction of the limit (in tenths), so that
+/// a steady flow over the limit does not reclaim, and count, per message.
+const LOW_WATER_TENTHS: usize = 9;
+
+/// The memory accounting and the state of reclaiming.
+pub(super) struct Memory {
+    limit: usize,
+    /// What the retained messages are counted for.
+    retained_bytes: usize,
+    /// For each retained topic: when it was stored (a sequence number) and
+    /// what it is counted for.
+    retained: HashMap<TopicName, (u64, usize)>,
+    /// Retained topics, oldest first: the order they are reclaimed in.
+    retained_order: BTreeMap<u64, TopicName>,
+    next_seq: u64,
+    /// The last real count.
+    counted: usize,
+    /// What routed messages may have added since.
+    grown: usize,
+    /// The last count found the memory over the limit with nothing left to
+    /// reclaim: checks on arrival wait for the next periodic check.
+    exhausted: bool,
+    burst: Burst,
+}
+
+/// One burst of reclaiming, from the first message dropped to the first
+/// periodic check that finds nothing to do.
+#[derive(Default)]
+struct Burst {
+    dropped: u64,
+    retained_dropped: u64,
+    /// Whether the "nothing left to reclaim" warning was given.
+    exhausted_warned: bool,
+    /// Whether anything was dropped since the last periodic check.
+    recent: bool,
+}
+
+impl Memory {
+    pub(super) fn new(limit: usize) -> Memory {
+        Memory {
+            limit,
+            retained_bytes: 0,
+            retained: HashMap::new(),
+            retained_order: BTreeMap::new(),
+            next_seq: 0,
+            counted: 0,
+            grown: 0,
+            exhausted: false,
+            burst: Burst::default(),
+        }
+    }
+
+    /// A retained message is stored (possibly replacing another).
+    pub(super) fn retained_stored(&mut self, retained: &Retained) {
+        self.retained_removed(&retained.topic);
+        let size = retained_size(retained);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.retained_bytes = self.retained_bytes.saturating_add(size);
+        self.retained.insert(retained.topic.clone(), (seq, size));
+        self.retained_order.insert(seq, retained.topic.clone());
+    }
+
+    /// The retained message on `topic`, if any, is gone.
+    pub(super) fn retained_removed(&mut self, topic: &TopicName) {
+        if let Some((seq, size)) = self.retained.remove(topic) {
+            self.retained_bytes = self.retained_bytes.saturating_sub(size);
+            self.retained_order.remove(&seq);
+        }
+    }
+
+    /// 90% of the limit: where reclaiming stops.
+    fn low_water(&self) -> usize {
+        self.limit / 10 * LOW_WATER_TENTHS
+    }
+}
+
+/// What a retained message is counted for, as a queued one would be.
+fn retained_size(retained: &Retained) -> usize {
+    retained
+        .topic
+        .as_str()
+        .len()
+        .saturating_add(retained.payload.len())
+        .saturating_add(STORED_OVERHEAD)
+}
+
+impl Broker {
+    /// The memory held for clients, counted now.
+    pub(super) fn memory_used(&self, out: &dyn Outbox) -> usize {
+        let sessions: usize = self
+            .sessions
+            .iter()
+            .map(|(_, slot)| slot.session.stored_bytes())
+            .fold(0, usize::saturating_add);
+        sessions
+            .saturating_add(self.memory.retained_bytes)
+            .saturating_add(out.traffic().output_buffered)
+    }
+
+    /// `bytes` were just stored for clients (copies of a routed message):
+    /// counts and reclaims at once if the memory may now be over the limit.
+    pub(super) fn memory_grew(&mut self, bytes: usize, out: &mut dyn Outbox) {
+        self.memory.grown = self.memory.grown.saturating_add(bytes);
+        let bound = self.memory.counted.saturating_add(self.memory.grown);
+        if !self.memory.exhausted && bound > self.memory.limit {
+            self.check_memory(out);
+        }
+    }
+
+    /// The periodic check: counts, reclaims if needed, ends a burst that is
+    /// over, and re-arms itself.
+    pub(super) fn periodic_memory_check(&mut self, now: Instant, out: &mut dyn Outbox) {
+        self.memory.exhausted = false;
+        let used = self.check_memory(out);
+        let burst = &mut self.memory.burst;
+        let active = burst.dropped > 0 || burst.exhausted_warned;
+        if active && !burst.recent && used <= self.memory.limit {
+            info!(
+                "Memory back under max_memory ({used} of {} bytes): {} message(s) \
+                 dropped in all, {} of them retained.",
+                self.memory.limit, burst.dropped, burst.retained_dropped
+            );
+            self.memory.burst = Burst::default();
+        } else {
+            burst.recent = false;
+        }
+        if let Some(at) = now.checked_add(CHECK_INTERVAL) {
+            self.timers.insert(at, Timer::Memory);
+        }
+    }
+
+    /// Counts the memory, reclaims down to 90% of the limit if it is over,
+    /// and returns what is held after that.
+    fn check_memory(&mut self, out: &mut dyn Outbox) -> usize {
+        let mut used = self.memory_used(out);
+        if used > self.memory.limit {
+            used = self.reclaim(used);
+            self.memory.exhausted = used > self.memory.limit;
+            if self.memory.exhausted && !self.memory.burst.exhausted_warned {
+                self.memory.burst.exhausted_warned = true;
+                warn!(
+                    "Memory over max_memory ({used} of {} bytes) with nothing left to \
+                     reclaim: what is held is in flight or in output buffers.",
+                    self.memory.limit
+                );
+            }
+        }
+        self.memory.counted = used;
+        self.memory.grown = 0;
+        used
+    }
+
+    /// Drops stored messages, oldest first, in the order the module
+    /// documentation gives, until `used` is down to the low-water mark.
+    fn reclaim(&mut self, mut used: usize) -> usize {
+        let target = self.memory.low_water();
+        let found = used;
+        let before = self.memory.burst.dropped;
+        for online in [false, true] {
+            if used > target {
+                used = self.reclaim_queued(online, used, target);
+            }
+        }
+        while used > target {
+            let Some((_, topic)) = self.memory.retained_order.pop_first() else {
+                break;
+            };
+            let size = self
+                .memory
+                .retained
+                .get(&topic)
+                .map_or(0, |&(_, size)| size);
+            self.memory.retained_removed(&topic);
+            if self.retained.remove(&topic).is_some() {
+                if self.memory.burst.retained_dropped == 0 {
+                    warn!("Nothing left to reclaim but retained messages: dropping the oldest.");
+                }
+                self.memory.burst.retained_dropped += 1;
+                self.memory.burst.dropped += 1;
+                self.stats.messages_dropped += 1;
+            }
+            used = used.saturating_sub(size);
+        }
+        let dropped = self.memory.burst.dropped;
+        if dropped > before {
+            self.memory.burst.recent = true;
+            if before == 0 {
+                warn!(
+                    "Memory over max_memory ({found} of {} bytes): dropped the {dropped} \
+                     oldest stored message(s); more are dropped without a log line \
+                     until it is back under.",
+                    self.memory.limit
+                );
+            }
+        }
+        used
+    }
+
+    /// Drops the oldest queued messages across the sessions that are
+    /// `online` (or not), oldest first, until `used` reaches `target` or
+    /// nothing is queued.
+    fn reclaim_queued(&mut self, online: bool, mut used: usize, target: usize) -> usize {
+        // The oldest message of each session, in a heap: the next to drop
+        // is always on top, whichever session it is in.
+        let mut oldest: BinaryHeap<Reverse<(Instant, usize)>> = self
+            .sessions
+            .iter()
+            .filter(|(_, slot)| slot.conn.is_some() == online)
+            .filter_map(|(key, slot)| Some(Reverse((slot.session.oldest_queued()?, key))))
+            .collect();
+        while used > target {
+            let Some(Reverse((_, key))) = oldest.pop() else {
+                break;
+            };
+            let Some(slot) = self.sessions.get_mut(key) else {
+                continue;
+            };
+            let Some(size) = slot.session.drop_oldest_queued() else {
+                continue;
+            };
+            used = used.saturating_sub(size);
+            self.memory.burst.dropped += 1;
+            self.stats.messages_dropped += 1;
+            if let Some(next) = slot.session.oldest_queued() {
+                oldest.push(Reverse((next, key)));
+            }
+        }
+        used
+    }
+}

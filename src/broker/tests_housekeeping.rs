@@ -1,0 +1,1 @@
+//! Housekeeping through the core: statistics, max_memory, resending, max_keepalive.
