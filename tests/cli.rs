@@ -124,7 +124,7 @@ fn test_config_accepts_a_good_file() {
 fn test_config_reports_every_bad_line() {
     let path = temp_file(
         "bad.conf",
-        "ip_port 1883\nip_port 1884\n# ok\nlog_level LOUD\nmax_memory 2GB\n",
+        "ip_port 1883\nip_port 1884\n# ok\nlog_level LOUD\nmemory_limit 2GB\n",
     );
     let output = sol([
         OsString::from("--test-config"),
@@ -138,7 +138,7 @@ fn test_config_reports_every_bad_line() {
     for expected in [
         format!("sol: {shown}: line 2: duplicate key `ip_port`: already set on line 1\n"),
         format!("sol: {shown}: line 4: log_level: `LOUD` is not a log level"),
-        format!("sol: {shown}: line 5: unknown key `max_memory`\n"),
+        format!("sol: {shown}: line 5: unknown key `memory_limit`\n"),
         "sol: 3 errors in the configuration\n".to_string(),
     ] {
         assert!(text.contains(&expected), "missing {expected:?} in\n{text}");
