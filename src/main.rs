@@ -95,7 +95,7 @@ fn run(args: &Args) -> ExitCode {
     }
     log::info!("sol {VERSION} starting with {source}");
 
-    let server = match Server::bind(&config) {
+    let mut server = match Server::bind(&config) {
         Ok(server) => server,
         Err(error) => {
             fail(
@@ -105,6 +105,12 @@ fn run(args: &Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // SIGINT and SIGTERM stop cleanly (exit 0), SIGHUP reopens the log
+    // file and reloads.
+    if let Err(error) = server.catch_signals() {
+        fail(&config, &format!("cannot install signal handlers: {error}"));
+        return ExitCode::FAILURE;
+    }
     // The real addresses: with `ip_port 0` the port is only known now.
     if let Some(addr) = server.tcp_addr() {
         log::info!("listening on tcp {addr}");

@@ -543,14 +543,14 @@ impl<C: Core> EventLoop<C> {
             return;
         };
         let requests = signals.take();
-        if requests.stop {
-            info!("stop requested by signal");
+        if let Some(signal) = requests.stop {
+            info!("{signal} received: stopping");
             self.shared
                 .stop
                 .store(true, std::sync::atomic::Ordering::Release);
         }
         if requests.reload {
-            info!("reload requested by SIGHUP");
+            info!("SIGHUP received: reloading");
             self.shared
                 .reload
                 .store(true, std::sync::atomic::Ordering::Release);

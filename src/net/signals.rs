@@ -25,7 +25,8 @@ use signal_hook_mio::v1_0::Signals;
 /// What the signals received since the last look ask for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Requests {
-    pub(crate) stop: bool,
+    /// The name of the signal that asks to stop, if one came.
+    pub(crate) stop: Option<&'static str>,
     pub(crate) reload: bool,
 }
 
@@ -50,7 +51,8 @@ impl SignalSource {
         let mut requests = Requests::default();
         for signal in self.signals.pending() {
             match signal {
-                SIGINT | SIGTERM => requests.stop = true,
+                SIGINT => requests.stop = Some("SIGINT"),
+                SIGTERM => requests.stop = Some("SIGTERM"),
                 SIGHUP => requests.reload = true,
                 _ => {}
             }
