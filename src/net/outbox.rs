@@ -116,6 +116,7 @@ mod tests {
         assert_eq!(out.pending(ids[0]), expected);
         assert_eq!(dirty, vec![ids[0]]);
         assert_eq!(slab[ids[0].key].output.len(), expected);
+        assert_eq!(traffic.output_buffered, expected);
     }
 
     #[test]
@@ -160,6 +161,11 @@ mod tests {
         let before = out.pending(ids[1]);
         out.send(ids[1], &puback(3));
         assert_eq!(out.pending(ids[1]), before);
+        assert_eq!(
+            out.traffic().output_buffered,
+            before,
+            "nothing queued once closing"
+        );
         out.close(ids[0]);
         out.close(ids[0]);
         assert_eq!(dirty, vec![ids[1], ids[0]]);

@@ -27,6 +27,15 @@ struct Script {
     /// Close connections that sent no CONNECT within this time.
     connect_timeout: Option<Duration>,
     deadlines: HashMap<ConnId, Instant>,
+    /// Every connection opened, for `farewell`.
+    opened: Vec<ConnId>,
+    /// Write down `shutdown` when the loop says it is stopping, and the
+    /// traffic counts at each PINGREQ (off by default, to keep the other
+    /// tests' logs as they are).
+    note_housekeeping: bool,
+    /// At shutdown, send each connection a QoS 0 PUBLISH with a payload of
+    /// this many bytes.
+    farewell: usize,
 }
 
 impl Script {
@@ -45,6 +54,7 @@ fn connack(code: ConnectReturnCode) -> Packet {
 impl Core for Script {
     fn open(&mut self, conn: ConnId, _peer: &str, now: Instant) {
         self.note("open");
+        self.opened.push(conn);
         if let Some(timeout) = self.connect_timeout {
             self.deadlines.insert(conn, now + timeout);
         }
@@ -62,7 +72,16 @@ impl Core for Script {
                     out.send(conn, &connack(ConnectReturnCode::Accepted));
                 }
             }
-            Packet::Pingreq => out.send(conn, &Packet::Pingresp),
+            Packet::Pingreq => {
+                if self.note_housekeeping {
+                    let t = out.traffic();
+                    self.note(format!(
+                        "traffic {} {} {}",
+                        t.bytes_received, t.bytes_sent, t.output_buffered
+                    ));
+                }
+                out.send(conn, &Packet::Pingresp);
+            }
             Packet::Publish(_) => out.send(conn, &packet),
             Packet::Disconnect => out.close(conn),
             _ => {}
@@ -89,6 +108,29 @@ impl Core for Script {
 
     fn next_deadline(&self) -> Option<Instant> {
         self.deadlines.values().min().copied()
+    }
+
+    fn reload(&mut self, _now: Instant, _out: &mut dyn Outbox) {
+        self.note("reload");
+    }
+
+    fn shutdown(&mut self, _now: Instant, out: &mut dyn Outbox) {
+        if self.note_housekeeping {
+            self.note("shutdown");
+        }
+        if self.farewell > 0 {
+            let publish = Packet::Publish(crate::protocol::Publish {
+                dup: false,
+                qos: crate::protocol::QoS::AtMostOnce,
+                retain: false,
+                topic: crate::protocol::TopicName::new("bye").unwrap(),
+                packet_id: None,
+                payload: bytes::Bytes::from(vec![b'x'; self.farewell]),
+            });
+            for &conn in &self.opened {
+                out.send(conn, &publish);
+            }
+        }
     }
 
     fn tick(&mut self, now: Instant, out: &mut dyn Outbox) {
@@ -540,5 +582,122 @@ fn input_pauses_while_output_is_above_the_high_water_mark() {
     }
     writing.join().unwrap();
     server.wait_for("PUBLISH", COUNT);
+    server.stop();
+}
+
+// ----- housekeeping: reload, shutdown, max_connections, traffic
+
+#[test]
+fn reload_on_the_handle_reaches_the_core_and_the_loop_goes_on() {
+    let server = start(&tcp_config(), Script::default());
+    server.handle.reload();
+    server.wait_for("reload", 1);
+    let mut client = server.client();
+    client.write_all(&connect_bytes("c")).unwrap();
+    assert_eq!(read_n(&mut client, 4), CONNACK_ACCEPTED);
+    server.handle.reload();
+    server.wait_for("reload", 2);
+    client.write_all(&PINGREQ).unwrap();
+    assert_eq!(read_n(&mut client, 2), PINGRESP);
+    server.stop();
+}
+
+#[test]
+fn shutdown_tells_the_core_first_and_flushes_what_it_sends() {
+    let script = Script {
+        farewell: 300_000,
+        note_housekeeping: true,
+        ..Script::default()
+    };
+    let server = start(&tcp_config(), script);
+    let mut client = server.client();
+    client.write_all(&connect_bytes("c")).unwrap();
+    assert_eq!(read_n(&mut client, 4), CONNACK_ACCEPTED);
+    // More than a socket buffer takes at once: the loop must keep writing
+    // while the client reads.
+    let reader = thread::spawn(move || {
+        let mut all = Vec::new();
+        client.read_to_end(&mut all).unwrap();
+        all
+    });
+    let log = server.stop();
+    let shutdown = log.iter().position(|l| l == "shutdown").unwrap();
+    let closed = log.iter().position(|l| l == "closed Shutdown").unwrap();
+    assert!(shutdown < closed, "{log:?}");
+    let all = reader.join().unwrap();
+    // The PUBLISH: header (4 bytes of remaining length), topic, payload.
+    assert_eq!(all.len(), 1 + 3 + 2 + 3 + 300_000);
+    assert!(all.ends_with(b"xxxx"));
+}
+
+#[test]
+fn shutdown_gives_up_on_a_client_that_does_not_read() {
+    let script = Script {
+        farewell: 50_000_000,
+        ..Script::default()
+    };
+    let server = start(&tcp_config(), script);
+    let mut client = server.client();
+    client.write_all(&connect_bytes("c")).unwrap();
+    assert_eq!(read_n(&mut client, 4), CONNACK_ACCEPTED);
+    let started = Instant::now();
+    server.stop();
+    let took = started.elapsed();
+    assert!(took >= super::event_loop::SHUTDOWN_FLUSH, "{took:?}");
+    assert!(
+        took < super::event_loop::SHUTDOWN_FLUSH + Duration::from_secs(2),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn connections_beyond_max_connections_are_closed_and_the_others_served() {
+    let mut limits = Limits::new(1000);
+    limits.max_connections = Some(2);
+    let server = start_limited(&tcp_config(), Script::default(), limits);
+    let mut first = server.client();
+    first.write_all(&connect_bytes("a")).unwrap();
+    assert_eq!(read_n(&mut first, 4), CONNACK_ACCEPTED);
+    let mut second = server.client();
+    second.write_all(&connect_bytes("b")).unwrap();
+    assert_eq!(read_n(&mut second, 4), CONNACK_ACCEPTED);
+
+    let mut third = server.client();
+    assert_closed(&mut third);
+    for client in [&mut first, &mut second] {
+        client.write_all(&PINGREQ).unwrap();
+        assert_eq!(read_n(client, 2), PINGRESP);
+    }
+    assert_eq!(server.log().iter().filter(|l| *l == "open").count(), 2);
+
+    // Room again once one goes.
+    first.write_all(&DISCONNECT).unwrap();
+    assert_closed(&mut first);
+    let mut fourth = server.client();
+    fourth.write_all(&connect_bytes("d")).unwrap();
+    assert_eq!(read_n(&mut fourth, 4), CONNACK_ACCEPTED);
+    server.stop();
+}
+
+#[test]
+fn bytes_read_and_written_are_counted_for_the_core() {
+    let script = Script {
+        note_housekeeping: true,
+        ..Script::default()
+    };
+    let server = start(&tcp_config(), script);
+    let mut client = server.client();
+    let connect = connect_bytes("c");
+    client.write_all(&connect).unwrap();
+    assert_eq!(read_n(&mut client, 4), CONNACK_ACCEPTED);
+    client.write_all(&PINGREQ).unwrap();
+    assert_eq!(read_n(&mut client, 2), PINGRESP);
+    // At the PINGREQ: CONNECT and PINGREQ read, the CONNACK written,
+    // nothing left buffered.
+    let expected = format!("traffic {} 4 0", connect.len() + 2);
+    server.wait_for(&expected, 1);
+    client.write_all(&PINGREQ).unwrap();
+    assert_eq!(read_n(&mut client, 2), PINGRESP);
+    server.wait_for(&format!("traffic {} 6 0", connect.len() + 4), 1);
     server.stop();
 }
