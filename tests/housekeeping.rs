@@ -73,7 +73,7 @@ fn sol_statistics_are_retained_and_follow_what_happens() {
         number(&seen, leaf);
     }
     let sol: f64 = seen["uptime/sol"].parse().unwrap();
-    assert!(sol >= 0.0 && sol < 0.01, "{sol}");
+    assert!((0.0..0.01).contains(&sol), "{sol}");
     let load: f64 = seen["load/messages/received/1min"].parse().unwrap();
     assert!(load >= 0.0);
 
