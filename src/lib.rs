@@ -27,6 +27,7 @@
 
 pub mod broker;
 pub mod config;
+pub mod guide;
 pub mod logging;
 pub mod net;
 pub mod protocol;

@@ -1,0 +1,13 @@
+//! Learn MQTT by reading sol: the `docs/` series, compiled.
+//!
+//! Each submodule below holds one post of the series as its documentation,
+//! included from `docs/` with `include_str!`. This module has no code of its
+//! own: it exists so that `cargo test --doc` compiles and runs every Rust
+//! example in the posts against the real crate, and `cargo doc` renders the
+//! series next to the API it explains. An example that drifts from the code
+//! fails the build instead of misleading a reader.
+//!
+//! Start with the index, `docs/README.md`, or with [`what_mqtt_is`].
+
+#[doc = include_str!("../docs/01-what-mqtt-is.md")]
+pub mod what_mqtt_is {}
