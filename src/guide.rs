@@ -11,3 +11,6 @@
 
 #[doc = include_str!("../docs/01-what-mqtt-is.md")]
 pub mod what_mqtt_is {}
+
+#[doc = include_str!("../docs/02-fixed-header.md")]
+pub mod fixed_header {}
