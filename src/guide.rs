@@ -14,3 +14,6 @@ pub mod what_mqtt_is {}
 
 #[doc = include_str!("../docs/02-fixed-header.md")]
 pub mod fixed_header {}
+
+#[doc = include_str!("../docs/03-connect-sessions-keepalive.md")]
+pub mod connect_sessions_keepalive {}

@@ -62,22 +62,26 @@ def pump(src, dst, direction):
             chunk = src.recv(65536)
             if not chunk:
                 break
-            dst.sendall(chunk)
+            # Print first, then forward: an answer cannot be printed before
+            # the packet that caused it.
             buf += chunk
             while (found := split_packet(buf)) is not None:
                 packet, buf = found
                 show(direction, packet)
-    except OSError:
-        pass
+            dst.sendall(chunk)
+    except OSError as error:
+        with PRINT_LOCK:
+            print(f"{direction} {error}", flush=True)
     finally:
         if buf:
             with PRINT_LOCK:
                 print(f"{direction} (partial)    {buf[:48].hex(' ')}", flush=True)
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        # Pass the end of the stream on, but let the other direction finish:
+        # a broker may still be writing after the client has said goodbye.
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
         with PRINT_LOCK:
             print(f"{direction} closed", flush=True)
 
