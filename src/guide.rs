@@ -17,3 +17,6 @@ pub mod fixed_header {}
 
 #[doc = include_str!("../docs/03-connect-sessions-keepalive.md")]
 pub mod connect_sessions_keepalive {}
+
+#[doc = include_str!("../docs/04-decoding-incrementally.md")]
+pub mod decoding_incrementally {}

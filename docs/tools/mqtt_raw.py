@@ -53,46 +53,53 @@ def main():
 
     sock = socket.create_connection((args.host, args.port))
     start = time.monotonic()
-    sent = 0
+    state = {"buf": b"", "open": True}
+
+    def listen(seconds):
+        """Prints what the broker sends for `seconds`; False once it closed."""
+        deadline = time.monotonic() + seconds
+        while state["open"]:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            sock.settimeout(left)
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError as error:
+                print(f"closed   {error} after {time.monotonic() - start:.1f} s")
+                state["open"] = False
+                break
+            if not chunk:
+                if state["buf"]:
+                    print(f"partial  {state['buf'].hex(' ')}")
+                print(f"closed   by the broker after {time.monotonic() - start:.1f} s")
+                state["open"] = False
+                break
+            state["buf"] += chunk
+            while (found := split_packet(state["buf"])) is not None:
+                packet, state["buf"] = found
+                print(f"received {NAMES[packet[0] >> 4]:<11} {packet[:48].hex(' ')}")
+        return state["open"]
+
     for chunk in args.chunks:
         if chunk.startswith("sleep:"):
-            time.sleep(float(chunk[len("sleep:"):]))
+            if not listen(float(chunk[len("sleep:"):])):
+                return
             continue
         data = bytes.fromhex(chunk)
         try:
             sock.sendall(data)
         except OSError as error:
-            print(f"write failed after {sent} bytes: {error}")
-            break
-        sent += len(data)
+            print(f"write    failed: {error}")
+            return
         print(f"sent     {data[:48].hex(' ')}{' ...' if len(data) > 48 else ''}")
-        time.sleep(0.05)
-
-    buf = b""
-    deadline = time.monotonic() + args.wait
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            print(f"open     still open after {time.monotonic() - start:.1f} s")
-            break
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except socket.timeout:
-            continue
-        except OSError as error:
-            print(f"closed   {error} after {time.monotonic() - start:.1f} s")
-            break
-        if not chunk:
-            if buf:
-                print(f"partial  {buf.hex(' ')}")
-            print(f"closed   by the broker after {time.monotonic() - start:.1f} s")
-            break
-        buf += chunk
-        while (found := split_packet(buf)) is not None:
-            packet, buf = found
-            print(f"received {NAMES[packet[0] >> 4]:<11} {packet[:48].hex(' ')}")
-
+        # A short pause, so that each argument arrives as a read of its own.
+        if not listen(0.05):
+            return
+    if listen(args.wait):
+        print(f"open     still open after {time.monotonic() - start:.1f} s")
 
 if __name__ == "__main__":
     main()
