@@ -241,14 +241,23 @@ mod tests {
     #[test]
     fn window_then_queue_then_drop() {
         let mut s = Session::new("c".into(), false, 2, 2);
-        assert_eq!(s.push(message(1, QoS::AtLeastOnce), true), Pushed::Send(id(1)));
-        assert_eq!(s.push(message(2, QoS::AtLeastOnce), true), Pushed::Send(id(2)));
+        assert_eq!(
+            s.push(message(1, QoS::AtLeastOnce), true),
+            Pushed::Send(id(1))
+        );
+        assert_eq!(
+            s.push(message(2, QoS::AtLeastOnce), true),
+            Pushed::Send(id(2))
+        );
         assert_eq!(s.push(message(3, QoS::AtLeastOnce), true), Pushed::Queued);
         assert_eq!(s.push(message(4, QoS::AtLeastOnce), true), Pushed::Queued);
         assert_eq!(s.push(message(5, QoS::AtLeastOnce), true), Pushed::Dropped);
         assert_eq!(s.dropped, 1);
         assert!(s.puback(id(1)));
-        assert!(!s.puback(id(1)), "a second PUBACK for the same id is unknown");
+        assert!(
+            !s.puback(id(1)),
+            "a second PUBACK for the same id is unknown"
+        );
         let ready = s.fill_window();
         assert_eq!(ready, vec![(id(3), message(3, QoS::AtLeastOnce))]);
         assert_eq!(s.queued_len(), 1);
@@ -266,10 +275,16 @@ mod tests {
     #[test]
     fn qos2_outgoing_handshake() {
         let mut s = Session::new("c".into(), false, 5, 5);
-        assert_eq!(s.push(message(1, QoS::ExactlyOnce), true), Pushed::Send(id(1)));
+        assert_eq!(
+            s.push(message(1, QoS::ExactlyOnce), true),
+            Pushed::Send(id(1))
+        );
         assert!(!s.pubcomp(id(1)), "PUBCOMP before PUBREC does not complete");
         assert!(s.pubrec(id(1)));
-        assert_eq!(s.inflight().next().map(|(_, st)| st), Some(&Inflight::AwaitingPubcomp));
+        assert_eq!(
+            s.inflight().next().map(|(_, st)| st),
+            Some(&Inflight::AwaitingPubcomp)
+        );
         assert!(s.pubcomp(id(1)));
         assert_eq!(s.inflight_len(), 0);
     }
@@ -287,9 +302,18 @@ mod tests {
     fn packet_ids_skip_those_in_flight_and_wrap() {
         let mut s = Session::new("c".into(), false, 3, 0);
         s.next_id = id(u16::MAX);
-        assert_eq!(s.push(message(1, QoS::AtLeastOnce), true), Pushed::Send(id(u16::MAX)));
-        assert_eq!(s.push(message(2, QoS::AtLeastOnce), true), Pushed::Send(id(1)));
+        assert_eq!(
+            s.push(message(1, QoS::AtLeastOnce), true),
+            Pushed::Send(id(u16::MAX))
+        );
+        assert_eq!(
+            s.push(message(2, QoS::AtLeastOnce), true),
+            Pushed::Send(id(1))
+        );
         s.next_id = id(u16::MAX);
-        assert_eq!(s.push(message(3, QoS::AtLeastOnce), true), Pushed::Send(id(2)));
+        assert_eq!(
+            s.push(message(3, QoS::AtLeastOnce), true),
+            Pushed::Send(id(2))
+        );
     }
 }

@@ -279,7 +279,13 @@ impl Broker {
     /// The connection is gone, or must go: publishes the will unless the
     /// client sent DISCONNECT. A CONNECT with an unsupported protocol level
     /// first gets its CONNACK 0x01.
-    pub fn closed(&mut self, conn: ConnId, reason: CloseReason, _now: Instant, out: &mut dyn Outbox) {
+    pub fn closed(
+        &mut self,
+        conn: ConnId,
+        reason: CloseReason,
+        _now: Instant,
+        out: &mut dyn Outbox,
+    ) {
         let ending = match reason {
             CloseReason::PeerClosed => Ending::PeerClosed,
             CloseReason::Io(e) => Ending::Io(e),
@@ -410,7 +416,10 @@ impl Broker {
             self.remove_session(connected.session);
         }
         if let (Some(will), true) = (connected.will, ending.publishes_will()) {
-            debug!("Publishing the will of {} on {}.", connected.client_id, will.topic);
+            debug!(
+                "Publishing the will of {} on {}.",
+                connected.client_id, will.topic
+            );
             self.publish_will(will, out);
         }
     }

@@ -77,7 +77,13 @@ impl Broker {
         }
     }
 
-    pub(super) fn handle_puback(&mut self, conn: ConnId, session: usize, id: PacketId, out: &mut dyn Outbox) {
+    pub(super) fn handle_puback(
+        &mut self,
+        conn: ConnId,
+        session: usize,
+        id: PacketId,
+        out: &mut dyn Outbox,
+    ) {
         let done = self
             .sessions
             .get_mut(session)
@@ -89,7 +95,13 @@ impl Broker {
 
     /// PUBREC always gets PUBREL, even for an id the broker no longer
     /// knows: that lets the client finish its side of the handshake.
-    pub(super) fn handle_pubrec(&mut self, conn: ConnId, session: usize, id: PacketId, out: &mut dyn Outbox) {
+    pub(super) fn handle_pubrec(
+        &mut self,
+        conn: ConnId,
+        session: usize,
+        id: PacketId,
+        out: &mut dyn Outbox,
+    ) {
         if let Some(slot) = self.sessions.get_mut(session) {
             slot.session.pubrec(id);
         }
@@ -97,14 +109,26 @@ impl Broker {
     }
 
     /// PUBREL always gets PUBCOMP ([MQTT-4.3.3-2]), known id or not.
-    pub(super) fn handle_pubrel(&mut self, conn: ConnId, session: usize, id: PacketId, out: &mut dyn Outbox) {
+    pub(super) fn handle_pubrel(
+        &mut self,
+        conn: ConnId,
+        session: usize,
+        id: PacketId,
+        out: &mut dyn Outbox,
+    ) {
         if let Some(slot) = self.sessions.get_mut(session) {
             slot.session.pubrel(id);
         }
         out.send(conn, &Packet::Pubcomp(id));
     }
 
-    pub(super) fn handle_pubcomp(&mut self, conn: ConnId, session: usize, id: PacketId, out: &mut dyn Outbox) {
+    pub(super) fn handle_pubcomp(
+        &mut self,
+        conn: ConnId,
+        session: usize,
+        id: PacketId,
+        out: &mut dyn Outbox,
+    ) {
         let done = self
             .sessions
             .get_mut(session)

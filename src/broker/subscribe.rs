@@ -37,7 +37,13 @@ impl Broker {
 
     /// [MQTT-3.3.1-8]: retained messages sent because of a new
     /// subscription carry the retain flag.
-    fn send_retained(&mut self, session: usize, filter: &TopicFilter, granted: QoS, out: &mut dyn Outbox) {
+    fn send_retained(
+        &mut self,
+        session: usize,
+        filter: &TopicFilter,
+        granted: QoS,
+        out: &mut dyn Outbox,
+    ) {
         let mut found = Vec::new();
         self.retained.for_each_match(filter, |retained| {
             found.push(Message {

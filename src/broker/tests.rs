@@ -166,7 +166,10 @@ fn publish_reaches_matching_subscribers_only() {
         })]
     );
     h.out.take(other);
-    h.send(publisher, publish("a/b/c", "hello", QoS::AtMostOnce, None, false));
+    h.send(
+        publisher,
+        publish("a/b/c", "hello", QoS::AtMostOnce, None, false),
+    );
     assert_eq!(payloads(&h.out.take(sub)), vec!["hello"]);
     assert!(h.out.take(other).is_empty());
 }
@@ -178,7 +181,10 @@ fn qos_is_downgraded_to_the_granted_qos() {
     let publisher = h.connect(connect("pub", true), false);
     h.send(sub, subscribe(1, &[("t", QoS::AtLeastOnce)]));
     h.out.take(sub);
-    h.send(publisher, publish("t", "m", QoS::ExactlyOnce, Some(9), false));
+    h.send(
+        publisher,
+        publish("t", "m", QoS::ExactlyOnce, Some(9), false),
+    );
     assert_eq!(h.out.take(publisher), vec![Packet::Pubrec(id(9))]);
     let got = h.out.take(sub);
     match got.as_slice() {
@@ -197,10 +203,20 @@ fn overlapping_subscriptions_deliver_one_copy_at_the_highest_qos() {
     let publisher = h.connect(connect("pub", true), false);
     h.send(
         sub,
-        subscribe(1, &[("a/#", QoS::AtMostOnce), ("a/+", QoS::ExactlyOnce), ("a/b", QoS::AtLeastOnce)]),
+        subscribe(
+            1,
+            &[
+                ("a/#", QoS::AtMostOnce),
+                ("a/+", QoS::ExactlyOnce),
+                ("a/b", QoS::AtLeastOnce),
+            ],
+        ),
     );
     h.out.take(sub);
-    h.send(publisher, publish("a/b", "m", QoS::ExactlyOnce, Some(1), false));
+    h.send(
+        publisher,
+        publish("a/b", "m", QoS::ExactlyOnce, Some(1), false),
+    );
     let got = h.out.take(sub);
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(matches!(&got[0], Packet::Publish(p) if p.qos == QoS::ExactlyOnce));
@@ -213,15 +229,30 @@ fn incoming_qos2_duplicate_is_delivered_once_and_pubrel_always_completes() {
     let publisher = h.connect(connect("pub", true), false);
     h.send(sub, subscribe(1, &[("t", QoS::AtMostOnce)]));
     h.out.take(sub);
-    h.send(publisher, publish("t", "once", QoS::ExactlyOnce, Some(5), false));
-    h.send(publisher, publish("t", "once", QoS::ExactlyOnce, Some(5), false));
-    assert_eq!(h.out.take(publisher), vec![Packet::Pubrec(id(5)), Packet::Pubrec(id(5))]);
+    h.send(
+        publisher,
+        publish("t", "once", QoS::ExactlyOnce, Some(5), false),
+    );
+    h.send(
+        publisher,
+        publish("t", "once", QoS::ExactlyOnce, Some(5), false),
+    );
+    assert_eq!(
+        h.out.take(publisher),
+        vec![Packet::Pubrec(id(5)), Packet::Pubrec(id(5))]
+    );
     assert_eq!(payloads(&h.out.take(sub)), vec!["once"]);
     h.send(publisher, Packet::Pubrel(id(5)));
     h.send(publisher, Packet::Pubrel(id(77)));
-    assert_eq!(h.out.take(publisher), vec![Packet::Pubcomp(id(5)), Packet::Pubcomp(id(77))]);
+    assert_eq!(
+        h.out.take(publisher),
+        vec![Packet::Pubcomp(id(5)), Packet::Pubcomp(id(77))]
+    );
     // After PUBREL the id is free: the same id is a new message.
-    h.send(publisher, publish("t", "again", QoS::ExactlyOnce, Some(5), false));
+    h.send(
+        publisher,
+        publish("t", "again", QoS::ExactlyOnce, Some(5), false),
+    );
     assert_eq!(payloads(&h.out.take(sub)), vec!["again"]);
 }
 
@@ -235,11 +266,20 @@ fn outgoing_qos2_handshake_and_inflight_window() {
     h.send(sub, subscribe(1, &[("t", QoS::ExactlyOnce)]));
     h.out.take(sub);
     for n in 0..4 {
-        h.send(publisher, publish("t", &n.to_string(), QoS::ExactlyOnce, Some(n + 1), false));
+        h.send(
+            publisher,
+            publish("t", &n.to_string(), QoS::ExactlyOnce, Some(n + 1), false),
+        );
     }
     let first = h.out.take(sub);
-    assert_eq!(payloads(&first), vec!["0", "1"], "only the window's worth goes out");
-    let Packet::Publish(p0) = &first[0] else { panic!() };
+    assert_eq!(
+        payloads(&first),
+        vec!["0", "1"],
+        "only the window's worth goes out"
+    );
+    let Packet::Publish(p0) = &first[0] else {
+        panic!()
+    };
     let pid = p0.packet_id.unwrap();
     h.send(sub, Packet::Pubrec(pid));
     assert_eq!(h.out.take(sub), vec![Packet::Pubrel(pid)]);
@@ -251,10 +291,22 @@ fn outgoing_qos2_handshake_and_inflight_window() {
 fn retained_messages_are_stored_replaced_deleted_and_sent_on_subscribe() {
     let mut h = Harness::new();
     let publisher = h.connect(connect("pub", true), false);
-    h.send(publisher, publish("r/1", "old", QoS::AtMostOnce, None, true));
-    h.send(publisher, publish("r/1", "new", QoS::AtLeastOnce, Some(1), true));
-    h.send(publisher, publish("r/2", "two", QoS::AtMostOnce, None, true));
-    h.send(publisher, publish("r/3", "three", QoS::AtMostOnce, None, true));
+    h.send(
+        publisher,
+        publish("r/1", "old", QoS::AtMostOnce, None, true),
+    );
+    h.send(
+        publisher,
+        publish("r/1", "new", QoS::AtLeastOnce, Some(1), true),
+    );
+    h.send(
+        publisher,
+        publish("r/2", "two", QoS::AtMostOnce, None, true),
+    );
+    h.send(
+        publisher,
+        publish("r/3", "three", QoS::AtMostOnce, None, true),
+    );
     h.send(publisher, publish("r/3", "", QoS::AtMostOnce, None, true));
     assert_eq!(h.broker.retained_count(), 2);
 
@@ -265,18 +317,28 @@ fn retained_messages_are_stored_replaced_deleted_and_sent_on_subscribe() {
     let mut retained: Vec<(String, bool, QoS)> = got[1..]
         .iter()
         .map(|p| match p {
-            Packet::Publish(p) => (String::from_utf8_lossy(&p.payload).into_owned(), p.retain, p.qos),
+            Packet::Publish(p) => (
+                String::from_utf8_lossy(&p.payload).into_owned(),
+                p.retain,
+                p.qos,
+            ),
             other => panic!("{other:?}"),
         })
         .collect();
     retained.sort();
     assert_eq!(
         retained,
-        vec![("new".into(), true, QoS::AtLeastOnce), ("two".into(), true, QoS::AtMostOnce)]
+        vec![
+            ("new".into(), true, QoS::AtLeastOnce),
+            ("two".into(), true, QoS::AtMostOnce)
+        ]
     );
 
     // Live forwarding clears the retain flag.
-    h.send(publisher, publish("r/1", "live", QoS::AtMostOnce, None, true));
+    h.send(
+        publisher,
+        publish("r/1", "live", QoS::AtMostOnce, None, true),
+    );
     match h.out.take(sub).as_slice() {
         [Packet::Publish(p)] => assert!(!p.retain),
         other => panic!("{other:?}"),
@@ -288,12 +350,32 @@ fn dollar_topics_are_not_matched_by_leading_wildcards_and_sol_is_read_only() {
     let mut h = Harness::new();
     let sub = h.connect(connect("sub", true), false);
     let publisher = h.connect(connect("pub", true), false);
-    h.send(sub, subscribe(1, &[("#", QoS::AtMostOnce), ("+/x", QoS::AtMostOnce), ("$SOL/#", QoS::AtMostOnce)]));
+    h.send(
+        sub,
+        subscribe(
+            1,
+            &[
+                ("#", QoS::AtMostOnce),
+                ("+/x", QoS::AtMostOnce),
+                ("$SOL/#", QoS::AtMostOnce),
+            ],
+        ),
+    );
     h.out.take(sub);
-    h.send(publisher, publish("$other/x", "m", QoS::AtMostOnce, None, false));
+    h.send(
+        publisher,
+        publish("$other/x", "m", QoS::AtMostOnce, None, false),
+    );
     assert!(h.out.take(sub).is_empty());
-    h.send(publisher, publish("$SOL/broker/uptime", "0", QoS::AtLeastOnce, Some(3), true));
-    assert_eq!(h.out.take(publisher), vec![Packet::Puback(id(3))], "acknowledged");
+    h.send(
+        publisher,
+        publish("$SOL/broker/uptime", "0", QoS::AtLeastOnce, Some(3), true),
+    );
+    assert_eq!(
+        h.out.take(publisher),
+        vec![Packet::Puback(id(3))],
+        "acknowledged"
+    );
     assert!(h.out.take(sub).is_empty(), "and dropped");
     assert_eq!(h.broker.retained_count(), 0);
 }
@@ -305,13 +387,23 @@ fn persistent_session_queues_offline_and_resends_inflight_with_dup() {
     let publisher = h.connect(connect("pub", true), false);
     h.send(sub, subscribe(1, &[("t", QoS::AtLeastOnce)]));
     h.out.take(sub);
-    h.send(publisher, publish("t", "unacked", QoS::AtLeastOnce, Some(1), false));
+    h.send(
+        publisher,
+        publish("t", "unacked", QoS::AtLeastOnce, Some(1), false),
+    );
     assert_eq!(payloads(&h.out.take(sub)), vec!["unacked"]);
-    h.broker.closed(sub, CloseReason::PeerClosed, h.now, &mut h.out);
+    h.broker
+        .closed(sub, CloseReason::PeerClosed, h.now, &mut h.out);
     assert_eq!(h.broker.session_count(), 2, "the persistent session stays");
 
-    h.send(publisher, publish("t", "queued", QoS::AtLeastOnce, Some(2), false));
-    h.send(publisher, publish("t", "qos0 is not queued", QoS::AtMostOnce, None, false));
+    h.send(
+        publisher,
+        publish("t", "queued", QoS::AtLeastOnce, Some(2), false),
+    );
+    h.send(
+        publisher,
+        publish("t", "qos0 is not queued", QoS::AtMostOnce, None, false),
+    );
 
     let back = h.open();
     h.send(back, Packet::Connect(Box::new(connect("sub", false))));
@@ -324,12 +416,18 @@ fn persistent_session_queues_offline_and_resends_inflight_with_dup() {
             other => panic!("{other:?}"),
         })
         .collect();
-    assert_eq!(publishes, vec![("unacked".into(), true), ("queued".into(), false)]);
+    assert_eq!(
+        publishes,
+        vec![("unacked".into(), true), ("queued".into(), false)]
+    );
 
     // A clean reconnect discards the session.
     h.send(back, Packet::Disconnect);
     let clean = h.connect(connect("sub", true), false);
-    h.send(publisher, publish("t", "gone", QoS::AtLeastOnce, Some(3), false));
+    h.send(
+        publisher,
+        publish("t", "gone", QoS::AtLeastOnce, Some(3), false),
+    );
     assert!(h.out.take(clean).is_empty());
 }
 
@@ -343,7 +441,10 @@ fn offline_queue_is_bounded_and_counts_drops() {
     h.send(sub, Packet::Disconnect);
     let publisher = h.connect(connect("pub", true), false);
     for n in 0..5 {
-        h.send(publisher, publish("t", &n.to_string(), QoS::AtLeastOnce, Some(n + 1), false));
+        h.send(
+            publisher,
+            publish("t", &n.to_string(), QoS::AtLeastOnce, Some(n + 1), false),
+        );
     }
     assert_eq!(h.broker.stats().messages_dropped, 2);
     let back = h.open();
@@ -510,7 +611,10 @@ fn unsubscribe_stops_delivery_and_is_always_acknowledged() {
     h.send(sub, unsub(2, "t"));
     h.send(sub, unsub(3, "never/subscribed"));
     let got = h.out.take(sub);
-    assert_eq!(&got[1..], &[Packet::Unsuback(id(2)), Packet::Unsuback(id(3))]);
+    assert_eq!(
+        &got[1..],
+        &[Packet::Unsuback(id(2)), Packet::Unsuback(id(3))]
+    );
     h.send(publisher, publish("t", "m", QoS::AtMostOnce, None, false));
     assert!(h.out.take(sub).is_empty());
     assert_eq!(h.broker.subscription_count(), 0);
@@ -520,8 +624,12 @@ fn unsubscribe_stops_delivery_and_is_always_acknowledged() {
 fn closing_a_clean_session_frees_everything() {
     let mut h = Harness::new();
     let sub = h.connect(connect("sub", true), false);
-    h.send(sub, subscribe(1, &[("a/#", QoS::AtLeastOnce), ("b", QoS::AtMostOnce)]));
-    h.broker.closed(sub, CloseReason::PeerClosed, h.now, &mut h.out);
+    h.send(
+        sub,
+        subscribe(1, &[("a/#", QoS::AtLeastOnce), ("b", QoS::AtMostOnce)]),
+    );
+    h.broker
+        .closed(sub, CloseReason::PeerClosed, h.now, &mut h.out);
     assert_eq!(h.broker.connection_count(), 0);
     assert_eq!(h.broker.session_count(), 0);
     assert_eq!(h.broker.subscription_count(), 0);

@@ -1,47 +1,177 @@
 //! The event loop: listeners, connections, the clock. The only module that
-//! touches `mio`.
+//! touches `mio`, sockets or `Instant::now()`.
 //!
-//! (Being written; the API below is the contract `main` and the tests use.)
+//! # One turn of the loop
+//!
+//! 1. **Poll.** Sleep until a socket is ready, the broker's next deadline
+//!    (rounded up to the millisecond, so a deadline 0.3 ms away does not
+//!    make the loop spin), or an accept retry is due. Do not sleep at all
+//!    while a connection is in the *ready list*. Then read the clock once:
+//!    that `now` is what the whole turn passes to the broker.
+//! 2. **Read, decode, hand to the core.** `mio` is edge-triggered: a
+//!    readiness event is reported once, so each readable socket is read
+//!    until it would block, and every whole packet is given to
+//!    [`Broker::packet`](crate::broker::Broker::packet) as soon as it is
+//!    decoded. Two limits keep one client from hurting the others: at most
+//!    256 KiB are read from a connection per turn (the rest waits in the
+//!    ready list for the next turn), and a connection whose output buffer is
+//!    above 1 MiB is not read at all until that drains.
+//! 3. **Timers.** [`Broker::tick`](crate::broker::Broker::tick) with the
+//!    same `now`.
+//! 4. **One flush per connection.** The core's answers were only encoded
+//!    into output buffers; now every connection that got some is written to
+//!    once. A connection the core closed goes away after that last write.
+//!
+//! # Who owns what
+//!
+//! - `mod.rs`: [`Server`] and [`ServerHandle`], the API `main` and the tests
+//!   use, and the reserved tokens.
+//! - `listener.rs`: binding TCP and Unix listeners, accepting, and removing
+//!   the Unix socket file.
+//! - `stream.rs`: one transport type over TCP and Unix sockets.
+//! - `conn.rs`: a connection's socket, decoder and buffers.
+//! - `outbox.rs`: the [`Outbox`](crate::broker::Outbox) the core writes into.
+//! - `event_loop.rs`: the loop and its policy.
+//!
+//! **Architecture Invariant:** nothing here knows MQTT beyond "bytes become
+//! packets": sessions, topics and the meaning of packets are the core's.
+
+mod conn;
+mod event_loop;
+mod listener;
+mod outbox;
+mod stream;
+#[cfg(test)]
+mod tests;
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
+use log::warn;
+use mio::{Interest, Poll, Token, Waker};
+
+use crate::broker::Broker;
 use crate::config::Config;
 
+use event_loop::{Core, EventLoop, Limits};
+use listener::{bind_tcp, bind_unix, ListenSocket, Listener};
+
+/// `mio` keeps `usize::MAX` for itself; the few tokens below it name the
+/// listeners and the waker. Every smaller token is a connection's slab key.
+const WAKER: Token = Token(usize::MAX - 1);
+const TCP_LISTENER: Token = Token(usize::MAX - 2);
+const UNIX_LISTENER: Token = Token(usize::MAX - 3);
+/// Slab keys from here up would collide with the tokens above.
+const FIRST_RESERVED: usize = usize::MAX - 3;
+
+/// What the loop and its handles share.
+struct Shared {
+    stop: AtomicBool,
+    waker: Waker,
+}
+
+impl Shared {
+    fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+}
+
 /// A bound broker, ready to run.
-pub struct Server {}
+pub struct Server {
+    config: Config,
+    poll: Poll,
+    listeners: Vec<Listener>,
+    shared: Arc<Shared>,
+}
 
 /// Stops a running [`Server`] from another thread. Cheap to clone.
 #[derive(Clone)]
-pub struct ServerHandle {}
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
 
 impl ServerHandle {
     /// Asks the loop to stop; [`Server::run`] then returns `Ok(())`.
     pub fn shutdown(&self) {
-        todo!()
+        self.shared.stop.store(true, Ordering::Release);
+        if let Err(e) = self.shared.waker.wake() {
+            warn!("waking the event loop for shutdown: {e}");
+        }
     }
 }
 
 impl Server {
     /// Binds every listener the config asks for (TCP and/or Unix socket).
-    pub fn bind(_config: &Config) -> io::Result<Server> {
-        todo!()
+    pub fn bind(config: &Config) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        let mut listeners = Vec::new();
+        if config.tcp_enabled {
+            let mut tcp = bind_tcp(&config.ip_address, config.ip_port, config.tcp_backlog)?;
+            poll.registry()
+                .register(&mut tcp, TCP_LISTENER, Interest::READABLE)?;
+            listeners.push(Listener::new(TCP_LISTENER, ListenSocket::Tcp(tcp)));
+        }
+        if let Some(path) = &config.unix_socket {
+            let (mut unix, file) = bind_unix(path, config.tcp_backlog)?;
+            poll.registry()
+                .register(&mut unix, UNIX_LISTENER, Interest::READABLE)?;
+            listeners.push(Listener::new(UNIX_LISTENER, ListenSocket::Unix(unix, file)));
+        }
+        if listeners.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no listener configured: enable TCP or set unix_socket",
+            ));
+        }
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        Ok(Server {
+            config: config.clone(),
+            poll,
+            listeners,
+            shared: Arc::new(Shared {
+                stop: AtomicBool::new(false),
+                waker,
+            }),
+        })
     }
+
     /// The TCP listener's address (with the real port when `ip_port` was 0).
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
-        todo!()
+        self.listeners.iter().find_map(|l| match &l.socket {
+            ListenSocket::Tcp(tcp) => tcp.local_addr().ok(),
+            ListenSocket::Unix(..) => None,
+        })
     }
+
     /// The Unix socket listener's path.
     pub fn unix_path(&self) -> Option<&Path> {
-        todo!()
+        self.listeners.iter().find_map(|l| match &l.socket {
+            ListenSocket::Unix(_, file) => Some(file.path()),
+            ListenSocket::Tcp(_) => None,
+        })
     }
+
     /// A handle that can stop the loop from another thread.
     pub fn handle(&self) -> ServerHandle {
-        todo!()
+        ServerHandle {
+            shared: Arc::clone(&self.shared),
+        }
     }
-    /// Runs the event loop until shutdown.
+
+    /// Runs the event loop until shutdown. The Unix socket file is removed
+    /// when this returns.
     pub fn run(self) -> io::Result<()> {
-        todo!()
+        let broker = Broker::new(&self.config, Instant::now());
+        let limits = Limits::new(self.config.max_request_size);
+        self.run_with(broker, limits)
+    }
+
+    /// Runs the loop around any core: the loop's own tests use a scripted one.
+    fn run_with<C: Core>(self, core: C, limits: Limits) -> io::Result<()> {
+        EventLoop::new(self.poll, self.listeners, self.shared, limits, core).run()
     }
 }

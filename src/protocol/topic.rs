@@ -187,7 +187,9 @@ mod tests {
 
     #[test]
     fn filters_place_wildcards_alone() {
-        for ok in ["#", "+", "a/#", "a/+/b", "+/+", "/#", "a//b", "$SOL/#", "+/#"] {
+        for ok in [
+            "#", "+", "a/#", "a/+/b", "+/+", "/#", "a//b", "$SOL/#", "+/#",
+        ] {
             assert!(TopicFilter::new(ok).is_ok(), "{ok}");
         }
         for bad in ["a/#/b", "a#", "a+/b", "#/a", "a/b#", "++", "##"] {
@@ -212,7 +214,11 @@ mod tests {
     fn reference_matcher_follows_section_4_7() {
         let cases = [
             ("sport/tennis/player1/#", "sport/tennis/player1", true),
-            ("sport/tennis/player1/#", "sport/tennis/player1/ranking", true),
+            (
+                "sport/tennis/player1/#",
+                "sport/tennis/player1/ranking",
+                true,
+            ),
             ("sport/#", "sport", true),
             ("#", "a/b/c", true),
             ("sport/tennis/+", "sport/tennis/player1", true),

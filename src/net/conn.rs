@@ -1,0 +1,297 @@
+//! One client connection: its socket, its decoder and its two buffers.
+//!
+//! A connection holds memory only while it has bytes in flight. Both buffers
+//! start empty (no allocation) and are given back after a turn that leaves
+//! them empty, so ten thousand idle clients cost ten thousand small structs,
+//! not ten thousand buffers.
+
+use std::io::{self, Read, Write};
+
+use bytes::{Buf, BytesMut};
+use mio::Interest;
+
+use crate::broker::ConnId;
+use crate::protocol::{encode, encoded_len, Decoder, Packet};
+
+use super::stream::Stream;
+
+/// How much one read asks for when the decoder does not need more. Big
+/// enough to take a burst of small packets in one system call.
+pub(crate) const READ_CHUNK: usize = 16 * 1024;
+
+/// An empty buffer whose capacity is at most this is kept for the next
+/// turn; a bigger one is freed. Small buffers are what a chatty connection
+/// reuses for its PUBACKs and PINGRESPs; big ones are what a single large
+/// message left behind.
+pub(crate) const KEEP_CAPACITY: usize = 4 * 1024;
+
+/// The longest fixed header: one type byte and four remaining-length bytes.
+const MAX_HEADER: usize = 5;
+
+/// Everything the network layer knows about one client.
+pub(crate) struct Connection {
+    pub(crate) id: ConnId,
+    pub(crate) stream: Stream,
+    /// For logs: `ip:port`, `unix:<path>` or `unix`.
+    pub(crate) peer: String,
+    pub(crate) decoder: Decoder,
+    /// Bytes read and not yet decoded.
+    pub(crate) input: BytesMut,
+    /// Bytes encoded and not yet written.
+    pub(crate) output: BytesMut,
+    /// The broker closed this connection: nothing more is read from it or
+    /// queued for it, and it goes away after one last flush.
+    pub(crate) closing: bool,
+    /// The connection is in the loop's dirty list (to be flushed this turn).
+    pub(crate) dirty: bool,
+    /// The socket may hold unread bytes. `mio` is edge-triggered: an event
+    /// says so once, and this flag remembers it until a read would block.
+    pub(crate) readable: bool,
+    /// The connection is in the loop's ready list (input to service next turn).
+    pub(crate) ready: bool,
+    /// Input is paused because `output` went above the high-water mark.
+    pub(crate) throttled: bool,
+    /// What the socket is registered for right now.
+    pub(crate) interest: Interest,
+    /// The most one read asks for: a whole packet of the largest size allowed.
+    max_read: usize,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        id: ConnId,
+        stream: Stream,
+        peer: String,
+        max_request_size: usize,
+    ) -> Connection {
+        Connection {
+            id,
+            stream,
+            peer,
+            decoder: Decoder::new(max_request_size),
+            input: BytesMut::new(),
+            output: BytesMut::new(),
+            closing: false,
+            dirty: false,
+            readable: false,
+            ready: false,
+            throttled: false,
+            interest: Interest::READABLE,
+            max_read: max_request_size.saturating_add(MAX_HEADER).max(READ_CHUNK),
+        }
+    }
+
+    /// Reads once from the socket onto the end of `input`, at most `budget`
+    /// bytes. `Ok(0)` means the peer closed its side.
+    ///
+    /// The read asks for [`READ_CHUNK`] bytes, or for the rest of a large
+    /// packet when the decoder knows it is longer: one system call instead
+    /// of many for a big PUBLISH. The decoder has already checked that length
+    /// against the limit, and `max_read` caps it again, so a client cannot
+    /// make this allocate more than one packet of the largest allowed size.
+    pub(crate) fn read_chunk(&mut self, budget: usize) -> io::Result<usize> {
+        let want = self
+            .decoder
+            .needed(self.input.len())
+            .max(READ_CHUNK)
+            .min(self.max_read)
+            .min(budget);
+        read_into(&mut self.stream, &mut self.input, want)
+    }
+
+    /// Encodes `packet` onto the end of the output buffer.
+    pub(crate) fn queue(&mut self, packet: &Packet) {
+        self.output.reserve(encoded_len(packet));
+        encode(packet, &mut self.output);
+    }
+
+    /// Puts the connection in `dirty` unless it is there already.
+    pub(crate) fn mark_dirty(&mut self, dirty: &mut Vec<ConnId>) {
+        if !self.dirty {
+            self.dirty = true;
+            dirty.push(self.id);
+        }
+    }
+
+    /// Puts the connection in `ready` unless it is there already.
+    pub(crate) fn mark_ready(&mut self, ready: &mut Vec<ConnId>) {
+        if !self.ready {
+            self.ready = true;
+            ready.push(self.id);
+        }
+    }
+
+    /// Writes queued output until it is all gone or the socket is full.
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
+        write_from(&mut self.stream, &mut self.output)
+    }
+
+    /// `WRITABLE` is asked for only while output waits: an idle socket is
+    /// always writable, and asking would wake the loop for nothing.
+    pub(crate) fn wanted_interest(&self) -> Interest {
+        if self.output.is_empty() {
+            Interest::READABLE
+        } else {
+            Interest::READABLE | Interest::WRITABLE
+        }
+    }
+
+    pub(crate) fn release_input(&mut self) {
+        release_if_idle(&mut self.input);
+    }
+
+    pub(crate) fn release_output(&mut self) {
+        release_if_idle(&mut self.output);
+    }
+}
+
+/// Frees an empty buffer bigger than [`KEEP_CAPACITY`].
+pub(crate) fn release_if_idle(buf: &mut BytesMut) {
+    if buf.is_empty() && buf.capacity() > KEEP_CAPACITY {
+        *buf = BytesMut::new();
+    }
+}
+
+/// Reads at most `want` bytes from `from` onto the end of `buf`.
+///
+/// The new space is zeroed before the read; that costs far less than the
+/// system call and keeps this free of `unsafe`.
+pub(crate) fn read_into(
+    from: &mut impl Read,
+    buf: &mut BytesMut,
+    want: usize,
+) -> io::Result<usize> {
+    let start = buf.len();
+    let end = start
+        .checked_add(want)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::OutOfMemory, "read size overflows"))?;
+    buf.resize(end, 0);
+    let result = match buf.get_mut(start..) {
+        Some(space) => from.read(space),
+        None => Ok(0),
+    };
+    let got = match &result {
+        Ok(n) => (*n).min(want),
+        Err(_) => 0,
+    };
+    buf.truncate(start.saturating_add(got));
+    result.map(|_| got)
+}
+
+/// Writes `buf` to `to` until it is empty or `to` would block; what was
+/// written is removed from the front of `buf`.
+pub(crate) fn write_from(to: &mut impl Write, buf: &mut BytesMut) -> io::Result<()> {
+    while !buf.is_empty() {
+        match to.write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf.advance(n.min(buf.len())),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that takes at most `room` bytes in total, then would block.
+    struct Full {
+        taken: Vec<u8>,
+        room: usize,
+    }
+
+    impl Write for Full {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.room.saturating_sub(self.taken.len()));
+            if n == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.taken.extend_from_slice(buf.get(..n).unwrap());
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn read_into_appends_only_what_was_read() {
+        let mut buf = BytesMut::from(&b"ab"[..]);
+        let mut src: &[u8] = b"cde";
+        assert_eq!(read_into(&mut src, &mut buf, 16).unwrap(), 3);
+        assert_eq!(&buf[..], b"abcde");
+    }
+
+    #[test]
+    fn read_into_respects_want() {
+        let mut buf = BytesMut::new();
+        let mut src: &[u8] = b"0123456789";
+        assert_eq!(read_into(&mut src, &mut buf, 4).unwrap(), 4);
+        assert_eq!(&buf[..], b"0123");
+    }
+
+    #[test]
+    fn read_into_leaves_the_buffer_as_it_was_on_error() {
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+        }
+        let mut buf = BytesMut::from(&b"xy"[..]);
+        let err = read_into(&mut Broken, &mut buf, 16).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(&buf[..], b"xy");
+    }
+
+    #[test]
+    fn write_from_stops_at_would_block_and_keeps_the_rest() {
+        let mut buf = BytesMut::from(&b"hello world"[..]);
+        let mut to = Full {
+            taken: Vec::new(),
+            room: 5,
+        };
+        write_from(&mut to, &mut buf).unwrap();
+        assert_eq!(to.taken, b"hello");
+        assert_eq!(&buf[..], b" world");
+        to.room = 100;
+        write_from(&mut to, &mut buf).unwrap();
+        assert_eq!(to.taken, b"hello world");
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn write_from_reports_a_socket_that_takes_nothing() {
+        struct Zero;
+        impl Write for Zero {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Ok(0)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut buf = BytesMut::from(&b"x"[..]);
+        let err = write_from(&mut Zero, &mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WriteZero);
+    }
+
+    #[test]
+    fn only_big_empty_buffers_are_released() {
+        let mut big = BytesMut::with_capacity(64 * 1024);
+        release_if_idle(&mut big);
+        assert_eq!(big.capacity(), 0);
+
+        let mut small = BytesMut::with_capacity(128);
+        release_if_idle(&mut small);
+        assert!(small.capacity() >= 128);
+
+        let mut busy = BytesMut::with_capacity(64 * 1024);
+        busy.extend_from_slice(b"pending");
+        release_if_idle(&mut busy);
+        assert!(busy.capacity() >= 64 * 1024);
+    }
+}

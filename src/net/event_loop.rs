@@ -1,0 +1,521 @@
+//! The poll loop: one turn after another until shutdown.
+//!
+//! See the [module docs](super) for the shape of a turn. This file owns the
+//! policy: how much is read from whom, when input pauses, when a connection
+//! goes away and whether the broker hears of it.
+
+use std::io;
+use std::mem;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{debug, warn};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::broker::{Broker, CloseReason, ConnId, Outbox};
+use crate::protocol::{DecodeError, Packet};
+
+use super::conn::Connection;
+use super::listener::Listener;
+use super::outbox::{live, NetOutbox};
+use super::stream::Stream;
+use super::{Shared, FIRST_RESERVED, WAKER};
+
+/// The most bytes read from one connection in one turn. A client that sends
+/// without pause is put in the ready list and served again next turn, after
+/// everybody else had their go.
+pub(crate) const READ_BUDGET: usize = 256 * 1024;
+
+/// Output queued above this mark stops the connection's input from being
+/// read and decoded until the socket drains it below again: a client that
+/// sends faster than it reads must not make the broker queue without bound.
+pub(crate) const HIGH_WATER: usize = 1024 * 1024;
+
+/// The most clients accepted from one listener in one turn, for the same
+/// reason: a connection storm must not starve the clients already in.
+pub(crate) const ACCEPT_BUDGET: usize = 256;
+
+/// How long accepting pauses after an error such as `EMFILE`. The waiting
+/// clients stay in the kernel's backlog meanwhile.
+pub(crate) const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// How many readiness events one poll returns at most; more simply wait for
+/// the next turn.
+const EVENTS_CAPACITY: usize = 1024;
+
+/// What the loop needs from the protocol core. [`Broker`] is the real one;
+/// the loop's tests drive it with a scripted one.
+pub(crate) trait Core {
+    fn open(&mut self, conn: ConnId, peer: &str, now: Instant);
+    fn packet(&mut self, conn: ConnId, packet: Packet, now: Instant, out: &mut dyn Outbox);
+    fn closed(&mut self, conn: ConnId, reason: CloseReason, now: Instant, out: &mut dyn Outbox);
+    fn next_deadline(&self) -> Option<Instant>;
+    fn tick(&mut self, now: Instant, out: &mut dyn Outbox);
+}
+
+impl Core for Broker {
+    fn open(&mut self, conn: ConnId, peer: &str, now: Instant) {
+        Broker::open(self, conn, peer, now);
+    }
+    fn packet(&mut self, conn: ConnId, packet: Packet, now: Instant, out: &mut dyn Outbox) {
+        Broker::packet(self, conn, packet, now, out);
+    }
+    fn closed(&mut self, conn: ConnId, reason: CloseReason, now: Instant, out: &mut dyn Outbox) {
+        Broker::closed(self, conn, reason, now, out);
+    }
+    fn next_deadline(&self) -> Option<Instant> {
+        Broker::next_deadline(self)
+    }
+    fn tick(&mut self, now: Instant, out: &mut dyn Outbox) {
+        Broker::tick(self, now, out);
+    }
+}
+
+/// The poll timeout for a deadline: the time left, rounded *up* to the next
+/// millisecond. Rounding down would turn a deadline 0.3 ms away into a zero
+/// timeout, and the loop would spin until the deadline passed.
+pub(crate) fn timeout_until(now: Instant, deadline: Instant) -> Duration {
+    let left = deadline.saturating_duration_since(now);
+    let millis = left.as_nanos().div_ceil(1_000_000);
+    Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX))
+}
+
+/// The sizes the loop works with. Fixed in production; the loop's tests
+/// shrink them to reach the edges with a few bytes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// The largest packet a client may send (`max_request_size`).
+    pub(crate) max_request_size: usize,
+    /// See [`READ_BUDGET`].
+    pub(crate) read_budget: usize,
+    /// See [`HIGH_WATER`].
+    pub(crate) high_water: usize,
+}
+
+impl Limits {
+    pub(crate) fn new(max_request_size: usize) -> Limits {
+        Limits {
+            max_request_size,
+            read_budget: READ_BUDGET,
+            high_water: HIGH_WATER,
+        }
+    }
+}
+
+/// The loop's whole state.
+pub(crate) struct EventLoop<C: Core> {
+    poll: Poll,
+    events: Events,
+    listeners: Vec<Listener>,
+    conns: Slab<Connection>,
+    /// Connections with output to flush at the end of this turn.
+    dirty: Vec<ConnId>,
+    /// Connections whose input must be serviced next turn without waiting
+    /// for an event: their read budget ran out, or their throttle lifted.
+    ready: Vec<ConnId>,
+    next_serial: u64,
+    limits: Limits,
+    shared: Arc<Shared>,
+    core: C,
+}
+
+impl<C: Core> EventLoop<C> {
+    pub(crate) fn new(
+        poll: Poll,
+        listeners: Vec<Listener>,
+        shared: Arc<Shared>,
+        limits: Limits,
+        core: C,
+    ) -> EventLoop<C> {
+        EventLoop {
+            poll,
+            events: Events::with_capacity(EVENTS_CAPACITY),
+            listeners,
+            conns: Slab::new(),
+            dirty: Vec::new(),
+            ready: Vec::new(),
+            next_serial: 0,
+            limits,
+            shared,
+            core,
+        }
+    }
+
+    /// Turns until shutdown is requested. Only a failing `poll` is fatal.
+    pub(crate) fn run(&mut self) -> io::Result<()> {
+        loop {
+            if self.shared.stop_requested() {
+                self.stop(Instant::now());
+                return Ok(());
+            }
+            let timeout = self.poll_timeout(Instant::now());
+            if let Err(e) = self.poll.poll(&mut self.events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            self.turn(Instant::now());
+        }
+    }
+
+    /// Everything that follows one poll: events, then timers, then writes.
+    fn turn(&mut self, now: Instant) {
+        // Taken before the events, so that a connection put back in the list
+        // during this turn waits for the next one.
+        let ready = mem::take(&mut self.ready);
+        let events = mem::replace(&mut self.events, Events::with_capacity(0));
+        for event in events.iter() {
+            let Token(key) = event.token();
+            if key == WAKER.0 {
+                continue;
+            }
+            if let Some(index) = self.listeners.iter().position(|l| l.token.0 == key) {
+                self.listener_event(index, now);
+                continue;
+            }
+            let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+            self.conn_event(key, readable, event.is_writable(), now);
+        }
+        self.events = events;
+        self.accept_due(now);
+        for id in ready {
+            if let Some(conn) = live(&mut self.conns, id) {
+                conn.ready = false;
+                self.service_input(id.key, now);
+            }
+        }
+        self.core
+            .tick(now, &mut NetOutbox::new(&mut self.conns, &mut self.dirty));
+        self.flush_dirty(now);
+    }
+
+    /// How long the next poll may sleep: not at all while some input or
+    /// some listener's backlog waits, else until the first deadline.
+    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.ready.is_empty() || self.listeners.iter().any(|l| l.backlog) {
+            return Some(Duration::ZERO);
+        }
+        let retries = self.listeners.iter().filter_map(|l| l.retry_at);
+        let first = self.core.next_deadline().into_iter().chain(retries).min();
+        first.map(|deadline| timeout_until(now, deadline))
+    }
+
+    // ----- accepting
+
+    fn listener_event(&mut self, index: usize, now: Instant) {
+        let paused = self
+            .listeners
+            .get(index)
+            .and_then(|l| l.retry_at)
+            .is_some_and(|at| now < at);
+        // While paused the retry timer decides; accepting now would fail the
+        // same way, once per new client.
+        if !paused {
+            self.accept_from(index, now);
+        }
+    }
+
+    fn accept_due(&mut self, now: Instant) {
+        for index in 0..self.listeners.len() {
+            let due = self
+                .listeners
+                .get(index)
+                .is_some_and(|l| l.backlog || l.retry_at.is_some_and(|at| at <= now));
+            if due {
+                self.accept_from(index, now);
+            }
+        }
+    }
+
+    /// Accepts until `WouldBlock` (edge-triggered: no new event would come
+    /// for clients left waiting), an error, or the budget runs out.
+    fn accept_from(&mut self, index: usize, now: Instant) {
+        for _ in 0..ACCEPT_BUDGET {
+            let Some(listener) = self.listeners.get_mut(index) else {
+                return;
+            };
+            listener.backlog = false;
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    listener.retry_at = None;
+                    self.open(stream, peer, now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    listener.retry_at = None;
+                    return;
+                }
+                // The client gave up before we got to it; others may wait.
+                Err(e)
+                    if e.kind() == io::ErrorKind::Interrupted
+                        || e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e) => {
+                    if listener.retry_at.is_none() {
+                        warn!("accept failed, retrying in {ACCEPT_RETRY:?}: {e}");
+                    }
+                    listener.retry_at = Some(now.checked_add(ACCEPT_RETRY).unwrap_or(now));
+                    return;
+                }
+            }
+        }
+        if let Some(listener) = self.listeners.get_mut(index) {
+            listener.backlog = true;
+        }
+    }
+
+    fn open(&mut self, stream: Stream, peer: String, now: Instant) {
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if key >= FIRST_RESERVED {
+            warn!("refusing {peer}: no connection token left");
+            return;
+        }
+        let id = ConnId {
+            key,
+            serial: self.next_serial,
+        };
+        // At a million connections a second a u64 lasts 584,000 years.
+        self.next_serial = self.next_serial.wrapping_add(1);
+        let mut conn = Connection::new(id, stream, peer, self.limits.max_request_size);
+        let registry = self.poll.registry();
+        if let Err(e) = registry.register(&mut conn.stream, Token(key), Interest::READABLE) {
+            warn!("refusing {}: cannot register its socket: {e}", conn.peer);
+            return;
+        }
+        debug!("accepted {} as connection {key}:{}", conn.peer, id.serial);
+        let conn = entry.insert(conn);
+        self.core.open(id, &conn.peer, now);
+    }
+
+    // ----- reading
+
+    fn conn_event(&mut self, key: usize, readable: bool, writable: bool, now: Instant) {
+        // A vacant key: an event for a connection closed earlier this turn.
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.closing {
+            return;
+        }
+        if writable {
+            conn.mark_dirty(&mut self.dirty);
+        }
+        if readable {
+            conn.readable = true;
+        }
+        // A connection in the ready list is serviced once, with the list;
+        // a throttled one waits for its output to drain.
+        if conn.readable && !conn.ready && !conn.throttled {
+            self.service_input(key, now);
+        }
+    }
+
+    /// Decodes what is buffered, then reads and decodes more, until the
+    /// socket is drained, the budget is spent, or the connection stops
+    /// (closed, closing or throttled).
+    fn service_input(&mut self, key: usize, now: Instant) {
+        let mut budget = self.limits.read_budget;
+        loop {
+            if !self.decode_buffered(key, now) {
+                return;
+            }
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            if !conn.readable {
+                conn.release_input();
+                return;
+            }
+            if budget == 0 {
+                conn.mark_ready(&mut self.ready);
+                return;
+            }
+            match conn.read_chunk(budget) {
+                Ok(0) => return self.lost(key, CloseReason::PeerClosed, now),
+                Ok(n) => budget = budget.saturating_sub(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.readable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.lost(key, CloseReason::Io(e), now),
+            }
+        }
+    }
+
+    /// Hands every whole packet in the input buffer to the core. Returns
+    /// false when the connection must not be read further this turn.
+    fn decode_buffered(&mut self, key: usize, now: Instant) -> bool {
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return false;
+            };
+            if conn.closing {
+                return false;
+            }
+            if conn.output.len() >= self.limits.high_water {
+                debug!("connection {key}: input paused, output above high water");
+                conn.throttled = true;
+                return false;
+            }
+            let id = conn.id;
+            // The borrow of `conn` ends with this call, which is what lets
+            // the core write into every connection's output, this one's too.
+            match conn.decoder.decode(&mut conn.input) {
+                Ok(Some(packet)) => {
+                    let mut out = NetOutbox::new(&mut self.conns, &mut self.dirty);
+                    self.core.packet(id, packet, now, &mut out);
+                }
+                Ok(None) => return true,
+                Err(e) => {
+                    self.protocol_error(id, e, now);
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// The core may queue a last packet (a refusing CONNACK) and closes the
+    /// connection; if it did not, the loop does, as the decoder cannot go on.
+    fn protocol_error(&mut self, id: ConnId, error: DecodeError, now: Instant) {
+        debug!("connection {}: {error:?}", id.key);
+        let mut out = NetOutbox::new(&mut self.conns, &mut self.dirty);
+        self.core
+            .closed(id, CloseReason::Protocol(error), now, &mut out);
+        out.close(id);
+    }
+
+    /// The socket is gone (peer closed or failed): the core hears of it,
+    /// then the connection is removed at once.
+    fn lost(&mut self, key: usize, reason: CloseReason, now: Instant) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let id = conn.id;
+        debug!("connection {key} ({}): {reason:?}", conn.peer);
+        self.core.closed(
+            id,
+            reason,
+            now,
+            &mut NetOutbox::new(&mut self.conns, &mut self.dirty),
+        );
+        self.remove(key);
+    }
+
+    fn remove(&mut self, key: usize) {
+        if let Some(mut conn) = self.conns.try_remove(key) {
+            if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
+                debug!("connection {key}: deregister: {e}");
+            }
+            // Ignored: the peer may have closed first (ENOTCONN).
+            let _ = conn.stream.shutdown();
+            debug!("closed connection {key}:{} ({})", conn.id.serial, conn.peer);
+        }
+    }
+
+    // ----- writing
+
+    /// Flushes every dirty connection once. Closing connections go away
+    /// after their flush; a failed write is a lost connection, which may
+    /// make the core send to others (a will), so the list is drained until
+    /// empty.
+    fn flush_dirty(&mut self, now: Instant) {
+        while let Some(id) = self.dirty.pop() {
+            let Some(conn) = live(&mut self.conns, id) else {
+                continue;
+            };
+            conn.dirty = false;
+            let flushed = conn.flush();
+            if conn.closing {
+                if let Err(e) = flushed {
+                    debug!("connection {}: last flush: {e}", id.key);
+                }
+                self.remove(id.key);
+                continue;
+            }
+            if let Err(e) = flushed {
+                self.lost(id.key, CloseReason::Io(e), now);
+                continue;
+            }
+            if let Err(e) = self.update_interest(id.key) {
+                self.lost(id.key, CloseReason::Io(e), now);
+            }
+        }
+    }
+
+    /// After a flush: asks for `WRITABLE` only while output is left, lifts
+    /// the input throttle once output is below the mark, frees idle buffers.
+    fn update_interest(&mut self, key: usize) -> io::Result<()> {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return Ok(());
+        };
+        let wanted = conn.wanted_interest();
+        if wanted != conn.interest {
+            self.poll
+                .registry()
+                .reregister(&mut conn.stream, Token(key), wanted)?;
+            conn.interest = wanted;
+        }
+        if conn.throttled && conn.output.len() < self.limits.high_water {
+            debug!("connection {key}: input resumed");
+            conn.throttled = false;
+            conn.mark_ready(&mut self.ready);
+        }
+        conn.release_output();
+        Ok(())
+    }
+
+    // ----- stopping
+
+    /// Tells the core every connection is going, then gives each socket one
+    /// chance to take what is queued for it (wills included).
+    fn stop(&mut self, now: Instant) {
+        let ids: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, conn)| !conn.closing)
+            .map(|(_, conn)| conn.id)
+            .collect();
+        for id in ids {
+            let mut out = NetOutbox::new(&mut self.conns, &mut self.dirty);
+            self.core.closed(id, CloseReason::Shutdown, now, &mut out);
+        }
+        for (key, conn) in self.conns.iter_mut() {
+            if let Err(e) = conn.flush() {
+                debug!("connection {key}: flush at shutdown: {e}");
+            }
+            let _ = conn.stream.shutdown();
+        }
+        self.conns.clear();
+        self.dirty.clear();
+        self.ready.clear();
+        debug!("event loop stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_under_a_millisecond_away_waits_one_millisecond() {
+        let now = Instant::now();
+        let timeout = timeout_until(now, now + Duration::from_micros(300));
+        assert_eq!(timeout, Duration::from_millis(1));
+    }
+
+    #[test]
+    fn a_deadline_is_rounded_up_not_down() {
+        let now = Instant::now();
+        let deadline = now + Duration::from_millis(41) + Duration::from_nanos(1);
+        assert_eq!(timeout_until(now, deadline), Duration::from_millis(42));
+        let exact = now + Duration::from_millis(42);
+        assert_eq!(timeout_until(now, exact), Duration::from_millis(42));
+    }
+
+    #[test]
+    fn a_past_deadline_means_no_wait() {
+        let now = Instant::now() + Duration::from_secs(1);
+        let past = now - Duration::from_millis(5);
+        assert_eq!(timeout_until(now, past), Duration::ZERO);
+        assert_eq!(timeout_until(now, now), Duration::ZERO);
+    }
+}

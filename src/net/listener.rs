@@ -1,0 +1,317 @@
+//! Listening sockets: binding them the way the config asks, accepting from
+//! them, and cleaning up the Unix socket file afterwards.
+//!
+//! Sockets are built with `socket2` rather than `mio`'s own `bind` because the
+//! config chooses the listen backlog, which `mio` does not expose.
+
+use std::fs;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use log::debug;
+use mio::net::{TcpListener, UnixListener};
+use mio::Token;
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use super::stream::Stream;
+
+/// A listening socket and what the loop remembers about accepting from it.
+pub(crate) struct Listener {
+    pub(crate) token: Token,
+    pub(crate) socket: ListenSocket,
+    /// Accepting failed (out of file descriptors, most often) and is paused
+    /// until this instant. The loop retries then even without a new event:
+    /// the connections waiting in the backlog will not raise another one.
+    pub(crate) retry_at: Option<Instant>,
+    /// The per-turn accept budget ran out before `WouldBlock`: more clients
+    /// may be waiting, and no new event will say so.
+    pub(crate) backlog: bool,
+}
+
+/// The two kinds of listening socket.
+pub(crate) enum ListenSocket {
+    Tcp(TcpListener),
+    Unix(UnixListener, SocketFile),
+}
+
+impl Listener {
+    pub(crate) fn new(token: Token, socket: ListenSocket) -> Listener {
+        Listener {
+            token,
+            socket,
+            retry_at: None,
+            backlog: false,
+        }
+    }
+
+    /// Accepts one client: the stream and its peer address as a log string.
+    pub(crate) fn accept(&self) -> io::Result<(Stream, String)> {
+        match &self.socket {
+            ListenSocket::Tcp(listener) => {
+                let (stream, peer) = listener.accept()?;
+                // MQTT packets are small and latency matters more than the
+                // few bytes Nagle's algorithm would save.
+                if let Err(e) = stream.set_nodelay(true) {
+                    debug!("TCP_NODELAY on {peer}: {e}");
+                }
+                Ok((Stream::Tcp(stream), peer.to_string()))
+            }
+            ListenSocket::Unix(listener, _) => {
+                let (stream, peer) = listener.accept()?;
+                let peer = match peer.as_pathname() {
+                    Some(path) => format!("unix:{}", path.display()),
+                    None => "unix".to_string(),
+                };
+                Ok((Stream::Unix(stream), peer))
+            }
+        }
+    }
+}
+
+/// Converts the config's backlog to what `listen(2)` takes.
+fn backlog(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}
+
+/// Binds a non-blocking TCP listener on `address:port` (`address` may be a
+/// host name; the first address it resolves to is used).
+pub(crate) fn bind_tcp(address: &str, port: u16, listen_backlog: u32) -> io::Result<TcpListener> {
+    let addr: SocketAddr = (address, port).to_socket_addrs()?.next().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("ip_address {address:?} resolves to no address"),
+        )
+    })?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // Lets a restarted broker bind while old connections sit in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog(listen_backlog))?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+/// Binds a non-blocking Unix socket listener at `path`, first removing a
+/// socket file left behind by a server that is no longer running.
+pub(crate) fn bind_unix(
+    path: &Path,
+    listen_backlog: u32,
+) -> io::Result<(UnixListener, SocketFile)> {
+    remove_stale_socket(path)?;
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&SockAddr::unix(path)?)?;
+    let file = SocketFile::new(path);
+    socket.listen(backlog(listen_backlog))?;
+    Ok((UnixListener::from_std(socket.into()), file))
+}
+
+/// Removes `path` if it is a socket nobody listens on any more.
+///
+/// Anything else at that path is left alone and reported: a regular file may
+/// be someone's data (a typo in `unix_socket` must not delete it), and a live
+/// socket belongs to another running server.
+pub(crate) fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "{} exists and is not a socket; not removing it",
+                path.display()
+            ),
+        ));
+    }
+    // A non-blocking connect cannot hang on a listener whose backlog is full:
+    // it fails with EAGAIN, which also means someone is listening.
+    let probe = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    probe.set_nonblocking(true)?;
+    match probe.connect(&SockAddr::unix(path)?) {
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Ok(()) => return Err(in_use(path)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(in_use(path)),
+        Err(e) => return Err(e),
+    }
+    debug!("removing stale socket {}", path.display());
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn in_use(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!("another server is listening on {}", path.display()),
+    )
+}
+
+/// The socket file a Unix listener created; removed when this is dropped.
+///
+/// It remembers which file it created (device and inode), so that it never
+/// removes a file that replaced it, such as the socket of a newer server
+/// started on the same path.
+#[derive(Debug)]
+pub(crate) struct SocketFile {
+    path: PathBuf,
+    identity: Option<(u64, u64)>,
+}
+
+impl SocketFile {
+    fn new(path: &Path) -> SocketFile {
+        SocketFile {
+            path: path.to_path_buf(),
+            identity: identity(path),
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    let meta = fs::symlink_metadata(path).ok()?;
+    meta.file_type()
+        .is_socket()
+        .then(|| (meta.dev(), meta.ino()))
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if self.identity.is_some() && identity(&self.path) == self.identity {
+            if let Err(e) = fs::remove_file(&self.path) {
+                debug!("removing {}: {e}", self.path.display());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::unix::net as std_unix;
+
+    /// A fresh path in the temp directory, short enough for `sun_path`.
+    fn temp_path(name: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("sol-{}-{name}", std::process::id()));
+        let _ = fs::remove_file(&path);
+        path
+    }
+
+    /// Leaves a socket file behind with nobody listening on it.
+    fn dead_socket(path: &Path) {
+        drop(std_unix::UnixListener::bind(path).unwrap());
+        assert!(fs::symlink_metadata(path).unwrap().file_type().is_socket());
+    }
+
+    #[test]
+    fn a_missing_path_is_fine() {
+        let path = temp_path("missing");
+        remove_stale_socket(&path).unwrap();
+    }
+
+    #[test]
+    fn a_stale_socket_is_removed() {
+        let path = temp_path("stale");
+        dead_socket(&path);
+        remove_stale_socket(&path).unwrap();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_regular_file_is_never_removed() {
+        let path = temp_path("regular");
+        fs::write(&path, b"precious").unwrap();
+        let err = remove_stale_socket(&path).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&path).unwrap(), b"precious");
+        let err = bind_unix(&path, 8).err().unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&path).unwrap(), b"precious");
+        fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_live_socket_is_not_taken_over() {
+        let path = temp_path("live");
+        let _live = std_unix::UnixListener::bind(&path).unwrap();
+        let err = remove_stale_socket(&path).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        assert!(path.exists());
+        fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn bind_unix_replaces_a_stale_socket_and_removes_its_own_on_drop() {
+        let path = temp_path("bind");
+        dead_socket(&path);
+        let (listener, file) = bind_unix(&path, 8).unwrap();
+        let listener = Listener::new(Token(0), ListenSocket::Unix(listener, file));
+        let mut client = std_unix::UnixStream::connect(&path).unwrap();
+        let (mut stream, peer) = accept_blocking(&listener);
+        assert_eq!(peer, "unix");
+        io::Write::write_all(&mut stream, b"\x20\x02\x00\x00").unwrap();
+        let mut buf = [0u8; 4];
+        client.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"\x20\x02\x00\x00");
+        drop(listener);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_file_that_replaced_the_socket_is_not_removed_on_drop() {
+        let path = temp_path("replaced");
+        let (listener, file) = bind_unix(&path, 8).unwrap();
+        fs::remove_file(&path).unwrap();
+        fs::write(&path, b"someone else's").unwrap();
+        drop(listener);
+        drop(file);
+        assert_eq!(fs::read(&path).unwrap(), b"someone else's");
+        fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn bind_tcp_on_port_zero_picks_a_port_and_accepts_with_nodelay() {
+        let tcp = bind_tcp("127.0.0.1", 0, 8).unwrap();
+        let addr = tcp.local_addr().unwrap();
+        assert_ne!(addr.port(), 0);
+        let listener = Listener::new(Token(0), ListenSocket::Tcp(tcp));
+        let client = std::net::TcpStream::connect(addr).unwrap();
+        let (stream, peer) = accept_blocking(&listener);
+        assert_eq!(peer, client.local_addr().unwrap().to_string());
+        match stream {
+            Stream::Tcp(s) => assert!(s.nodelay().unwrap()),
+            Stream::Unix(_) => panic!("a TCP listener accepted a Unix stream"),
+        }
+    }
+
+    #[test]
+    fn bind_tcp_refuses_an_unresolvable_address() {
+        assert!(bind_tcp("not an address", 0, 8).is_err());
+    }
+
+    /// The listener is non-blocking and the client's connect may not have
+    /// reached it yet: retry for a little while.
+    fn accept_blocking(listener: &Listener) -> (Stream, String) {
+        for _ in 0..200 {
+            match listener.accept() {
+                Ok(accepted) => return accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(5))
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+        panic!("no connection to accept");
+    }
+}

@@ -1,0 +1,162 @@
+//! The broker's [`Outbox`], as the network layer implements it.
+//!
+//! Sending only encodes into a connection's output buffer and puts the
+//! connection in the dirty list; nothing is written to a socket here. The
+//! loop flushes each dirty connection once, at the end of its turn, so a
+//! burst of packets to one client costs one system call, not one each.
+
+use slab::Slab;
+
+use crate::broker::{ConnId, Outbox};
+use crate::protocol::Packet;
+
+use super::conn::Connection;
+
+/// Borrows the connections and the dirty list for one call into the broker.
+pub(crate) struct NetOutbox<'a> {
+    conns: &'a mut Slab<Connection>,
+    dirty: &'a mut Vec<ConnId>,
+}
+
+impl<'a> NetOutbox<'a> {
+    pub(crate) fn new(
+        conns: &'a mut Slab<Connection>,
+        dirty: &'a mut Vec<ConnId>,
+    ) -> NetOutbox<'a> {
+        NetOutbox { conns, dirty }
+    }
+}
+
+/// The live connection `id` names: `None` when its key is vacant or was
+/// reused by a newer connection (a different serial).
+pub(crate) fn live(conns: &mut Slab<Connection>, id: ConnId) -> Option<&mut Connection> {
+    conns.get_mut(id.key).filter(|conn| conn.id == id)
+}
+
+impl Outbox for NetOutbox<'_> {
+    fn send(&mut self, conn: ConnId, packet: &Packet) {
+        let Some(c) = live(self.conns, conn) else {
+            return;
+        };
+        if c.closing {
+            return;
+        }
+        c.queue(packet);
+        c.mark_dirty(self.dirty);
+    }
+
+    fn pending(&self, conn: ConnId) -> usize {
+        match self.conns.get(conn.key) {
+            Some(c) if c.id == conn => c.output.len(),
+            _ => 0,
+        }
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        if let Some(c) = live(self.conns, conn) {
+            c.closing = true;
+            c.mark_dirty(self.dirty);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::stream::Stream;
+    use crate::protocol::{encoded_len, PacketId};
+
+    /// A slab with one connection per serial given; returns their ids.
+    fn conns(serials: &[u64]) -> (Slab<Connection>, Vec<ConnId>) {
+        let mut slab = Slab::new();
+        let mut ids = Vec::new();
+        for &serial in serials {
+            let (a, _b) = mio::net::UnixStream::pair().unwrap();
+            let entry = slab.vacant_entry();
+            let id = ConnId {
+                key: entry.key(),
+                serial,
+            };
+            entry.insert(Connection::new(id, Stream::Unix(a), "test".into(), 1000));
+            ids.push(id);
+        }
+        (slab, ids)
+    }
+
+    fn puback(id: u16) -> Packet {
+        Packet::Puback(PacketId::new(id).unwrap())
+    }
+
+    #[test]
+    fn send_queues_the_encoding_and_marks_dirty_once() {
+        let (mut slab, ids) = conns(&[7]);
+        let mut dirty = Vec::new();
+        let mut out = NetOutbox::new(&mut slab, &mut dirty);
+        out.send(ids[0], &puback(1));
+        out.send(ids[0], &Packet::Pingresp);
+        let expected = encoded_len(&puback(1)) + encoded_len(&Packet::Pingresp);
+        assert!(expected > 0);
+        assert_eq!(out.pending(ids[0]), expected);
+        assert_eq!(dirty, vec![ids[0]]);
+        assert_eq!(slab[ids[0].key].output.len(), expected);
+    }
+
+    #[test]
+    fn a_stale_serial_reaches_nothing() {
+        let (mut slab, ids) = conns(&[7]);
+        let stale = ConnId {
+            key: ids[0].key,
+            serial: 6,
+        };
+        let mut dirty = Vec::new();
+        let mut out = NetOutbox::new(&mut slab, &mut dirty);
+        out.send(stale, &Packet::Pingresp);
+        out.close(stale);
+        assert_eq!(out.pending(stale), 0);
+        assert_eq!(out.pending(ids[0]), 0);
+        assert!(dirty.is_empty());
+        assert!(!slab[ids[0].key].closing);
+    }
+
+    #[test]
+    fn an_unknown_key_reaches_nothing() {
+        let (mut slab, _) = conns(&[1]);
+        let unknown = ConnId { key: 99, serial: 1 };
+        let mut dirty = Vec::new();
+        let mut out = NetOutbox::new(&mut slab, &mut dirty);
+        out.send(unknown, &Packet::Pingresp);
+        out.close(unknown);
+        assert_eq!(out.pending(unknown), 0);
+        assert!(dirty.is_empty());
+    }
+
+    #[test]
+    fn close_marks_closing_and_dirty_and_later_sends_are_dropped() {
+        let (mut slab, ids) = conns(&[1, 2]);
+        let mut dirty = Vec::new();
+        let mut out = NetOutbox::new(&mut slab, &mut dirty);
+        out.send(ids[1], &Packet::Pingresp);
+        out.close(ids[1]);
+        let before = out.pending(ids[1]);
+        out.send(ids[1], &puback(3));
+        assert_eq!(out.pending(ids[1]), before);
+        out.close(ids[0]);
+        out.close(ids[0]);
+        assert_eq!(dirty, vec![ids[1], ids[0]]);
+        assert!(slab[ids[0].key].closing);
+        assert!(slab[ids[1].key].closing);
+    }
+
+    #[test]
+    fn each_connection_gets_only_its_own_packets() {
+        let (mut slab, ids) = conns(&[1, 2]);
+        let mut dirty = Vec::new();
+        let mut out = NetOutbox::new(&mut slab, &mut dirty);
+        out.send(ids[0], &puback(1));
+        out.send(ids[1], &Packet::Pingresp);
+        out.send(ids[0], &puback(2));
+        assert_eq!(out.pending(ids[0]), 2 * encoded_len(&puback(1)));
+        assert_eq!(out.pending(ids[1]), encoded_len(&Packet::Pingresp));
+        assert_eq!(dirty, vec![ids[0], ids[1]]);
+    }
+}
