@@ -23,3 +23,6 @@ pub mod decoding_incrementally {}
 
 #[doc = include_str!("../docs/06-topics-and-the-trie.md")]
 pub mod topics_and_the_trie {}
+
+#[doc = include_str!("../docs/07-qos-step-by-step.md")]
+pub mod qos_step_by_step {}

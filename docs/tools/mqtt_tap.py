@@ -11,14 +11,16 @@ ways unchanged, and prints every whole packet it sees, one line each:
 broker finds them: the first byte names the type, the next one to four bytes
 give the remaining length. Bytes that do not parse are printed as they are.
 
-Usage:  python3 docs/tools/mqtt_tap.py [LISTEN_PORT [BROKER_HOST [BROKER_PORT]]]
-        defaults: 1884 127.0.0.1 1883
+Usage:  python3 docs/tools/mqtt_tap.py [-n] [LISTEN_PORT [BROKER_HOST [BROKER_PORT]]]
+        defaults: 1884 127.0.0.1 1883; -n numbers the connections, so that
+        several clients can be told apart: "2 c>s PUBACK ..."
 Then point a client at the tap:  mosquitto_pub -p 1884 -t a/b -m hi
 Standard library only; Python 3.8 or later.
 """
 
+import argparse
+import itertools
 import socket
-import sys
 import threading
 
 NAMES = [
@@ -48,6 +50,7 @@ def split_packet(buf):
 
 
 def show(direction, packet):
+    """One line per packet: direction, name, the first 48 bytes in hex."""
     name = NAMES[packet[0] >> 4]
     shown = packet[:48].hex(" ")
     more = f" ... ({len(packet)} bytes)" if len(packet) > 48 else ""
@@ -87,16 +90,21 @@ def pump(src, dst, direction):
 
 
 def main():
-    listen_port = int(sys.argv[1]) if len(sys.argv) > 1 else 1884
-    host = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1"
-    port = int(sys.argv[3]) if len(sys.argv) > 3 else 1883
-    server = socket.create_server(("127.0.0.1", listen_port))
-    print(f"tap: 127.0.0.1:{listen_port} -> {host}:{port}", flush=True)
-    while True:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("-n", "--number", action="store_true",
+                        help="prefix each line with the connection's number")
+    parser.add_argument("listen_port", nargs="?", type=int, default=1884)
+    parser.add_argument("host", nargs="?", default="127.0.0.1")
+    parser.add_argument("port", nargs="?", type=int, default=1883)
+    args = parser.parse_args()
+    server = socket.create_server(("127.0.0.1", args.listen_port))
+    print(f"tap: 127.0.0.1:{args.listen_port} -> {args.host}:{args.port}", flush=True)
+    for number in itertools.count(1):
         client, _ = server.accept()
-        broker = socket.create_connection((host, port))
-        for args in ((client, broker, "c>s"), (broker, client, "s>c")):
-            threading.Thread(target=pump, args=args, daemon=True).start()
+        broker = socket.create_connection((args.host, args.port))
+        prefix = f"{number} " if args.number else ""
+        for ends in ((client, broker, prefix + "c>s"), (broker, client, prefix + "s>c")):
+            threading.Thread(target=pump, args=ends, daemon=True).start()
 
 
 if __name__ == "__main__":
