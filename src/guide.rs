@@ -26,3 +26,6 @@ pub mod topics_and_the_trie {}
 
 #[doc = include_str!("../docs/07-qos-step-by-step.md")]
 pub mod qos_step_by_step {}
+
+#[doc = include_str!("../docs/08-retained-and-wills.md")]
+pub mod retained_and_wills {}
