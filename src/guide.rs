@@ -21,6 +21,9 @@ pub mod connect_sessions_keepalive {}
 #[doc = include_str!("../docs/04-decoding-incrementally.md")]
 pub mod decoding_incrementally {}
 
+#[doc = include_str!("../docs/05-event-loop.md")]
+pub mod event_loop {}
+
 #[doc = include_str!("../docs/06-topics-and-the-trie.md")]
 pub mod topics_and_the_trie {}
 
