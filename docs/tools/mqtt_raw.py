@@ -8,8 +8,10 @@ so that they arrive as separate reads. Then it waits, printing every whole
 packet the broker sends, until the broker closes the connection or the wait
 is over.
 
-Usage:  python3 docs/tools/mqtt_raw.py [-p PORT] [-w SECONDS] HEX [HEX ...]
-        an argument "sleep:S" pauses S seconds instead of sending
+Usage:  python3 docs/tools/mqtt_raw.py [-p PORT] [-w SECONDS] [--no-read] HEX [HEX ...]
+        an argument "sleep:S" pauses S seconds instead of sending;
+        --no-read never reads from the socket: a subscriber that has stopped
+        reading, for watching what the broker does about it
 Example (a CONNECT with clean session 0 and an empty client id):
         python3 docs/tools/mqtt_raw.py '10 0c 00 04 4d 51 54 54 04 00 00 3c 00 00'
 Standard library only; Python 3.8 or later.
@@ -48,6 +50,8 @@ def main():
     parser.add_argument("-p", "--port", type=int, default=1883)
     parser.add_argument("-w", "--wait", type=float, default=3.0,
                         help="seconds to wait for the broker after the last write")
+    parser.add_argument("--no-read", action="store_true",
+                        help="never read: hold the connection open for the wait, unread")
     parser.add_argument("chunks", nargs="+", metavar="HEX")
     args = parser.parse_args()
 
@@ -57,6 +61,9 @@ def main():
 
     def listen(seconds):
         """Prints what the broker sends for `seconds`; False once it closed."""
+        if args.no_read:
+            time.sleep(seconds)
+            return True
         deadline = time.monotonic() + seconds
         while state["open"]:
             left = deadline - time.monotonic()
@@ -99,7 +106,8 @@ def main():
         if not listen(0.05):
             return
     if listen(args.wait):
-        print(f"open     still open after {time.monotonic() - start:.1f} s")
+        unread = " (never read)" if args.no_read else ""
+        print(f"open     still open after {time.monotonic() - start:.1f} s{unread}")
 
 if __name__ == "__main__":
     main()
