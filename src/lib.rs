@@ -19,12 +19,16 @@
 //!   subscriptions, QoS 1 and 2 messages in flight, the offline queue.
 //! - [`broker`]: the protocol core. Packets in, packets out. No `mio`.
 //! - [`config`]: the `sol.conf` parser and the command line.
+//! - [`auth`]: password files and checking a CONNECT's credentials.
+//! - [`acl`]: mosquitto-style ACL files: who may publish and subscribe where.
 //! - [`net`]: the event loop, listeners and connections; the only module
 //!   that touches `mio` and the clock.
 //!
 //! `ARCHITECTURE.md` at the top of the repository maps the code and states
 //! the invariants each module keeps.
 
+pub mod acl;
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod guide;

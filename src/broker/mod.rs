@@ -12,10 +12,9 @@
 //! network, and what will let other transports (TLS, WebSocket, a bridge
 //! that is itself a client) reuse it unchanged.
 //!
-//! The handlers live one idea per file: [`connect`](self::connect) (CONNECT,
-//! sessions, takeover), [`publish`](self::publish) (PUBLISH, the QoS
-//! handshakes, routing, retained messages) and [`subscribe`](self::subscribe)
-//! (SUBSCRIBE and UNSUBSCRIBE).
+//! The handlers live one idea per file: `connect.rs` (CONNECT, sessions,
+//! takeover), `publish.rs` (PUBLISH, the QoS handshakes, routing, retained
+//! messages) and `subscribe.rs` (SUBSCRIBE and UNSUBSCRIBE).
 
 mod connect;
 mod publish;

@@ -258,8 +258,10 @@ fn incoming_qos2_duplicate_is_delivered_once_and_pubrel_always_completes() {
 
 #[test]
 fn outgoing_qos2_handshake_and_inflight_window() {
-    let mut config = Config::default();
-    config.max_inflight_messages = 2;
+    let config = Config {
+        max_inflight_messages: 2,
+        ..Config::default()
+    };
     let mut h = Harness::with(config);
     let sub = h.connect(connect("sub", true), false);
     let publisher = h.connect(connect("pub", true), false);
@@ -433,8 +435,10 @@ fn persistent_session_queues_offline_and_resends_inflight_with_dup() {
 
 #[test]
 fn offline_queue_is_bounded_and_counts_drops() {
-    let mut config = Config::default();
-    config.max_queued_messages = 3;
+    let config = Config {
+        max_queued_messages: 3,
+        ..Config::default()
+    };
     let mut h = Harness::with(config);
     let sub = h.connect(connect("sub", false), false);
     h.send(sub, subscribe(1, &[("t", QoS::AtLeastOnce)]));
@@ -572,8 +576,10 @@ fn keepalive_expiry_closes_after_one_and_a_half_times_and_publishes_the_will() {
 
 #[test]
 fn connect_timeout_closes_silent_sockets() {
-    let mut config = Config::default();
-    config.connect_timeout = Duration::from_secs(2);
+    let config = Config {
+        connect_timeout: Duration::from_secs(2),
+        ..Config::default()
+    };
     let mut h = Harness::with(config);
     let conn = h.open();
     h.advance(Duration::from_millis(1_900));
