@@ -33,5 +33,8 @@ pub mod qos_step_by_step {}
 #[doc = include_str!("../docs/08-retained-and-wills.md")]
 pub mod retained_and_wills {}
 
+#[doc = include_str!("../docs/09-timer-wheel.md")]
+pub mod timer_wheel {}
+
 #[doc = include_str!("../docs/10-backpressure-and-limits.md")]
 pub mod backpressure_and_limits {}
