@@ -38,3 +38,6 @@ pub mod timer_wheel {}
 
 #[doc = include_str!("../docs/10-backpressure-and-limits.md")]
 pub mod backpressure_and_limits {}
+
+#[doc = include_str!("../docs/11-bad-input.md")]
+pub mod bad_input {}
