@@ -29,6 +29,7 @@
 //! Topics that start with `$` belong to the broker: a filter whose first level
 //! is `+` or `#` does not match them ([MQTT-4.7.2-1]). Both tries apply this
 //! at the root only, which is where a filter's first level is matched.
+//! Explained in docs/06-topics-and-the-trie.md.
 
 use std::collections::HashMap;
 use std::hash::Hash;

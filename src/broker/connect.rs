@@ -1,6 +1,7 @@
 //! CONNECT: validating the client id, taking over a connected id, attaching
 //! the session, and resuming what a persistent session left in flight
 //! (sections 3.1, 3.2 and 4.1).
+//! Explained in docs/03-connect-sessions-keepalive.md.
 
 use std::time::Instant;
 

@@ -15,6 +15,7 @@
 //! The handlers live one idea per file: `connect.rs` (CONNECT, sessions,
 //! takeover), `publish.rs` (PUBLISH, the QoS handshakes, routing, retained
 //! messages) and `subscribe.rs` (SUBSCRIBE and UNSUBSCRIBE).
+//! Explained in docs/03-connect-sessions-keepalive.md and docs/09-timer-wheel.md.
 
 mod connect;
 mod publish;

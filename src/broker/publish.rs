@@ -1,6 +1,7 @@
 //! PUBLISH in both directions: the QoS 1 and 2 handshakes, routing through
 //! the trie, delivery into each session's window or queue, and retained
 //! messages (sections 3.3 to 3.7 and 4.3).
+//! Explained in docs/07-qos-step-by-step.md and docs/08-retained-and-wills.md.
 
 use std::cmp::Reverse;
 

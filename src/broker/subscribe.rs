@@ -1,4 +1,5 @@
 //! SUBSCRIBE and UNSUBSCRIBE (sections 3.8 to 3.11).
+//! Explained in docs/06-topics-and-the-trie.md and docs/08-retained-and-wills.md.
 
 use super::{Broker, ConnId, Outbox};
 use crate::protocol::{Packet, QoS, Suback, SubackCode, Subscribe, TopicFilter, Unsubscribe};
