@@ -33,6 +33,7 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::ops::ControlFlow;
 
 use slab::Slab;
 
@@ -436,6 +437,20 @@ impl<V> RetainedTrie<V> {
     /// Calls `f` for every stored value whose topic `filter` matches. A first
     /// level `+` or `#` skips topics starting with `$` ([MQTT-4.7.2-1]).
     pub fn for_each_match(&self, filter: &TopicFilter, mut f: impl FnMut(&V)) {
+        let _ = self.try_for_each_match(filter, |value| {
+            f(value);
+            ControlFlow::Continue(())
+        });
+    }
+
+    /// As [`RetainedTrie::for_each_match`], but `f` can stop the walk by
+    /// returning `ControlFlow::Break`; so does the result. A subscriber that
+    /// can take no more retained messages costs no more of the walk.
+    pub fn try_for_each_match(
+        &self,
+        filter: &TopicFilter,
+        mut f: impl FnMut(&V) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
         // Each entry: a node the filter's first levels lead to, and the
         // filter levels still to match. A node pushed with `Some("#")` stands
         // for its whole subtree, itself included.
@@ -446,7 +461,7 @@ impl<V> RetainedTrie<V> {
             };
             let Some(rest) = rest else {
                 if let Some(value) = &node.value {
-                    f(value);
+                    f(value)?;
                 }
                 continue;
             };
@@ -456,7 +471,7 @@ impl<V> RetainedTrie<V> {
                 "#" => {
                     // `sport/#` matches `sport` itself too.
                     if let Some(value) = &node.value {
-                        f(value);
+                        f(value)?;
                     }
                     for (name, &child) in &node.children {
                         if !hidden_from_wildcard(at_root, name) {
@@ -478,6 +493,7 @@ impl<V> RetainedTrie<V> {
                 }
             }
         }
+        ControlFlow::Continue(())
     }
 
     /// Number of retained values held.

@@ -23,6 +23,7 @@ mod subscribe;
 #[cfg(test)]
 mod tests;
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -193,8 +194,9 @@ pub struct Broker {
     subscriptions: SubscriptionTrie<usize, QoS>,
     retained: RetainedTrie<Retained>,
     timers: TimerWheel<Timer>,
-    /// Counter behind the client ids the broker generates.
+    /// Counter and secret keys behind the client ids the broker generates.
     generated_ids: u64,
+    id_keys: RandomState,
     /// Reused between calls so that routing a message allocates nothing.
     matches: Vec<(usize, QoS)>,
     fired: Vec<Timer>,
@@ -216,6 +218,7 @@ impl Broker {
             retained: RetainedTrie::new(),
             timers: TimerWheel::new(now),
             generated_ids: 0,
+            id_keys: RandomState::new(),
             matches: Vec::new(),
             fired: Vec::new(),
             stats: Stats::default(),
@@ -404,7 +407,7 @@ impl Broker {
             debug!("Connection from {} {}.", client.peer, ending);
             return;
         };
-        info!("Client {} {}.", connected.client_id, ending);
+        info!("Client {} {}.", connected.client_id.escape_debug(), ending);
         let clean = match self.sessions.get_mut(connected.session) {
             Some(slot) => {
                 slot.conn = None;
