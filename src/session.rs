@@ -22,6 +22,7 @@
 //! clock: every instant it stores was passed in by the broker. Everything in
 //! it is plain data, so that a session can later be written to disk and read
 //! back.
+//! Explained in docs/07-qos-step-by-step.md.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};

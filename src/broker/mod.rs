@@ -18,6 +18,8 @@
 //! housekeeping on the same timer wheel has its own files: `stats.rs`
 //! (`$SOL/broker/` statistics), `memory.rs` (`max_memory`) and `retry.rs`
 //! (resending overdue QoS 1 and 2 messages).
+//! Explained in docs/03-connect-sessions-keepalive.md, docs/09-timer-wheel.md
+//! and docs/13-housekeeping.md.
 
 mod connect;
 mod memory;
@@ -30,6 +32,7 @@ mod tests;
 #[cfg(test)]
 mod tests_housekeeping;
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -225,8 +228,9 @@ pub struct Broker {
     subscriptions: SubscriptionTrie<usize, QoS>,
     retained: RetainedTrie<Retained>,
     timers: TimerWheel<Timer>,
-    /// Counter behind the client ids the broker generates.
+    /// Counter and secret keys behind the client ids the broker generates.
     generated_ids: u64,
+    id_keys: RandomState,
     /// Reused between calls so that routing a message allocates nothing.
     matches: Vec<(usize, QoS)>,
     fired: Vec<Timer>,
@@ -265,6 +269,7 @@ impl Broker {
             retained: RetainedTrie::new(),
             timers,
             generated_ids: 0,
+            id_keys: RandomState::new(),
             matches: Vec::new(),
             fired: Vec::new(),
             stats: Stats::default(),
@@ -471,7 +476,7 @@ impl Broker {
             debug!("Connection from {} {}.", client.peer, ending);
             return;
         };
-        info!("Client {} {}.", connected.client_id, ending);
+        info!("Client {} {}.", connected.client_id.escape_debug(), ending);
         self.stats.clients_connected = self.stats.clients_connected.saturating_sub(1);
         let clean = match self.sessions.get_mut(connected.session) {
             Some(slot) => {

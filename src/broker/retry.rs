@@ -36,18 +36,20 @@ use crate::timer::TimerWheel;
 /// How soon a connection whose output was backed up is looked at again.
 const RECHECK_BACKED_UP: Duration = Duration::from_secs(1);
 
-/// Arms the resend check of `conn`, which `slot`'s session is attached to,
-/// unless it is armed already or resending is off. Called whenever a message
-/// goes into the inflight window.
+/// Arms the resend check of the connection `slot`'s session is attached
+/// to, unless it is armed already, nothing is in flight, or resending is
+/// off. Called whenever a message may have gone into the inflight window.
 pub(super) fn arm(
     timers: &mut TimerWheel<Timer>,
     slot: &mut SessionSlot,
-    conn: ConnId,
     now: Instant,
     settings: &Settings,
 ) {
     let interval = settings.retry_interval;
-    if slot.retry.is_some() || interval.is_zero() {
+    let Some(conn) = slot.conn else {
+        return;
+    };
+    if slot.retry.is_some() || interval.is_zero() || slot.session.inflight_len() == 0 {
         return;
     }
     let Some(at) = slot

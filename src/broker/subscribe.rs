@@ -1,6 +1,11 @@
 //! SUBSCRIBE and UNSUBSCRIBE (sections 3.8 to 3.11).
+//! Explained in docs/06-topics-and-the-trie.md and docs/08-retained-and-wills.md.
 
-use super::{Broker, ConnId, Outbox};
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+
+use super::publish::{deliver_to, Delivery};
+use super::{retry, Broker, ConnId, Outbox};
 use crate::protocol::{Packet, QoS, Suback, SubackCode, Subscribe, TopicFilter, Unsubscribe};
 use crate::session::Message;
 
@@ -30,32 +35,72 @@ impl Broker {
             codes,
         };
         out.send(conn, &Packet::Suback(suback));
-        for (filter, granted) in &subscribe.filters {
-            self.send_retained(session, filter, *granted, out);
+
+        // A filter named twice in one SUBSCRIBE is one subscription (the
+        // later QoS wins), so its retained messages go out once: otherwise
+        // one packet naming `#` a hundred thousand times would make the
+        // broker walk every retained message a hundred thousand times.
+        let mut seen = HashSet::new();
+        let mut distinct: Vec<&(TopicFilter, QoS)> = subscribe
+            .filters
+            .iter()
+            .rev()
+            .filter(|(filter, _)| seen.insert(filter))
+            .collect();
+        distinct.reverse();
+        for (filter, granted) in distinct {
+            if self
+                .send_retained(session, filter, *granted, out)
+                .is_break()
+            {
+                break;
+            }
         }
     }
 
     /// [MQTT-3.3.1-8]: retained messages sent because of a new
-    /// subscription carry the retain flag.
+    /// subscription carry the retain flag. The walk stops as soon as the
+    /// subscriber can take no more (its output is past the high-water mark
+    /// or its queue is full), and so does the whole SUBSCRIBE's.
     fn send_retained(
         &mut self,
         session: usize,
         filter: &TopicFilter,
         granted: QoS,
         out: &mut dyn Outbox,
-    ) {
-        let mut found = Vec::new();
-        self.retained.for_each_match(filter, |retained| {
-            found.push(Message {
+    ) -> ControlFlow<()> {
+        let now = self.now;
+        let Broker {
+            retained,
+            sessions,
+            stats,
+            timers,
+            settings,
+            ..
+        } = self;
+        let Some(slot) = sessions.get_mut(session) else {
+            return ControlFlow::Break(());
+        };
+        let mut stored = 0usize;
+        let flow = retained.try_for_each_match(filter, |retained| {
+            let message = Message {
                 topic: retained.topic.clone(),
                 payload: retained.payload.clone(),
                 qos: retained.qos.min(granted),
                 retain: true,
-            });
+            };
+            let size = message.stored_size();
+            match deliver_to(slot, message, now, stats, out) {
+                Delivery::Dropped => ControlFlow::Break(()),
+                Delivery::Sent | Delivery::Queued => {
+                    stored = stored.saturating_add(size);
+                    ControlFlow::Continue(())
+                }
+            }
         });
-        for message in found {
-            self.deliver(session, message, out);
-        }
+        retry::arm(timers, slot, now, settings);
+        self.memory_grew(stored, out);
+        flow
     }
 
     /// Removes each filter the client holds; UNSUBACK is sent even when it
