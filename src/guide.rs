@@ -41,3 +41,6 @@ pub mod backpressure_and_limits {}
 
 #[doc = include_str!("../docs/11-bad-input.md")]
 pub mod bad_input {}
+
+#[doc = include_str!("../docs/13-housekeeping.md")]
+pub mod housekeeping {}

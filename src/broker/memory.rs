@@ -150,8 +150,10 @@ fn retained_size(retained: &Retained) -> usize {
 }
 
 impl Broker {
-    /// The memory held for clients, counted now.
-    pub(super) fn memory_used(&self, out: &dyn Outbox) -> usize {
+    /// The memory held for clients, counted now as `max_memory` counts it:
+    /// queued and inflight messages, retained messages, and the output
+    /// buffers `out` reports. It walks every session.
+    pub fn memory_used(&self, out: &dyn Outbox) -> usize {
         let sessions: usize = self
             .sessions
             .iter()

@@ -33,12 +33,13 @@
 //!
 //! # What it costs
 //!
-//! About thirty short messages every interval, whoever listens: each is a
-//! trie lookup to replace the retained copy and one to find subscribers.
-//! Publishing them all the time, rather than only while someone subscribes
-//! to `$SOL`, is what keeps them correct for a subscriber that comes later:
-//! it gets the retained values at once, at most one interval old. At the
-//! default interval that is a few microseconds every ten seconds.
+//! Twenty-eight short messages every interval, whoever listens: each is a
+//! trie lookup to replace the retained copy and one to find subscribers,
+//! about 50 µs for all of them in a release build. Publishing them all the
+//! time, rather than only while someone subscribes to `$SOL`, is what keeps
+//! them correct for a subscriber that comes later: it gets the retained
+//! values at once, at most one interval old. At the default interval that
+//! is five millionths of the CPU.
 
 use std::time::{Duration, Instant};
 
