@@ -22,6 +22,20 @@
 //!    into output buffers; now every connection that got some is written to
 //!    once. A connection the core closed goes away after that last write.
 //!
+//! Every read and write is counted in a [`Traffic`](crate::broker::Traffic)
+//! (bytes in, bytes out, bytes waiting in output buffers) that the core reads
+//! through its `Outbox`, for its statistics and its `max_memory`.
+//!
+//! # Between turns
+//!
+//! Before each poll the loop carries out what a signal (`signals.rs`) or a
+//! [`ServerHandle`] asked for. A **reload** reopens the log file and calls
+//! the core's `reload`. A **stop** closes the listeners, lets the core log
+//! its summary, closes every connection, and keeps writing buffered output
+//! for at most two seconds (`SHUTDOWN_FLUSH`) before [`Server::run`]
+//! returns. `max_connections` is kept at accept time: one connection too
+//! many is accepted and closed at once, and the core never hears of it.
+//!
 //! # Who owns what
 //!
 //! - `mod.rs`: [`Server`] and [`ServerHandle`], the API `main` and the tests
