@@ -27,7 +27,10 @@
 //! it runs as well every [`CHECK_INTERVAL`] on the timer wheel. A flood
 //! therefore costs one count per tenth of `max_memory` that comes in, since
 //! reclaiming goes down to 90% of the limit, and a large message triggers a
-//! count as soon as it could matter.
+//! count as soon as it could matter. When what cannot be reclaimed is alone
+//! over the limit, the bound is over it all the time: counts then wait for a
+//! tenth of the limit to come in, so that what can be reclaimed never piles
+//! up by more than that.
 //!
 //! # What is reclaimed, in order
 //!
@@ -82,7 +85,7 @@ pub(super) struct Memory {
     /// What routed messages may have added since.
     grown: usize,
     /// The last count found the memory over the limit with nothing left to
-    /// reclaim: checks on arrival wait for the next periodic check.
+    /// reclaim: checks on arrival wait for a tenth of the limit to come in.
     exhausted: bool,
     burst: Burst,
 }
@@ -167,9 +170,14 @@ impl Broker {
     /// `bytes` were just stored for clients (copies of a routed message):
     /// counts and reclaims at once if the memory may now be over the limit.
     pub(super) fn memory_grew(&mut self, bytes: usize, out: &mut dyn Outbox) {
-        self.memory.grown = self.memory.grown.saturating_add(bytes);
-        let bound = self.memory.counted.saturating_add(self.memory.grown);
-        if !self.memory.exhausted && bound > self.memory.limit {
+        let memory = &mut self.memory;
+        memory.grown = memory.grown.saturating_add(bytes);
+        let due = if memory.exhausted {
+            memory.grown > memory.limit / 10
+        } else {
+            memory.counted.saturating_add(memory.grown) > memory.limit
+        };
+        if due {
             self.check_memory(out);
         }
     }
@@ -177,7 +185,6 @@ impl Broker {
     /// The periodic check: counts, reclaims if needed, ends a burst that is
     /// over, and re-arms itself.
     pub(super) fn periodic_memory_check(&mut self, now: Instant, out: &mut dyn Outbox) {
-        self.memory.exhausted = false;
         let used = self.check_memory(out);
         let burst = &mut self.memory.burst;
         let active = burst.dropped > 0 || burst.exhausted_warned;
@@ -202,15 +209,15 @@ impl Broker {
         let mut used = self.memory_used(out);
         if used > self.memory.limit {
             used = self.reclaim(used);
-            self.memory.exhausted = used > self.memory.limit;
-            if self.memory.exhausted && !self.memory.burst.exhausted_warned {
-                self.memory.burst.exhausted_warned = true;
-                warn!(
-                    "Memory over max_memory ({used} of {} bytes) with nothing left to \
-                     reclaim: what is held is in flight or in output buffers.",
-                    self.memory.limit
-                );
-            }
+        }
+        self.memory.exhausted = used > self.memory.limit;
+        if self.memory.exhausted && !self.memory.burst.exhausted_warned {
+            self.memory.burst.exhausted_warned = true;
+            warn!(
+                "Memory over max_memory ({used} of {} bytes) with nothing left to \
+                 reclaim: what is held is in flight or in output buffers.",
+                self.memory.limit
+            );
         }
         self.memory.counted = used;
         self.memory.grown = 0;

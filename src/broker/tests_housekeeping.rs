@@ -384,6 +384,39 @@ fn inflight_messages_are_never_reclaimed() {
 }
 
 #[test]
+fn queues_stay_bounded_while_inflight_alone_is_over_the_limit() {
+    let limit = 10_000;
+    let mut h = Harness::quiet(|c| {
+        c.max_memory = limit;
+        c.max_inflight_messages = 10;
+        c.max_queued_messages = 100_000;
+    });
+    let sub = h.connect(connect("sub", true, 0), false);
+    h.send(sub, subscribe(1, "busy", QoS::AtLeastOnce));
+    h.offline_subscriber("away", "flood");
+    let publisher = h.connect(connect("pub", true, 0), false);
+    for _ in 0..10 {
+        h.send(
+            publisher,
+            publish("busy", &[0; 1000], QoS::AtLeastOnce, Some(1), false),
+        );
+    }
+    let unreclaimable = h.memory_used();
+    assert!(unreclaimable > limit, "{unreclaimable}");
+    // A flood for the offline session: it may pile up by a tenth of the
+    // limit (and one message) at most, never for a whole second.
+    let one = 5 + 1000 + crate::session::STORED_OVERHEAD;
+    for _ in 0..200 {
+        h.send(
+            publisher,
+            publish("flood", &[1; 1000], QoS::AtLeastOnce, Some(1), false),
+        );
+        assert!(h.memory_used() <= unreclaimable + limit / 10 + one);
+    }
+    assert!(h.broker.stats().messages_dropped >= 190);
+}
+
+#[test]
 fn retained_messages_go_only_when_nothing_else_is_left() {
     let limit = 10_000;
     let mut h = Harness::quiet(|c| c.max_memory = limit);
