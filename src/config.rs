@@ -31,6 +31,10 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod security;
+
+pub use security::{ConfigPath, SecurityConfig, TlsProtocols};
+
 /// How much the broker logs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogLevel {
@@ -69,6 +73,8 @@ pub struct Config {
     /// `max_queued_messages`: messages waiting per session beyond the inflight
     /// window (and while offline). Default 1000.
     pub max_queued_messages: usize,
+    /// The TLS listener, authentication and authorization.
+    pub security: SecurityConfig,
 }
 
 impl Default for Config {
@@ -85,6 +91,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(10),
             max_inflight_messages: 20,
             max_queued_messages: 1000,
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -174,10 +181,21 @@ enum Key {
     ConnectTimeout,
     MaxInflightMessages,
     MaxQueuedMessages,
+    // Security: the TLS listener, authentication, authorization.
+    TlsPort,
+    Certfile,
+    Keyfile,
+    Cafile,
+    TlsProtocols,
+    RequireCertificate,
+    UseIdentityAsUsername,
+    AllowAnonymous,
+    PasswordFile,
+    AclFile,
 }
 
 impl Key {
-    const ALL: [Key; 10] = [
+    const ALL: [Key; 20] = [
         Key::IpAddress,
         Key::IpPort,
         Key::UnixSocket,
@@ -188,6 +206,16 @@ impl Key {
         Key::ConnectTimeout,
         Key::MaxInflightMessages,
         Key::MaxQueuedMessages,
+        Key::TlsPort,
+        Key::Certfile,
+        Key::Keyfile,
+        Key::Cafile,
+        Key::TlsProtocols,
+        Key::RequireCertificate,
+        Key::UseIdentityAsUsername,
+        Key::AllowAnonymous,
+        Key::PasswordFile,
+        Key::AclFile,
     ];
 
     fn name(self) -> &'static str {
@@ -202,6 +230,16 @@ impl Key {
             Key::ConnectTimeout => "connect_timeout",
             Key::MaxInflightMessages => "max_inflight_messages",
             Key::MaxQueuedMessages => "max_queued_messages",
+            Key::TlsPort => "tls_port",
+            Key::Certfile => "certfile",
+            Key::Keyfile => "keyfile",
+            Key::Cafile => "cafile",
+            Key::TlsProtocols => "tls_protocols",
+            Key::RequireCertificate => "require_certificate",
+            Key::UseIdentityAsUsername => "use_identity_as_username",
+            Key::AllowAnonymous => "allow_anonymous",
+            Key::PasswordFile => "password_file",
+            Key::AclFile => "acl_file",
         }
     }
 
@@ -262,7 +300,7 @@ impl Config {
                 ));
                 continue;
             }
-            if let Err(message) = config.set(key, value) {
+            if let Err(message) = config.set(key, value, line) {
                 errors.push(ConfigError::new(line, format!("{}: {message}", key.name())));
             }
         }
@@ -271,6 +309,15 @@ impl Config {
         // only the Unix socket; naming either TCP key keeps TCP on.
         let sets = |key| first_set.contains_key(&key);
         config.tcp_enabled = !sets(Key::UnixSocket) || sets(Key::IpAddress) || sets(Key::IpPort);
+
+        let tcp_port = config.tcp_enabled.then_some(config.ip_port);
+        errors.extend(
+            config
+                .security
+                .check(|key| first_set.get(&key).copied(), tcp_port),
+        );
+        // The checks between keys come last; the report stays in line order.
+        errors.sort_by_key(|error| error.line);
 
         if errors.is_empty() {
             Ok(config)
@@ -316,7 +363,10 @@ impl Config {
 
     /// Checks `value` for `key` and stores it; the error says what a good
     /// value looks like.
-    fn set(&mut self, key: Key, value: &str) -> Result<(), String> {
+    fn set(&mut self, key: Key, value: &str, line: usize) -> Result<(), String> {
+        if self.security.set(key, value, line)? {
+            return Ok(());
+        }
         match key {
             Key::IpAddress => {
                 if value.parse::<IpAddr>().is_err() {
@@ -345,6 +395,17 @@ impl Config {
                 // usize is at most 64 bits on every target Rust supports.
                 self.max_queued_messages = parse_whole(value, 0, usize::MAX as u64, "a count")?;
             }
+            // Stored by `SecurityConfig::set` above.
+            Key::TlsPort
+            | Key::Certfile
+            | Key::Keyfile
+            | Key::Cafile
+            | Key::TlsProtocols
+            | Key::RequireCertificate
+            | Key::UseIdentityAsUsername
+            | Key::AllowAnonymous
+            | Key::PasswordFile
+            | Key::AclFile => {}
         }
         Ok(())
     }
@@ -765,8 +826,18 @@ mod tests {
         let text = "ip_address 10.0.0.1\nip_port 1884\nunix_socket /run/sol.sock\n\
                     log_level warning\nlog_path /tmp/x.log\ntcp_backlog 64\n\
                     max_request_size 1MiB\nconnect_timeout 5s\n\
-                    max_inflight_messages 10\nmax_queued_messages 50\n";
+                    max_inflight_messages 10\nmax_queued_messages 50\n\
+                    tls_port 8884\ncertfile c.pem\nkeyfile k.pem\ncafile ca.pem\n\
+                    tls_protocols tlsv1_3\nrequire_certificate true\n\
+                    use_identity_as_username true\nallow_anonymous false\n\
+                    password_file p\nacl_file a\n";
         let config = Config::parse(text).unwrap();
+        let path = |path: &str, line| {
+            Some(ConfigPath {
+                path: PathBuf::from(path),
+                line,
+            })
+        };
         assert_eq!(
             config,
             Config {
@@ -781,6 +852,21 @@ mod tests {
                 connect_timeout: Duration::from_secs(5),
                 max_inflight_messages: 10,
                 max_queued_messages: 50,
+                security: SecurityConfig {
+                    tls_port: Some(8884),
+                    certfile: path("c.pem", 12),
+                    keyfile: path("k.pem", 13),
+                    cafile: path("ca.pem", 14),
+                    tls_protocols: TlsProtocols {
+                        tls12: false,
+                        tls13: true,
+                    },
+                    require_certificate: true,
+                    use_identity_as_username: true,
+                    allow_anonymous: false,
+                    password_file: path("p", 19),
+                    acl_file: path("a", 20),
+                },
             }
         );
         // Every key the parser knows is in the file above.
