@@ -184,6 +184,21 @@ impl Session {
         self.queue.len()
     }
 
+    /// Drops every queued message, and every inflight one not yet received
+    /// (awaiting PUBACK or PUBREC), that `keep` refuses; returns how many.
+    /// Used when the client may no longer read some topics: what it would
+    /// have been sent on them must not reach it late. A message awaiting
+    /// PUBCOMP was already received and stays, so the handshake can end.
+    pub fn retain_messages(&mut self, mut keep: impl FnMut(&Message) -> bool) -> usize {
+        let before = self.queue.len() + self.inflight.len();
+        self.queue.retain(|message| keep(message));
+        self.inflight.retain(|(_, state)| match state {
+            Inflight::AwaitingPuback(message) | Inflight::AwaitingPubrec(message) => keep(message),
+            Inflight::AwaitingPubcomp => true,
+        });
+        before - (self.queue.len() + self.inflight.len())
+    }
+
     fn window_has_room(&self) -> bool {
         self.inflight.len() < self.max_inflight
     }
@@ -296,6 +311,29 @@ mod tests {
         assert!(!s.incoming_qos2(id(7)));
         s.pubrel(id(7));
         assert!(s.incoming_qos2(id(7)));
+    }
+
+    #[test]
+    fn retain_messages_drops_what_may_no_longer_be_sent() {
+        let mut s = Session::new("c".into(), false, 3, 10);
+        for n in 1..=3 {
+            s.push(message(n, QoS::ExactlyOnce), true);
+        }
+        for n in 4..=6 {
+            s.push(message(n, QoS::AtLeastOnce), true);
+        }
+        // Message 1 was received (PUBREC): it stays whatever `keep` says.
+        assert!(s.pubrec(id(1)));
+        let dropped = s.retain_messages(|m| m.payload[0] % 2 == 0);
+        // 3 (inflight) and 5 (queued) go; 1 awaits PUBCOMP and stays.
+        assert_eq!(dropped, 2);
+        let inflight: Vec<PacketId> = s.inflight().map(|(i, _)| *i).collect();
+        assert_eq!(inflight, vec![id(1), id(2)]);
+        assert_eq!(s.queued_len(), 2);
+        assert!(s.pubcomp(id(1)));
+        // The freed room takes the queue in order.
+        let ready: Vec<u8> = s.fill_window().iter().map(|(_, m)| m.payload[0]).collect();
+        assert_eq!(ready, vec![4, 6]);
     }
 
     #[test]

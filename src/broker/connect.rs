@@ -26,6 +26,15 @@ impl Broker {
             self.refuse(conn, ConnectReturnCode::IdentifierRejected, out);
             return;
         };
+        // [MQTT-3.1.4-5]: credentials are checked before the client may
+        // touch any session, an existing one with its id included.
+        let username = match self.authenticate(conn, &connect, &client_id, now) {
+            Ok(username) => username,
+            Err(code) => {
+                self.refuse(conn, code, out);
+                return;
+            }
+        };
 
         // [MQTT-3.1.4-2]: an id already connected takes the session over;
         // the old connection is closed as if it had failed, so its will is
@@ -41,6 +50,7 @@ impl Broker {
         }
 
         let (session, present) = self.attach_session(&client_id, connect.clean_session, conn);
+        self.adopt_identity(session, username.clone(), present);
 
         let Some(client) = self.clients.get_mut(&conn) else {
             return;
@@ -59,8 +69,7 @@ impl Broker {
             connect.protocol.level(),
             u8::from(connect.clean_session),
             connect.keep_alive,
-            connect
-                .username
+            username
                 .as_deref()
                 .map(|u| format!(", u'{u}'"))
                 .unwrap_or_default(),
@@ -70,6 +79,7 @@ impl Broker {
             client_id,
             keep_alive: connect.keep_alive,
             will: connect.will,
+            username,
         });
         self.stats.clients_total += 1;
 
@@ -142,6 +152,7 @@ impl Broker {
         let key = self.sessions.insert(SessionSlot {
             session,
             conn: Some(conn),
+            username: None,
         });
         self.client_ids.insert(client_id.to_string(), key);
         (key, false)

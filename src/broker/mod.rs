@@ -16,6 +16,7 @@
 //! takeover), `publish.rs` (PUBLISH, the QoS handshakes, routing, retained
 //! messages) and `subscribe.rs` (SUBSCRIBE and UNSUBSCRIBE).
 
+mod auth;
 mod connect;
 mod publish;
 mod subscribe;
@@ -35,6 +36,7 @@ use crate::session::Session;
 use crate::timer::{TimerId, TimerWheel};
 use crate::trie::{RetainedTrie, SubscriptionTrie};
 
+pub use auth::{AuthFiles, MAX_ROUNDS};
 pub use publish::Retained;
 
 /// Names one connection for its whole life.
@@ -120,6 +122,9 @@ struct Client {
     /// The connection's one pending timer: connect timeout, then keepalive.
     timer: Option<TimerId>,
     state: ClientState,
+    /// Set once the TLS handshake completed: the connection came to the
+    /// TLS listener, and this is what its certificate proved.
+    tls: Option<auth::TlsPeer>,
 }
 
 enum ClientState {
@@ -134,6 +139,9 @@ struct Connected {
     client_id: String,
     keep_alive: u16,
     will: Option<Will>,
+    /// The username it logged in with (or its certificate's CN): who the
+    /// ACL file's `user` sections and `%u` mean.
+    username: Option<String>,
 }
 
 /// A session and the connection it is attached to, if any. The connection
@@ -141,6 +149,9 @@ struct Connected {
 struct SessionSlot {
     session: Session,
     conn: Option<ConnId>,
+    /// The username of the client that last attached, kept with the
+    /// session so that each delivery's ACL check is one lookup away.
+    username: Option<String>,
 }
 
 /// How a connection ended, for the log and for the will.
@@ -198,6 +209,8 @@ pub struct Broker {
     matches: Vec<(usize, QoS)>,
     fired: Vec<Timer>,
     stats: Stats,
+    /// Passwords, ACL, and what they allow.
+    guard: auth::Guard,
 }
 
 impl Broker {
@@ -218,6 +231,7 @@ impl Broker {
             matches: Vec::new(),
             fired: Vec::new(),
             stats: Stats::default(),
+            guard: auth::Guard::new(&config.security),
         }
     }
 
@@ -232,6 +246,7 @@ impl Broker {
             last_seen: now,
             timer: Some(timer),
             state: ClientState::AwaitingConnect,
+            tls: None,
         };
         self.clients.insert(conn, client);
     }
@@ -414,7 +429,15 @@ impl Broker {
         if clean {
             self.remove_session(connected.session);
         }
-        if let (Some(will), true) = (connected.will, ending.publishes_will()) {
+        let will = connected.will.filter(|will| {
+            ending.publishes_will()
+                && self.may_publish_will(
+                    &connected.client_id,
+                    connected.username.as_deref(),
+                    &will.topic,
+                )
+        });
+        if let Some(will) = will {
             debug!(
                 "Publishing the will of {} on {}.",
                 connected.client_id, will.topic

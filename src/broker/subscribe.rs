@@ -1,14 +1,17 @@
 //! SUBSCRIBE and UNSUBSCRIBE (sections 3.8 to 3.11).
 
+use log::debug;
+
 use super::{Broker, ConnId, Outbox};
 use crate::protocol::{Packet, QoS, Suback, SubackCode, Subscribe, TopicFilter, Unsubscribe};
 use crate::session::Message;
 
 impl Broker {
-    /// Grants every filter at the QoS asked for (sol supports all three),
-    /// answers SUBACK, then sends the retained messages each filter matches.
-    /// A filter the client already holds is replaced, and its retained
-    /// messages are sent again ([MQTT-3.8.4-3]).
+    /// Grants every filter the ACL allows at the QoS asked for (sol
+    /// supports all three) and refuses the others with 0x80, answers SUBACK,
+    /// then sends the retained messages each granted filter matches and the
+    /// client may read. A filter the client already holds is replaced, and
+    /// its retained messages are sent again ([MQTT-3.8.4-3]).
     pub(super) fn handle_subscribe(
         &mut self,
         conn: ConnId,
@@ -16,22 +19,29 @@ impl Broker {
         subscribe: Subscribe,
         out: &mut dyn Outbox,
     ) {
-        let Some(slot) = self.sessions.get_mut(session) else {
-            return;
-        };
         let mut codes = Vec::with_capacity(subscribe.filters.len());
+        let mut granted = Vec::with_capacity(subscribe.filters.len());
         for (filter, qos) in &subscribe.filters {
+            if !self.may_subscribe(session, filter) {
+                debug!("Refused a subscription to {filter}: not allowed by the ACL.");
+                codes.push(SubackCode::Failure);
+                continue;
+            }
+            let Some(slot) = self.sessions.get_mut(session) else {
+                return;
+            };
             slot.session.subscriptions.insert(filter.clone(), *qos);
             self.subscriptions.insert(filter, session, *qos);
             codes.push(SubackCode::Granted(*qos));
+            granted.push((filter, *qos));
         }
         let suback = Suback {
             packet_id: subscribe.packet_id,
             codes,
         };
         out.send(conn, &Packet::Suback(suback));
-        for (filter, granted) in &subscribe.filters {
-            self.send_retained(session, filter, *granted, out);
+        for (filter, qos) in granted {
+            self.send_retained(session, filter, qos, out);
         }
     }
 
@@ -45,7 +55,18 @@ impl Broker {
         out: &mut dyn Outbox,
     ) {
         let mut found = Vec::new();
+        let guard = &self.guard;
+        let reader = self
+            .sessions
+            .get(session)
+            .map(|slot| (&slot.session.client_id, slot.username.as_deref()));
+        let Some((client_id, username)) = reader else {
+            return;
+        };
         self.retained.for_each_match(filter, |retained| {
+            if !guard.may_read(client_id, username, &retained.topic) {
+                return;
+            }
             found.push(Message {
                 topic: retained.topic.clone(),
                 payload: retained.payload.clone(),

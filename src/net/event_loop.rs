@@ -52,6 +52,11 @@ pub(crate) trait Core {
     fn closed(&mut self, conn: ConnId, reason: CloseReason, now: Instant, out: &mut dyn Outbox);
     fn next_deadline(&self) -> Option<Instant>;
     fn tick(&mut self, now: Instant, out: &mut dyn Outbox);
+    /// The TLS handshake of `conn` completed, before any of its MQTT bytes
+    /// are decoded; `common_name` is its verified certificate's subject CN.
+    fn tls_established(&mut self, _conn: ConnId, _common_name: Option<String>) {}
+    /// Re-read what can change without a restart (SIGHUP).
+    fn reload(&mut self, _now: Instant, _out: &mut dyn Outbox) {}
 }
 
 impl Core for Broker {
@@ -69,6 +74,12 @@ impl Core for Broker {
     }
     fn tick(&mut self, now: Instant, out: &mut dyn Outbox) {
         Broker::tick(self, now, out);
+    }
+    fn tls_established(&mut self, conn: ConnId, common_name: Option<String>) {
+        Broker::tls_established(self, conn, common_name);
+    }
+    fn reload(&mut self, now: Instant, out: &mut dyn Outbox) {
+        Broker::reload(self, now, out);
     }
 }
 
