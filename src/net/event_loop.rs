@@ -9,7 +9,7 @@ use std::mem;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use log::{debug, warn};
+use log::{debug, error, info, warn};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
@@ -173,6 +173,9 @@ impl<C: Core> EventLoop<C> {
 
     /// Everything that follows one poll: events, then timers, then writes.
     fn turn(&mut self, now: Instant) {
+        if self.shared.take_reload() {
+            self.reload(now);
+        }
         // Taken before the events, so that a connection put back in the list
         // during this turn waits for the next one.
         let ready = mem::take(&mut self.ready);
@@ -349,6 +352,24 @@ impl<C: Core> EventLoop<C> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.lost(key, CloseReason::Io(e), now),
             }
+            self.after_read(key);
+        }
+    }
+
+    /// A read on a TLS connection may have completed its handshake (the core
+    /// hears of it now, before the first MQTT byte is decoded) or left
+    /// records for the peer (handshake replies, alerts), which this turn's
+    /// flush writes.
+    fn after_read(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.stream.wants_write() {
+            conn.mark_dirty(&mut self.dirty);
+        }
+        if let Some(common_name) = conn.stream.take_tls_established() {
+            let id = conn.id;
+            self.core.tls_established(id, common_name);
         }
     }
 
@@ -472,6 +493,27 @@ impl<C: Core> EventLoop<C> {
         }
         conn.release_output();
         Ok(())
+    }
+
+    // ----- reloading
+
+    /// SIGHUP: the core re-reads its password and ACL files, the TLS
+    /// listener its certificates. Each keeps what it had when its files fail
+    /// to load. Open TLS connections keep the session they negotiated.
+    pub(crate) fn reload(&mut self, now: Instant) {
+        info!("Reloading the password, ACL and certificate files.");
+        let mut out = NetOutbox::new(&mut self.conns, &mut self.dirty);
+        self.core.reload(now, &mut out);
+        for listener in &mut self.listeners {
+            if let Some(acceptor) = &mut listener.tls {
+                if let Err(errors) = acceptor.reload() {
+                    for e in &errors {
+                        error!("reload: {e}");
+                    }
+                    error!("reload failed: keeping the TLS certificates loaded before");
+                }
+            }
+        }
     }
 
     // ----- stopping
