@@ -31,6 +31,7 @@ pub mod acl;
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod guide;
 pub mod logging;
 pub mod net;
 pub mod protocol;

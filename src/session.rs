@@ -16,6 +16,7 @@
 //! **Invariant:** this module knows no sockets, no connections and no
 //! clock. Everything in it is plain data, so that a session can later be
 //! written to disk and read back.
+//! Explained in docs/07-qos-step-by-step.md.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 

@@ -16,6 +16,8 @@
 //! The wheel is pure. It never reads the clock: the caller passes `now` in,
 //! which is what makes every timing path testable without sleeping. It knows
 //! nothing of what a timer means; that is the value `T` the caller stores.
+//!
+//! Explained in docs/09-timer-wheel.md.
 
 use std::time::{Duration, Instant};
 

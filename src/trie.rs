@@ -29,9 +29,11 @@
 //! Topics that start with `$` belong to the broker: a filter whose first level
 //! is `+` or `#` does not match them ([MQTT-4.7.2-1]). Both tries apply this
 //! at the root only, which is where a filter's first level is matched.
+//! Explained in docs/06-topics-and-the-trie.md.
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::ops::ControlFlow;
 
 use slab::Slab;
 
@@ -435,6 +437,20 @@ impl<V> RetainedTrie<V> {
     /// Calls `f` for every stored value whose topic `filter` matches. A first
     /// level `+` or `#` skips topics starting with `$` ([MQTT-4.7.2-1]).
     pub fn for_each_match(&self, filter: &TopicFilter, mut f: impl FnMut(&V)) {
+        let _ = self.try_for_each_match(filter, |value| {
+            f(value);
+            ControlFlow::Continue(())
+        });
+    }
+
+    /// As [`RetainedTrie::for_each_match`], but `f` can stop the walk by
+    /// returning `ControlFlow::Break`; so does the result. A subscriber that
+    /// can take no more retained messages costs no more of the walk.
+    pub fn try_for_each_match(
+        &self,
+        filter: &TopicFilter,
+        mut f: impl FnMut(&V) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
         // Each entry: a node the filter's first levels lead to, and the
         // filter levels still to match. A node pushed with `Some("#")` stands
         // for its whole subtree, itself included.
@@ -445,7 +461,7 @@ impl<V> RetainedTrie<V> {
             };
             let Some(rest) = rest else {
                 if let Some(value) = &node.value {
-                    f(value);
+                    f(value)?;
                 }
                 continue;
             };
@@ -455,7 +471,7 @@ impl<V> RetainedTrie<V> {
                 "#" => {
                     // `sport/#` matches `sport` itself too.
                     if let Some(value) = &node.value {
-                        f(value);
+                        f(value)?;
                     }
                     for (name, &child) in &node.children {
                         if !hidden_from_wildcard(at_root, name) {
@@ -477,6 +493,7 @@ impl<V> RetainedTrie<V> {
                 }
             }
         }
+        ControlFlow::Continue(())
     }
 
     /// Number of retained values held.

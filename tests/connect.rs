@@ -206,3 +206,24 @@ fn rumqttc_connects() {
     assert!(!connack.session_present);
     mqtt.disconnect();
 }
+
+/// A client that sends its packets and shuts down its sending side still
+/// gets the replies to them before the broker closes.
+#[test]
+fn a_half_closed_client_still_gets_its_replies() {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpStream};
+    use std::time::Duration;
+    let broker = TestBroker::start();
+    let mut s = TcpStream::connect(broker.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut bytes = Connect::new(&unique_id("hc")).bytes();
+    bytes.extend(subscribe(1, &[("a/b", 0)]));
+    s.write_all(&bytes).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    let mut expected = connack(false, 0);
+    expected.extend(suback(1, &[0]));
+    assert_eq!(hex(&got), hex(&expected));
+}

@@ -120,3 +120,60 @@ fn trickled_connect_is_closed_after_connect_timeout() {
     assert!(took >= Duration::from_millis(900), "closed after {took:?}");
     raw.expect_closed();
 }
+
+/// A subscriber that reads slowly from a busy topic, but pings on time, is
+/// alive: the broker must keep reading its PINGREQs even while its output
+/// is backed up with messages from others.
+#[test]
+fn a_slow_reader_that_pings_is_not_closed_for_keepalive() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    let Some(broker) = TestBroker::sol_only("input throttling vs keepalive") else {
+        return;
+    };
+    let topic = unique_topic("hose");
+    let mut sub = TcpStream::connect(broker.addr()).unwrap();
+    sub.write_all(&Connect::new(&unique_id("slow")).keepalive(2).bytes())
+        .unwrap();
+    sub.write_all(&subscribe(1, &[(&topic, 0)])).unwrap();
+    sub.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood = {
+        let (stop, addr, topic) = (stop.clone(), broker.addr(), topic.clone());
+        std::thread::spawn(move || {
+            let mut publisher = Raw::connected_clean(addr, &unique_id("p"));
+            let batch = publish(&topic, &[b'x'; 1024], 0, false, None).repeat(64);
+            while !stop.load(Ordering::Relaxed) {
+                if publisher.try_send(&batch).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let start = Instant::now();
+    let mut last_ping = Instant::now();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut closed = None;
+    while start.elapsed() < Duration::from_secs(5) {
+        if let Ok(0) = sub.read(&mut buf) {
+            closed = Some(start.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        if last_ping.elapsed() >= Duration::from_secs(1) {
+            if sub.write_all(&PINGREQ).is_err() {
+                closed = Some(start.elapsed());
+                break;
+            }
+            last_ping = Instant::now();
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    flood.join().unwrap();
+    assert_eq!(closed, None, "a live, pinging subscriber was closed");
+}

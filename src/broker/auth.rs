@@ -344,10 +344,11 @@ impl Broker {
             let user = connect
                 .username
                 .as_deref()
-                .map(|u| format!(" (u'{u}')"))
+                .map(|u| format!(" (u'{}')", u.escape_debug()))
                 .unwrap_or_default();
             info!(
-                "Client {client_id} from {} refused: {why}{user}.",
+                "Client {} from {} refused: {why}{user}.",
+                client_id.escape_debug(),
                 client.peer
             );
         }
@@ -445,7 +446,7 @@ impl Broker {
             self.subscriptions.remove(filter, &key);
             debug!(
                 "Client {} may no longer subscribe to {filter}: subscription removed.",
-                slot.session.client_id
+                slot.session.client_id.escape_debug()
             );
         }
         let client_id = slot.session.client_id.clone();

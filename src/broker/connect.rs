@@ -1,7 +1,9 @@
 //! CONNECT: validating the client id, taking over a connected id, attaching
 //! the session, and resuming what a persistent session left in flight
 //! (sections 3.1, 3.2 and 4.1).
+//! Explained in docs/03-connect-sessions-keepalive.md.
 
+use std::hash::{BuildHasher, Hasher};
 use std::time::Instant;
 
 use log::info;
@@ -65,13 +67,13 @@ impl Broker {
         info!(
             "New client connected from {} as {} (p{}, c{}, k{}{}).",
             client.peer,
-            client_id,
+            client_id.escape_debug(),
             connect.protocol.level(),
             u8::from(connect.clean_session),
             connect.keep_alive,
             username
                 .as_deref()
-                .map(|u| format!(", u'{u}'"))
+                .map(|u| format!(", u'{}'", u.escape_debug()))
                 .unwrap_or_default(),
         );
         client.state = ClientState::Connected(Connected {
@@ -111,12 +113,29 @@ impl Broker {
         }
         // [MQTT-3.1.3-6]: an empty id with clean session gets a unique one.
         loop {
-            self.generated_ids += 1;
-            let id = format!("auto-{:016x}", self.generated_ids);
+            let id = self.random_client_id();
             if !self.client_ids.contains_key(&id) {
                 return Some(id);
             }
         }
+    }
+
+    /// `auto-` and 128 unpredictable bits, as mosquitto does. A guessable id
+    /// (a counter) would let any client take over an anonymous client's
+    /// session by connecting with the next id. The bits come from SipHash
+    /// keyed by `RandomState`, which the standard library seeds from the
+    /// operating system's random source.
+    fn random_client_id(&mut self) -> String {
+        self.generated_ids += 1;
+        let mut halves = [0u64; 2];
+        for (domain, half) in (0u8..).zip(halves.iter_mut()) {
+            let mut hasher = self.id_keys.build_hasher();
+            hasher.write_u8(domain);
+            hasher.write_u64(self.generated_ids);
+            *half = hasher.finish();
+        }
+        let [high, low] = halves;
+        format!("auto-{high:016x}{low:016x}")
     }
 
     /// Sends a refusing CONNACK and closes. Nothing the client sends after

@@ -15,6 +15,7 @@
 //! The handlers live one idea per file: `connect.rs` (CONNECT, sessions,
 //! takeover), `publish.rs` (PUBLISH, the QoS handshakes, routing, retained
 //! messages) and `subscribe.rs` (SUBSCRIBE and UNSUBSCRIBE).
+//! Explained in docs/03-connect-sessions-keepalive.md and docs/09-timer-wheel.md.
 
 mod auth;
 mod connect;
@@ -23,6 +24,7 @@ mod subscribe;
 #[cfg(test)]
 mod tests;
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -203,8 +205,9 @@ pub struct Broker {
     subscriptions: SubscriptionTrie<usize, QoS>,
     retained: RetainedTrie<Retained>,
     timers: TimerWheel<Timer>,
-    /// Counter behind the client ids the broker generates.
+    /// Counter and secret keys behind the client ids the broker generates.
     generated_ids: u64,
+    id_keys: RandomState,
     /// Reused between calls so that routing a message allocates nothing.
     matches: Vec<(usize, QoS)>,
     fired: Vec<Timer>,
@@ -228,6 +231,7 @@ impl Broker {
             retained: RetainedTrie::new(),
             timers: TimerWheel::new(now),
             generated_ids: 0,
+            id_keys: RandomState::new(),
             matches: Vec::new(),
             fired: Vec::new(),
             stats: Stats::default(),
@@ -418,7 +422,7 @@ impl Broker {
             debug!("Connection from {} {}.", client.peer, ending);
             return;
         };
-        info!("Client {} {}.", connected.client_id, ending);
+        info!("Client {} {}.", connected.client_id.escape_debug(), ending);
         let clean = match self.sessions.get_mut(connected.session) {
             Some(slot) => {
                 slot.conn = None;

@@ -1,13 +1,14 @@
 //! PUBLISH in both directions: the QoS 1 and 2 handshakes, routing through
 //! the trie, delivery into each session's window or queue, and retained
 //! messages (sections 3.3 to 3.7 and 4.3).
+//! Explained in docs/07-qos-step-by-step.md and docs/08-retained-and-wills.md.
 
 use std::cmp::Reverse;
 
 use bytes::Bytes;
 use log::debug;
 
-use super::{Broker, ConnId, Outbox, OUTPUT_HIGH_WATER};
+use super::{Broker, ConnId, Outbox, SessionSlot, Stats, OUTPUT_HIGH_WATER};
 use crate::protocol::{Packet, PacketId, Publish, QoS, TopicName, Will};
 use crate::session::{Message, Pushed};
 
@@ -132,7 +133,9 @@ impl Broker {
         }
     }
 
-    /// Publishes a will as if its client had sent it.
+    /// Publishes a will as if its client had sent it. The caller has
+    /// checked that its client may write there (`Broker::end_connection`):
+    /// a will aimed at `$SOL` is dropped like any client write there.
     pub(super) fn publish_will(&mut self, will: Will, out: &mut dyn Outbox) {
         let message = Message {
             topic: will.topic,
@@ -194,38 +197,8 @@ impl Broker {
     /// Hands `message` to session `key`: straight out for QoS 0, through the
     /// session's window and queue for QoS 1 and 2.
     pub(super) fn deliver(&mut self, key: usize, message: Message, out: &mut dyn Outbox) {
-        let Some(slot) = self.sessions.get_mut(key) else {
-            return;
-        };
-        if message.qos == QoS::AtMostOnce {
-            // QoS 0 is not queued for offline sessions (mosquitto's default)
-            // and not buffered without bound for a client that does not read.
-            let Some(conn) = slot.conn else {
-                return;
-            };
-            if out.pending(conn) >= OUTPUT_HIGH_WATER {
-                self.stats.messages_dropped += 1;
-                return;
-            }
-            out.send(conn, &Packet::Publish(message.to_publish(None, false)));
-            self.stats.messages_sent += 1;
-            return;
-        }
-        let conn = slot.conn;
-        let publish = message.to_publish(None, false);
-        match slot.session.push(message, conn.is_some()) {
-            Pushed::Send(id) => {
-                if let Some(conn) = conn {
-                    let publish = Publish {
-                        packet_id: Some(id),
-                        ..publish
-                    };
-                    out.send(conn, &Packet::Publish(publish));
-                    self.stats.messages_sent += 1;
-                }
-            }
-            Pushed::Queued => {}
-            Pushed::Dropped => self.stats.messages_dropped += 1,
+        if let Some(slot) = self.sessions.get_mut(key) {
+            deliver_to(slot, message, &mut self.stats, out);
         }
     }
 
@@ -237,6 +210,63 @@ impl Broker {
         for (id, message) in slot.session.fill_window() {
             out.send(conn, &Packet::Publish(message.to_publish(Some(id), false)));
             self.stats.messages_sent += 1;
+        }
+    }
+}
+
+/// What became of one message handed to a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Delivery {
+    /// Written to the connection's output (or given a place in the window).
+    Sent,
+    /// Waiting in the session's queue.
+    Queued,
+    /// Not kept: QoS 0 for an offline session or past the output high-water
+    /// mark, or QoS 1 and 2 past a full queue. Counted as dropped where the
+    /// client lost something it would have received.
+    Dropped,
+}
+
+/// Delivers `message` to one session. A free function over the fields it
+/// needs, so that callers can walk the retained trie while delivering.
+pub(super) fn deliver_to(
+    slot: &mut SessionSlot,
+    message: Message,
+    stats: &mut Stats,
+    out: &mut dyn Outbox,
+) -> Delivery {
+    if message.qos == QoS::AtMostOnce {
+        // QoS 0 is not queued for offline sessions (mosquitto's default)
+        // and not buffered without bound for a client that does not read.
+        let Some(conn) = slot.conn else {
+            return Delivery::Dropped;
+        };
+        if out.pending(conn) >= OUTPUT_HIGH_WATER {
+            stats.messages_dropped += 1;
+            return Delivery::Dropped;
+        }
+        out.send(conn, &Packet::Publish(message.to_publish(None, false)));
+        stats.messages_sent += 1;
+        return Delivery::Sent;
+    }
+    let conn = slot.conn;
+    let publish = message.to_publish(None, false);
+    match slot.session.push(message, conn.is_some()) {
+        Pushed::Send(id) => {
+            if let Some(conn) = conn {
+                let publish = Publish {
+                    packet_id: Some(id),
+                    ..publish
+                };
+                out.send(conn, &Packet::Publish(publish));
+                stats.messages_sent += 1;
+            }
+            Delivery::Sent
+        }
+        Pushed::Queued => Delivery::Queued,
+        Pushed::Dropped => {
+            stats.messages_dropped += 1;
+            Delivery::Dropped
         }
     }
 }

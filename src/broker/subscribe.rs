@@ -1,7 +1,12 @@
 //! SUBSCRIBE and UNSUBSCRIBE (sections 3.8 to 3.11).
+//! Explained in docs/06-topics-and-the-trie.md and docs/08-retained-and-wills.md.
+
+use std::collections::HashSet;
+use std::ops::ControlFlow;
 
 use log::debug;
 
+use super::publish::{deliver_to, Delivery};
 use super::{Broker, ConnId, Outbox};
 use crate::protocol::{Packet, QoS, Suback, SubackCode, Subscribe, TopicFilter, Unsubscribe};
 use crate::session::Message;
@@ -40,43 +45,68 @@ impl Broker {
             codes,
         };
         out.send(conn, &Packet::Suback(suback));
-        for (filter, qos) in granted {
-            self.send_retained(session, filter, qos, out);
+
+        // A filter named twice in one SUBSCRIBE is one subscription (the
+        // later QoS wins), so its retained messages go out once: otherwise
+        // one packet naming `#` a hundred thousand times would make the
+        // broker walk every retained message a hundred thousand times.
+        let mut seen = HashSet::new();
+        let mut distinct: Vec<(&TopicFilter, QoS)> = granted
+            .into_iter()
+            .rev()
+            .filter(|(filter, _)| seen.insert(*filter))
+            .collect();
+        distinct.reverse();
+        for (filter, granted) in distinct {
+            if self.send_retained(session, filter, granted, out).is_break() {
+                break;
+            }
         }
     }
 
     /// [MQTT-3.3.1-8]: retained messages sent because of a new
-    /// subscription carry the retain flag.
+    /// subscription carry the retain flag; only those its client may read
+    /// are sent. The walk stops as soon as the
+    /// subscriber can take no more (its output is past the high-water mark
+    /// or its queue is full), and so does the whole SUBSCRIBE's.
     fn send_retained(
         &mut self,
         session: usize,
         filter: &TopicFilter,
         granted: QoS,
         out: &mut dyn Outbox,
-    ) {
-        let mut found = Vec::new();
-        let guard = &self.guard;
-        let reader = self
-            .sessions
-            .get(session)
-            .map(|slot| (&slot.session.client_id, slot.username.as_deref()));
-        let Some((client_id, username)) = reader else {
-            return;
+    ) -> ControlFlow<()> {
+        let Broker {
+            retained,
+            sessions,
+            stats,
+            guard,
+            ..
+        } = self;
+        let Some(slot) = sessions.get_mut(session) else {
+            return ControlFlow::Break(());
         };
-        self.retained.for_each_match(filter, |retained| {
-            if !guard.may_read(client_id, username, &retained.topic) {
-                return;
+        retained.try_for_each_match(filter, |retained| {
+            // The filter may reach topics its client may not read.
+            let readable = guard.may_read(
+                &slot.session.client_id,
+                slot.username.as_deref(),
+                &retained.topic,
+            );
+            if !readable {
+                return ControlFlow::Continue(());
             }
-            found.push(Message {
+            let message = Message {
                 topic: retained.topic.clone(),
                 payload: retained.payload.clone(),
                 qos: retained.qos.min(granted),
                 retain: true,
-            });
-        });
-        for message in found {
-            self.deliver(session, message, out);
-        }
+            };
+            match deliver_to(slot, message, stats, out) {
+                Delivery::Dropped => ControlFlow::Break(()),
+                Delivery::Sent | Delivery::Queued => ControlFlow::Continue(()),
+            }
+        })
     }
 
     /// Removes each filter the client holds; UNSUBACK is sent even when it

@@ -641,3 +641,84 @@ fn closing_a_clean_session_frees_everything() {
     assert_eq!(h.broker.subscription_count(), 0);
     assert!(h.broker.next_deadline().is_none());
 }
+
+#[test]
+fn a_will_cannot_write_under_sol() {
+    let mut h = Harness::new();
+    let watcher = h.connect(connect("watch", true), false);
+    h.send(watcher, subscribe(1, &[("$SOL/#", QoS::AtMostOnce)]));
+    h.out.take(watcher);
+    let mut c = connect("w", true);
+    c.will = Some(Will {
+        topic: topic("$SOL/broker/uptime"),
+        payload: Bytes::from_static(b"forged"),
+        qos: QoS::AtMostOnce,
+        retain: true,
+    });
+    let conn = h.connect(c, false);
+    h.broker
+        .closed(conn, CloseReason::PeerClosed, h.now, &mut h.out);
+    assert!(payloads(&h.out.take(watcher)).is_empty());
+    assert_eq!(h.broker.retained_count(), 0);
+}
+
+#[test]
+fn generated_client_ids_cannot_be_guessed_to_take_a_session_over() {
+    let mut h = Harness::new();
+    let victim = h.connect(connect("", true), false);
+    let second = h.connect(connect("", true), false);
+    for guess in [
+        "auto-0000000000000001",
+        "auto-0000000000000002",
+        "auto-1",
+        "auto-2",
+    ] {
+        h.connect(connect(guess, true), false);
+    }
+    assert!(!h.is_closed(victim));
+    assert!(!h.is_closed(second));
+}
+
+#[test]
+fn one_subscribe_naming_a_filter_many_times_walks_the_retained_messages_once() {
+    let mut h = Harness::new();
+    let publisher = h.connect(connect("p", true), false);
+    for i in 0..50 {
+        h.send(
+            publisher,
+            publish(&format!("r/{i}"), "x", QoS::AtMostOnce, None, true),
+        );
+    }
+    let sub = h.connect(connect("s", true), false);
+    h.send(sub, subscribe(1, &[("#", QoS::AtMostOnce); 1000]));
+    let got = h.out.take(sub);
+    match got.first() {
+        Some(Packet::Suback(s)) => assert_eq!(s.codes.len(), 1000),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(payloads(&got).len(), 50, "each retained message once");
+}
+
+#[test]
+fn retained_delivery_stops_at_the_first_message_the_subscriber_cannot_take() {
+    let mut h = Harness::new();
+    let publisher = h.connect(connect("p", true), false);
+    for i in 0..100 {
+        h.send(
+            publisher,
+            publish(&format!("r/{i}"), "x", QoS::AtMostOnce, None, true),
+        );
+    }
+    let sub = h.connect(connect("s", true), false);
+    // The subscriber's output is already full: nothing more can go out.
+    h.out.pending.insert(sub, OUTPUT_HIGH_WATER);
+    let filters = [
+        ("#", QoS::AtMostOnce),
+        ("r/#", QoS::AtMostOnce),
+        ("+/+", QoS::AtMostOnce),
+    ];
+    h.send(sub, subscribe(1, &filters));
+    // One message found no room, and neither the rest of that walk nor the
+    // other filters' walks were made.
+    assert_eq!(h.broker.stats().messages_dropped, 1);
+}

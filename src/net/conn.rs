@@ -5,6 +5,7 @@
 //! them empty, so ten thousand idle clients cost ten thousand small structs,
 //! not ten thousand buffers.
 
+use std::cell::RefCell;
 use std::io::{self, Read, Write};
 
 use bytes::{Buf, BytesMut};
@@ -155,30 +156,36 @@ pub(crate) fn release_if_idle(buf: &mut BytesMut) {
     }
 }
 
-/// Reads at most `want` bytes from `from` onto the end of `buf`.
-///
-/// The new space is zeroed before the read; that costs far less than the
-/// system call and keeps this free of `unsafe`.
+/// The most bytes one `read` call takes.
+const SCRATCH_SIZE: usize = 64 * 1024;
+
+thread_local! {
+    /// Where reads land before they are appended to a connection's input.
+    /// Zeroed once per thread: reading straight into the input buffer would
+    /// mean zeroing the space first (to stay free of `unsafe`) on every
+    /// read, however few bytes arrive, and a client trickling one byte at a
+    /// time would cost a large `memset` per byte.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_SIZE].into_boxed_slice());
+}
+
+/// Reads at most `want` bytes (and at most 64 KiB) from `from` onto the end
+/// of `buf`. Only the bytes that arrived are copied.
 pub(crate) fn read_into(
     from: &mut impl Read,
     buf: &mut BytesMut,
     want: usize,
 ) -> io::Result<usize> {
-    let start = buf.len();
-    let end = start
-        .checked_add(want)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::OutOfMemory, "read size overflows"))?;
-    buf.resize(end, 0);
-    let result = match buf.get_mut(start..) {
-        Some(space) => from.read(space),
-        None => Ok(0),
-    };
-    let got = match &result {
-        Ok(n) => (*n).min(want),
-        Err(_) => 0,
-    };
-    buf.truncate(start.saturating_add(got));
-    result.map(|_| got)
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch
+            .try_borrow_mut()
+            .map_err(|_| io::Error::other("read scratch buffer in use"))?;
+        let limit = want.min(scratch.len());
+        let space = scratch.get_mut(..limit).unwrap_or_default();
+        let n = from.read(space)?;
+        let got = space.get(..n).unwrap_or_default();
+        buf.extend_from_slice(got);
+        Ok(got.len())
+    })
 }
 
 /// Writes `buf` to `to` until it is empty or `to` would block; what was

@@ -13,7 +13,7 @@ use log::{debug, error, info, warn};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::broker::{Broker, CloseReason, ConnId, Outbox};
+use crate::broker::{Broker, CloseReason, ConnId, Outbox, OUTPUT_HIGH_WATER};
 use crate::protocol::{DecodeError, Packet};
 
 use super::conn::Connection;
@@ -27,9 +27,9 @@ use super::{Shared, FIRST_RESERVED, WAKER};
 /// everybody else had their go.
 pub(crate) const READ_BUDGET: usize = 256 * 1024;
 
-/// Output queued above this mark stops the connection's input from being
-/// read and decoded until the socket drains it below again: a client that
-/// sends faster than it reads must not make the broker queue without bound.
+/// Slack above the most that fan-out alone can queue for a connection (see
+/// [`Limits::new`]): the room a client's own replies get before its input
+/// is paused.
 pub(crate) const HIGH_WATER: usize = 1024 * 1024;
 
 /// The most clients accepted from one listener in one turn, for the same
@@ -105,11 +105,23 @@ pub(crate) struct Limits {
 }
 
 impl Limits {
+    /// Output queued above `high_water` stops the connection's input from
+    /// being read and decoded until the socket drains it below again: a
+    /// client that sends faster than it reads (PINGREQ after PINGREQ, never
+    /// reading a PINGRESP) must not make the broker queue without bound.
+    ///
+    /// The mark sits above what *other* clients' messages can queue: the
+    /// core stops sending QoS 0 at [`OUTPUT_HIGH_WATER`], so fan-out tops out
+    /// at that plus one largest packet. Were the two marks equal, a slow but
+    /// live subscriber to a busy topic would have its input paused for good,
+    /// its PINGREQs never read, and it would be closed for keepalive.
     pub(crate) fn new(max_request_size: usize) -> Limits {
         Limits {
             max_request_size,
             read_budget: READ_BUDGET,
-            high_water: HIGH_WATER,
+            high_water: OUTPUT_HIGH_WATER
+                .saturating_add(max_request_size)
+                .saturating_add(HIGH_WATER),
         }
     }
 }
@@ -179,6 +191,14 @@ impl<C: Core> EventLoop<C> {
         // Taken before the events, so that a connection put back in the list
         // during this turn waits for the next one.
         let ready = mem::take(&mut self.ready);
+        // Those who waited go first: served after the new events, a throttled
+        // connection would find its output refilled by them every turn.
+        for id in ready {
+            if let Some(conn) = live(&mut self.conns, id) {
+                conn.ready = false;
+                self.service_input(id.key, now);
+            }
+        }
         let events = mem::replace(&mut self.events, Events::with_capacity(0));
         for event in events.iter() {
             let Token(key) = event.token();
@@ -194,12 +214,6 @@ impl<C: Core> EventLoop<C> {
         }
         self.events = events;
         self.accept_due(now);
-        for id in ready {
-            if let Some(conn) = live(&mut self.conns, id) {
-                conn.ready = false;
-                self.service_input(id.key, now);
-            }
-        }
         self.core
             .tick(now, &mut NetOutbox::new(&mut self.conns, &mut self.dirty));
         self.flush_dirty(now);
@@ -423,13 +437,23 @@ impl<C: Core> EventLoop<C> {
         };
         let id = conn.id;
         debug!("connection {key} ({}): {reason:?}", conn.peer);
+        let half_closed = matches!(reason, CloseReason::PeerClosed);
         self.core.closed(
             id,
             reason,
             now,
             &mut NetOutbox::new(&mut self.conns, &mut self.dirty),
         );
-        self.remove(key);
+        // A peer that only shut down its sending side still reads: replies
+        // already queued for it (a CONNACK, a SUBACK) go out with the last
+        // flush of this turn. A socket that failed is dropped at once.
+        match self.conns.get_mut(key) {
+            Some(conn) if half_closed => {
+                conn.closing = true;
+                conn.mark_dirty(&mut self.dirty);
+            }
+            _ => self.remove(key),
+        }
     }
 
     fn remove(&mut self, key: usize) {

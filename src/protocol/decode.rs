@@ -31,6 +31,7 @@
 //! acceptable, whether a second CONNECT is a reason to close, whether a
 //! client may publish to a topic: all of that is the broker's to decide. The
 //! decoder rejects only what the standard says is malformed.
+//! Explained in docs/04-decoding-incrementally.md and docs/11-bad-input.md.
 
 use std::fmt;
 

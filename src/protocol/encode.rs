@@ -23,6 +23,7 @@
 //!
 //! **Architecture Invariant:** the encoder writes what the packet says and
 //! makes no protocol decisions; which packets to send is the broker's job.
+//! Explained in docs/02-fixed-header.md.
 
 use bytes::{BufMut, BytesMut};
 

@@ -3,6 +3,7 @@
 //! Field names follow the standard's section 3. Only the decoder and the
 //! validating constructors build these from client bytes; everything here can
 //! be encoded back to bytes by [`crate::protocol::encode`].
+//! Explained in docs/02-fixed-header.md and docs/03-connect-sessions-keepalive.md.
 
 use std::fmt;
 use std::num::NonZeroU16;

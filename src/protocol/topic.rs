@@ -5,6 +5,7 @@
 //! level, `#` matches any number of levels (zero included) and must be last.
 //! Both are built only through validating constructors, so holding one is a
 //! proof that the string is well formed.
+//! Explained in docs/06-topics-and-the-trie.md.
 
 use std::fmt;
 use std::sync::Arc;
