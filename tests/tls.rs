@@ -412,3 +412,103 @@ fn mosquitto_clients_over_tls_with_and_without_a_client_certificate() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+// ---------------------------------------------------------------------------
+// paho-mqtt (Python's ssl module, OpenSSL underneath)
+// ---------------------------------------------------------------------------
+
+/// Subscribes, publishes to itself at QoS 1 and prints the CONNACK code, the
+/// granted QoS and the payload that came back. Written
+/// for paho 1.x and 2.x alike.
+const PAHO_SCRIPT: &str = r#"
+import sys, threading
+import paho.mqtt.client as mqtt
+host, port, ca, cert, key, topic = sys.argv[1:7]
+kwargs = {}
+if hasattr(mqtt, "CallbackAPIVersion"):
+    kwargs["callback_api_version"] = mqtt.CallbackAPIVersion.VERSION1
+client = mqtt.Client(client_id="paho-tls", **kwargs)
+client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
+done = threading.Event()
+result = {}
+def on_connect(c, userdata, flags, rc):
+    result["rc"] = rc
+    if rc == 0:
+        c.subscribe(topic, qos=1)
+    else:
+        done.set()
+def on_subscribe(c, userdata, mid, granted):
+    result["granted"] = list(granted)
+    if granted[0] == 128:
+        done.set()
+    else:
+        c.publish(topic, "paho over tls", qos=1)
+def on_message(c, userdata, msg):
+    result["message"] = msg.payload.decode()
+    done.set()
+client.on_connect = on_connect
+client.on_subscribe = on_subscribe
+client.on_message = on_message
+client.connect(host, int(port), keepalive=30)
+client.loop_start()
+done.wait(10)
+client.disconnect()
+client.loop_stop()
+print(result.get("rc"), result.get("granted"), result.get("message"))
+"#;
+
+/// A Python that has paho-mqtt, or `None` after a note.
+fn python_with_paho() -> Option<&'static str> {
+    for python in ["/usr/bin/python3", "python3"] {
+        let has_paho = Command::new(python)
+            .args(["-c", "import paho.mqtt.client"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if has_paho {
+            return Some(python);
+        }
+    }
+    println!("note: no python3 with paho-mqtt; the paho TLS check is skipped");
+    None
+}
+
+#[test]
+fn paho_over_tls_with_a_client_certificate() {
+    let Some(python) = python_with_paho() else {
+        return;
+    };
+    let pki = Pki::new();
+    let acl = pki.path("acl");
+    std::fs::write(&acl, "user paho-user\ntopic readwrite paho/#\n").unwrap();
+    let Some(broker) = broker(&pki, true, |c| {
+        c.security.use_identity_as_username = true;
+        c.security.require_certificate = true;
+        c.security.acl_file = Some(ConfigPath::new(&acl));
+    }) else {
+        return;
+    };
+    let (cert, key) = pki.client_files("paho", "paho-user");
+    let run = |topic: &str| {
+        let out = Command::new(python)
+            .args(["-c", PAHO_SCRIPT])
+            .args(["localhost", &broker.tls_addr().port().to_string()])
+            .args([pki.path("ca.pem"), cert.clone(), key.clone()])
+            .arg(topic)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(
+        run(&format!("paho/{}", unique_id("t"))),
+        "0 [1] paho over tls"
+    );
+    // Outside its ACL the subscription is refused.
+    assert_eq!(run(&format!("other/{}", unique_id("t"))), "0 [128] None");
+}
