@@ -45,7 +45,7 @@ mod outbox;
 mod stream;
 #[cfg(test)]
 mod tests;
-pub mod tls;
+mod tls;
 mod x509;
 
 use std::io;

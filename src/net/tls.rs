@@ -49,7 +49,7 @@ use crate::config::{ConfigError, ConfigPath, SecurityConfig};
 
 /// The largest certificate or key file read. A real chain is a few
 /// kilobytes; the cap makes a wrong path (a log, a disk image) fail fast.
-pub const MAX_PEM_FILE: u64 = 1024 * 1024;
+pub(crate) const MAX_PEM_FILE: u64 = 1024 * 1024;
 
 /// The most ciphertext one [`TlsStream::read`] takes off the socket without
 /// finding a byte of plaintext. A handshake, client certificate chain
@@ -61,7 +61,9 @@ const MAX_RECORDS_WITHOUT_DATA: usize = 256 * 1024;
 /// certificate chain and key, client certificate verification against
 /// `cafile`, and the TLS versions. Each error names the config line of the
 /// file it is about.
-pub fn server_config(security: &SecurityConfig) -> Result<Arc<ServerConfig>, Vec<ConfigError>> {
+pub(crate) fn server_config(
+    security: &SecurityConfig,
+) -> Result<Arc<ServerConfig>, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let chain = match &security.certfile {
         Some(path) => load_certificates(path, "certfile")
