@@ -512,3 +512,61 @@ fn paho_over_tls_with_a_client_certificate() {
     // Outside its ACL the subscription is refused.
     assert_eq!(run(&format!("other/{}", unique_id("t"))), "0 [128] None");
 }
+
+// ---------------------------------------------------------------------------
+// The binary's --test-config
+// ---------------------------------------------------------------------------
+
+#[test]
+fn test_config_reads_the_certificate_files() {
+    let pki = Pki::new();
+    let conf = pki.path("sol.conf");
+    let write_conf = |keyfile: &str| {
+        std::fs::write(
+            &conf,
+            format!(
+                "ip_port 1883\ntls_port 8883\ncertfile {}\n# the key:\nkeyfile {}\ncafile {}\n",
+                pki.path("server.pem").display(),
+                pki.path(keyfile).display(),
+                pki.path("ca.pem").display()
+            ),
+        )
+        .unwrap();
+    };
+    let test_config = || {
+        Command::new(env!("CARGO_BIN_EXE_sol"))
+            .args(["--test-config", "-c", tls::arg(&conf)])
+            .output()
+            .unwrap()
+    };
+    write_conf("server.key");
+    let out = test_config();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("listeners: tcp 127.0.0.1:1883 and tls 127.0.0.1:8883"),
+        "{text}"
+    );
+
+    // A key that is not the certificate's: refused, on the certfile line.
+    let (_, other_key) = pki.client("someone");
+    std::fs::write(pki.path("other.key"), other_key).unwrap();
+    write_conf("other.key");
+    let out = test_config();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("line 3: certfile "), "{text}");
+    assert!(text.contains("does not go with keyfile"), "{text}");
+
+    // A missing key file: refused, on the keyfile line.
+    write_conf("missing.key");
+    let out = test_config();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("line 5: keyfile "), "{text}");
+}
