@@ -107,6 +107,8 @@ impl std::error::Error for AuthError {}
 #[derive(Clone)]
 struct Sha512Hash {
     params: Sha512Params,
+    /// The cost, kept apart because `Sha512Params` does not show it.
+    rounds: usize,
     salt: String,
     /// The 86 characters after the last `$`.
     hash: String,
@@ -145,6 +147,7 @@ impl Sha512Hash {
         let params = Sha512Params::new(rounds).map_err(|_| "rounds out of range")?;
         Ok(Sha512Hash {
             params,
+            rounds,
             salt: salt.to_string(),
             hash: hash.to_string(),
         })
@@ -289,6 +292,16 @@ impl PasswordFile {
     /// Whether the file defines no user at all (then nobody can log in).
     pub fn is_empty(&self) -> bool {
         self.users.is_empty()
+    }
+
+    /// The highest `rounds=` of any user (5000 for a hash without one):
+    /// what the slowest check costs. 0 for a file without users.
+    pub fn max_rounds(&self) -> usize {
+        self.users
+            .values()
+            .map(|hash| hash.rounds)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Checks `password` for `username`.
@@ -516,6 +529,15 @@ mod tests {
         // Usernames are compared exactly.
         assert!(!f.verify("Alice", b"secret"));
         assert!(!f.verify("alice ", b"secret"));
+    }
+
+    #[test]
+    fn max_rounds_is_the_costliest_hash() {
+        assert_eq!(file("").max_rounds(), 0);
+        assert_eq!(file(&format!("a:{OPENSSL_SECRET}\n")).max_rounds(), 5000);
+        let mixed = format!("a:{OPENSSL_SECRET}\nb:{OPENSSL_ROUNDS}\nc:{FAST_SECRET}\n");
+        assert_eq!(file(&mixed).max_rounds(), 10_000);
+        assert_eq!(file(&format!("c:{FAST_SECRET}\n")).max_rounds(), 1000);
     }
 
     #[test]

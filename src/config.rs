@@ -31,6 +31,10 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod security;
+
+pub use security::{ConfigPath, SecurityConfig, TlsProtocols};
+
 /// How much the broker logs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogLevel {
@@ -87,6 +91,8 @@ pub struct Config {
     /// before it is sent again to a connected client. Default 20 s; zero
     /// turns resending off (it still happens on reconnect).
     pub retry_interval: Duration,
+    /// The TLS listener, authentication and authorization.
+    pub security: SecurityConfig,
 }
 
 impl Default for Config {
@@ -108,6 +114,7 @@ impl Default for Config {
             max_connections: None,
             max_keepalive: u16::MAX,
             retry_interval: Duration::from_secs(20),
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -210,10 +217,21 @@ enum Key {
     MaxConnections,
     MaxKeepalive,
     RetryInterval,
+    // Security: the TLS listener, authentication, authorization.
+    TlsPort,
+    Certfile,
+    Keyfile,
+    Cafile,
+    TlsProtocols,
+    RequireCertificate,
+    UseIdentityAsUsername,
+    AllowAnonymous,
+    PasswordFile,
+    AclFile,
 }
 
 impl Key {
-    const ALL: [Key; 15] = [
+    const ALL: [Key; 25] = [
         Key::IpAddress,
         Key::IpPort,
         Key::UnixSocket,
@@ -229,6 +247,16 @@ impl Key {
         Key::MaxConnections,
         Key::MaxKeepalive,
         Key::RetryInterval,
+        Key::TlsPort,
+        Key::Certfile,
+        Key::Keyfile,
+        Key::Cafile,
+        Key::TlsProtocols,
+        Key::RequireCertificate,
+        Key::UseIdentityAsUsername,
+        Key::AllowAnonymous,
+        Key::PasswordFile,
+        Key::AclFile,
     ];
 
     fn name(self) -> &'static str {
@@ -248,6 +276,16 @@ impl Key {
             Key::MaxConnections => "max_connections",
             Key::MaxKeepalive => "max_keepalive",
             Key::RetryInterval => "retry_interval",
+            Key::TlsPort => "tls_port",
+            Key::Certfile => "certfile",
+            Key::Keyfile => "keyfile",
+            Key::Cafile => "cafile",
+            Key::TlsProtocols => "tls_protocols",
+            Key::RequireCertificate => "require_certificate",
+            Key::UseIdentityAsUsername => "use_identity_as_username",
+            Key::AllowAnonymous => "allow_anonymous",
+            Key::PasswordFile => "password_file",
+            Key::AclFile => "acl_file",
         }
     }
 
@@ -308,7 +346,7 @@ impl Config {
                 ));
                 continue;
             }
-            if let Err(message) = config.set(key, value) {
+            if let Err(message) = config.set(key, value, line) {
                 errors.push(ConfigError::new(line, format!("{}: {message}", key.name())));
             }
         }
@@ -317,6 +355,15 @@ impl Config {
         // only the Unix socket; naming either TCP key keeps TCP on.
         let sets = |key| first_set.contains_key(&key);
         config.tcp_enabled = !sets(Key::UnixSocket) || sets(Key::IpAddress) || sets(Key::IpPort);
+
+        let tcp_port = config.tcp_enabled.then_some(config.ip_port);
+        errors.extend(
+            config
+                .security
+                .check(|key| first_set.get(&key).copied(), tcp_port),
+        );
+        // The checks between keys come last; the report stays in line order.
+        errors.sort_by_key(|error| error.line);
 
         if errors.is_empty() {
             Ok(config)
@@ -362,7 +409,10 @@ impl Config {
 
     /// Checks `value` for `key` and stores it; the error says what a good
     /// value looks like.
-    fn set(&mut self, key: Key, value: &str) -> Result<(), String> {
+    fn set(&mut self, key: Key, value: &str, line: usize) -> Result<(), String> {
+        if self.security.set(key, value, line)? {
+            return Ok(());
+        }
         match key {
             Key::IpAddress => {
                 if value.parse::<IpAddr>().is_err() {
@@ -398,6 +448,17 @@ impl Config {
                 self.max_keepalive = parse_whole(value, 0, u16::MAX.into(), "a number of seconds")?;
             }
             Key::RetryInterval => self.retry_interval = parse_period(value)?,
+            // Stored by `SecurityConfig::set` above.
+            Key::TlsPort
+            | Key::Certfile
+            | Key::Keyfile
+            | Key::Cafile
+            | Key::TlsProtocols
+            | Key::RequireCertificate
+            | Key::UseIdentityAsUsername
+            | Key::AllowAnonymous
+            | Key::PasswordFile
+            | Key::AclFile => {}
         }
         Ok(())
     }
@@ -943,9 +1004,19 @@ mod tests {
                     log_level warning\nlog_path /tmp/x.log\ntcp_backlog 64\n\
                     max_request_size 1MiB\nconnect_timeout 5s\n\
                     max_inflight_messages 10\nmax_queued_messages 50\n\
+                    tls_port 8884\ncertfile c.pem\nkeyfile k.pem\ncafile ca.pem\n\
+                    tls_protocols tlsv1_3\nrequire_certificate true\n\
+                    use_identity_as_username true\nallow_anonymous false\n\
+                    password_file p\nacl_file a\n\
                     stats_publish_interval 1m\nmax_memory 512MiB\n\
                     max_connections 100\nmax_keepalive 300\nretry_interval 5s\n";
         let config = Config::parse(text).unwrap();
+        let path = |path: &str, line| {
+            Some(ConfigPath {
+                path: PathBuf::from(path),
+                line,
+            })
+        };
         assert_eq!(
             config,
             Config {
@@ -965,6 +1036,21 @@ mod tests {
                 max_connections: Some(100),
                 max_keepalive: 300,
                 retry_interval: Duration::from_secs(5),
+                security: SecurityConfig {
+                    tls_port: Some(8884),
+                    certfile: path("c.pem", 12),
+                    keyfile: path("k.pem", 13),
+                    cafile: path("ca.pem", 14),
+                    tls_protocols: TlsProtocols {
+                        tls12: false,
+                        tls13: true,
+                    },
+                    require_certificate: true,
+                    use_identity_as_username: true,
+                    allow_anonymous: false,
+                    password_file: path("p", 19),
+                    acl_file: path("a", 20),
+                },
             }
         );
         // Every key the parser knows is in the file above.

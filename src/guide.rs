@@ -42,5 +42,8 @@ pub mod backpressure_and_limits {}
 #[doc = include_str!("../docs/11-bad-input.md")]
 pub mod bad_input {}
 
+#[doc = include_str!("../docs/12-tls-and-auth.md")]
+pub mod tls_and_auth {}
+
 #[doc = include_str!("../docs/13-housekeeping.md")]
 pub mod housekeeping {}

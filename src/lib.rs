@@ -21,8 +21,8 @@
 //! - [`config`]: the `sol.conf` parser and the command line.
 //! - [`auth`]: password files and checking a CONNECT's credentials.
 //! - [`acl`]: mosquitto-style ACL files: who may publish and subscribe where.
-//! - [`net`]: the event loop, listeners and connections; the only module
-//!   that touches `mio` and the clock.
+//! - [`net`]: the event loop, listeners and connections, TLS included; the
+//!   only module that touches `mio`, rustls and the clock.
 //!
 //! `ARCHITECTURE.md` at the top of the repository maps the code and states
 //! the invariants each module keeps.

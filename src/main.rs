@@ -80,6 +80,12 @@ fn run(args: &Args) -> ExitCode {
         }
     };
     config.apply_args(args);
+    // The files the config names are part of it: a password file that does
+    // not parse is a configuration error, reported like one.
+    if let Err(errors) = sol::net::check_files(&config) {
+        report_config_errors(&source, &errors);
+        return ExitCode::FAILURE;
+    }
 
     if args.test_config {
         println!(
@@ -117,6 +123,9 @@ fn run(args: &Args) -> ExitCode {
     }
     if let Some(path) = server.unix_path() {
         log::info!("listening on unix socket {}", path.display());
+    }
+    if let Some(addr) = server.tls_addr() {
+        log::info!("listening on tls {addr}");
     }
 
     match server.run() {
@@ -216,6 +225,15 @@ impl fmt::Display for Listeners<'_> {
         }
         if let Some(path) = &config.unix_socket {
             write!(f, "unix socket {}", path.display())?;
+        }
+        if let Some(port) = config.security.tls_port {
+            if config.tcp_enabled || config.unix_socket.is_some() {
+                f.write_str(" and ")?;
+            }
+            match config.ip_address.parse::<IpAddr>() {
+                Ok(ip) => write!(f, "tls {}", SocketAddr::new(ip, port))?,
+                Err(_) => write!(f, "tls {}:{port}", config.ip_address)?,
+            }
         }
         Ok(())
     }

@@ -328,6 +328,35 @@ impl Session {
         Some(size)
     }
 
+    /// Drops every queued message, and every inflight one not yet received
+    /// (awaiting PUBACK or PUBREC), that `keep` refuses; returns how many.
+    /// Used when the client may no longer read some topics: what it would
+    /// have been sent on them must not reach it late. A message awaiting
+    /// PUBCOMP was already received and stays, so the handshake can end.
+    pub fn retain_messages(&mut self, mut keep: impl FnMut(&Message) -> bool) -> usize {
+        let before = self.queue.len() + self.inflight.len();
+        let mut freed = 0usize;
+        self.queue.retain(|queued| {
+            let kept = keep(&queued.message);
+            if !kept {
+                freed = freed.saturating_add(queued.message.stored_size());
+            }
+            kept
+        });
+        self.inflight.retain(|sent| match sent.state.message() {
+            Some(message) => {
+                let kept = keep(message);
+                if !kept {
+                    freed = freed.saturating_add(message.stored_size());
+                }
+                kept
+            }
+            None => true,
+        });
+        self.stored_bytes = self.stored_bytes.saturating_sub(freed);
+        before - (self.queue.len() + self.inflight.len())
+    }
+
     fn window_has_room(&self) -> bool {
         self.inflight.len() < self.max_inflight
     }
@@ -458,6 +487,39 @@ mod tests {
         assert!(!s.incoming_qos2(id(7)));
         s.pubrel(id(7));
         assert!(s.incoming_qos2(id(7)));
+    }
+
+    #[test]
+    fn retain_messages_drops_what_may_no_longer_be_sent() {
+        let now = Instant::now();
+        let mut s = Session::new("c".into(), false, 3, 10);
+        for n in 1..=3 {
+            s.push(message(n, QoS::ExactlyOnce), true, now);
+        }
+        for n in 4..=6 {
+            s.push(message(n, QoS::AtLeastOnce), true, now);
+        }
+        // Message 1 was received (PUBREC): it stays whatever `keep` says.
+        assert!(s.pubrec(id(1), now));
+        let dropped = s.retain_messages(|m| m.payload[0] % 2 == 0);
+        // 3 (inflight) and 5 (queued) go; 1 awaits PUBCOMP and stays.
+        assert_eq!(dropped, 2);
+        let inflight: Vec<PacketId> = s.inflight().map(|(i, _)| i).collect();
+        assert_eq!(inflight, vec![id(1), id(2)]);
+        assert_eq!(s.queued_len(), 2);
+        // What is left is counted: 2 (inflight), 4 and 6 (queued).
+        assert_eq!(
+            s.stored_bytes(),
+            3 * message(2, QoS::AtLeastOnce).stored_size()
+        );
+        assert!(s.pubcomp(id(1)));
+        // The freed room takes the queue in order.
+        let ready: Vec<u8> = s
+            .fill_window(now)
+            .iter()
+            .map(|(_, m)| m.payload[0])
+            .collect();
+        assert_eq!(ready, vec![4, 6]);
     }
 
     #[test]

@@ -28,6 +28,17 @@ impl Broker {
             self.refuse(conn, ConnectReturnCode::IdentifierRejected, out);
             return;
         };
+        // [MQTT-3.1.4-5]: credentials are checked before the client may
+        // touch any session, an existing one with its id included.
+        let username = match self.authenticate(conn, &connect, &client_id, now) {
+            Ok(username) => username,
+            Err(code) => {
+                self.refuse(conn, code, out);
+                return;
+            }
+        };
+        // As mosquitto does, the keepalive is checked once the credentials
+        // are: a client with bad credentials hears about those first.
         let Some(keep_alive) = self.allowed_keepalive(connect.keep_alive) else {
             info!(
                 "Refusing {:?}: keepalive {} s is above max_keepalive.",
@@ -51,6 +62,7 @@ impl Broker {
         }
 
         let (session, present) = self.attach_session(&client_id, connect.clean_session, conn);
+        self.adopt_identity(session, username.clone(), present);
 
         let Some(client) = self.clients.get_mut(&conn) else {
             return;
@@ -69,8 +81,7 @@ impl Broker {
             connect.protocol.level(),
             u8::from(connect.clean_session),
             connect.keep_alive,
-            connect
-                .username
+            username
                 .as_deref()
                 .map(|u| format!(", u'{}'", u.escape_debug()))
                 .unwrap_or_default(),
@@ -80,6 +91,7 @@ impl Broker {
             client_id,
             keep_alive,
             will: connect.will,
+            username,
         });
         self.stats.clients_total += 1;
         self.stats.clients_connected += 1;
@@ -195,6 +207,7 @@ impl Broker {
             session,
             conn: Some(conn),
             retry: None,
+            username: None,
         });
         self.client_ids.insert(client_id.to_string(), key);
         (key, false)

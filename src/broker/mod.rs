@@ -21,6 +21,7 @@
 //! Explained in docs/03-connect-sessions-keepalive.md, docs/09-timer-wheel.md
 //! and docs/13-housekeeping.md.
 
+mod auth;
 mod connect;
 mod memory;
 mod publish;
@@ -46,6 +47,7 @@ use crate::session::Session;
 use crate::timer::{TimerId, TimerWheel};
 use crate::trie::{RetainedTrie, SubscriptionTrie};
 
+pub use auth::{AuthFiles, MAX_ROUNDS};
 pub use publish::Retained;
 pub use stats::Traffic;
 
@@ -153,6 +155,9 @@ struct Client {
     /// The connection's one pending timer: connect timeout, then keepalive.
     timer: Option<TimerId>,
     state: ClientState,
+    /// Set once the TLS handshake completed: the connection came to the
+    /// TLS listener, and this is what its certificate proved.
+    tls: Option<auth::TlsPeer>,
 }
 
 enum ClientState {
@@ -167,6 +172,9 @@ struct Connected {
     client_id: String,
     keep_alive: u16,
     will: Option<Will>,
+    /// The username it logged in with (or its certificate's CN): who the
+    /// ACL file's `user` sections and `%u` mean.
+    username: Option<String>,
 }
 
 /// A session and the connection it is attached to, if any. The connection
@@ -177,6 +185,9 @@ struct SessionSlot {
     /// The resend check of the attached connection, armed while it has
     /// messages in flight.
     retry: Option<TimerId>,
+    /// The username of the client that last attached, kept with the
+    /// session so that each delivery's ACL check is one lookup away.
+    username: Option<String>,
 }
 
 /// How a connection ended, for the log and for the will.
@@ -243,6 +254,8 @@ pub struct Broker {
     publisher: stats::Publisher,
     /// Accounting for `max_memory`.
     memory: memory::Memory,
+    /// Passwords, ACL, and what they allow.
+    guard: auth::Guard,
 }
 
 impl Broker {
@@ -276,6 +289,7 @@ impl Broker {
             now,
             publisher,
             memory: memory::Memory::new(config.max_memory),
+            guard: auth::Guard::new(&config.security),
         }
     }
 
@@ -291,6 +305,7 @@ impl Broker {
             last_seen: now,
             timer: Some(timer),
             state: ClientState::AwaitingConnect,
+            tls: None,
         };
         self.clients.insert(conn, client);
     }
@@ -491,7 +506,15 @@ impl Broker {
         if clean {
             self.remove_session(connected.session);
         }
-        if let (Some(will), true) = (connected.will, ending.publishes_will()) {
+        let will = connected.will.filter(|will| {
+            ending.publishes_will()
+                && self.may_publish_will(
+                    &connected.client_id,
+                    connected.username.as_deref(),
+                    &will.topic,
+                )
+        });
+        if let Some(will) = will {
             debug!(
                 "Publishing the will of {} on {}.",
                 connected.client_id, will.topic

@@ -22,13 +22,6 @@ pub struct Retained {
     pub qos: QoS,
 }
 
-/// The broker's own statistics tree. Clients may read it, never write it.
-const BROKER_TOPIC_ROOT: &str = "$SOL";
-
-fn is_broker_topic(topic: &TopicName) -> bool {
-    topic.levels().next() == Some(BROKER_TOPIC_ROOT)
-}
-
 impl Broker {
     pub(super) fn handle_publish(
         &mut self,
@@ -44,11 +37,12 @@ impl Broker {
             qos: publish.qos,
             retain: publish.retain,
         };
-        // A write to $SOL is acknowledged as usual and dropped, as an ACL
-        // denial would be ([MQTT-3.3.5-2]).
-        let allowed = !is_broker_topic(&message.topic);
+        // A publish the ACL refuses (writes to $SOL/... always are) is
+        // acknowledged as usual and dropped, retained flag and all
+        // ([MQTT-3.3.5-2]).
+        let allowed = self.may_publish(conn, &message.topic);
         if !allowed {
-            debug!("Dropped a PUBLISH to {} from a client.", message.topic);
+            debug!("Dropped a PUBLISH to {} refused by the ACL.", message.topic);
         }
         match (publish.qos, publish.packet_id) {
             (QoS::AtMostOnce, _) => {
@@ -140,13 +134,10 @@ impl Broker {
         }
     }
 
-    /// Publishes a will as if its client had sent it: a will aimed at
-    /// `$SOL` is dropped like any client write there.
+    /// Publishes a will as if its client had sent it. The caller has
+    /// checked that its client may write there (`Broker::end_connection`):
+    /// a will aimed at `$SOL` is dropped like any client write there.
     pub(super) fn publish_will(&mut self, will: Will, out: &mut dyn Outbox) {
-        if is_broker_topic(&will.topic) {
-            debug!("Dropped a will aimed at {}.", will.topic);
-            return;
-        }
         let message = Message {
             topic: will.topic,
             payload: will.payload,
@@ -173,6 +164,11 @@ impl Broker {
         matches.sort_unstable_by_key(|&(key, qos)| (key, Reverse(qos)));
         matches.dedup_by_key(|&mut (key, _)| key);
         for &(key, granted) in &matches {
+            // A subscription may overlap topics its client may not read
+            // (`#` beside `deny secret/#`): each delivery is checked.
+            if !self.may_receive(key, &message.topic) {
+                continue;
+            }
             let copy = Message {
                 topic: message.topic.clone(),
                 payload: message.payload.clone(),

@@ -122,15 +122,18 @@ impl Connection {
         }
     }
 
-    /// Writes queued output until it is all gone or the socket is full.
+    /// Writes queued output until it is all gone or the socket is full,
+    /// then what the transport itself holds (TLS records).
     pub(crate) fn flush(&mut self) -> io::Result<()> {
-        write_from(&mut self.stream, &mut self.output)
+        write_from(&mut self.stream, &mut self.output)?;
+        self.stream.flush()
     }
 
-    /// `WRITABLE` is asked for only while output waits: an idle socket is
-    /// always writable, and asking would wake the loop for nothing.
+    /// `WRITABLE` is asked for only while output waits (ours, or TLS's):
+    /// an idle socket is always writable, and asking would wake the loop
+    /// for nothing.
     pub(crate) fn wanted_interest(&self) -> Interest {
-        if self.output.is_empty() {
+        if self.output.is_empty() && !self.stream.wants_write() {
             Interest::READABLE
         } else {
             Interest::READABLE | Interest::WRITABLE

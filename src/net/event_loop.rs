@@ -9,7 +9,7 @@ use std::mem;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use log::{debug, info, warn};
+use log::{debug, error, info, warn};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
@@ -58,8 +58,11 @@ pub(crate) trait Core {
     fn closed(&mut self, conn: ConnId, reason: CloseReason, now: Instant, out: &mut dyn Outbox);
     fn next_deadline(&self) -> Option<Instant>;
     fn tick(&mut self, now: Instant, out: &mut dyn Outbox);
+    /// The TLS handshake of `conn` completed, before any of its MQTT bytes
+    /// are decoded; `common_name` is its verified certificate's subject CN.
+    fn tls_established(&mut self, _conn: ConnId, _common_name: Option<String>) {}
     /// `SIGHUP` or [`ServerHandle::reload`](super::ServerHandle::reload):
-    /// reload what can change while running.
+    /// re-read what can change without a restart.
     fn reload(&mut self, _now: Instant, _out: &mut dyn Outbox) {}
     /// The server is stopping: every connection is about to be closed with
     /// [`CloseReason::Shutdown`]. The place to log a summary.
@@ -81,6 +84,12 @@ impl Core for Broker {
     }
     fn tick(&mut self, now: Instant, out: &mut dyn Outbox) {
         Broker::tick(self, now, out);
+    }
+    fn tls_established(&mut self, conn: ConnId, common_name: Option<String>) {
+        Broker::tls_established(self, conn, common_name);
+    }
+    fn reload(&mut self, now: Instant, out: &mut dyn Outbox) {
+        Broker::reload(self, now, out);
     }
     fn shutdown(&mut self, now: Instant, out: &mut dyn Outbox) {
         Broker::shutdown(self, now, out);
@@ -417,6 +426,24 @@ impl<C: Core> EventLoop<C> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.lost(key, CloseReason::Io(e), now),
             }
+            self.after_read(key);
+        }
+    }
+
+    /// A read on a TLS connection may have completed its handshake (the core
+    /// hears of it now, before the first MQTT byte is decoded) or left
+    /// records for the peer (handshake replies, alerts), which this turn's
+    /// flush writes.
+    fn after_read(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.stream.wants_write() {
+            conn.mark_dirty(&mut self.dirty);
+        }
+        if let Some(common_name) = conn.stream.take_tls_established() {
+            let id = conn.id;
+            self.core.tls_established(id, common_name);
         }
     }
 
@@ -581,18 +608,30 @@ impl<C: Core> EventLoop<C> {
         }
     }
 
-    /// Reopens the log file (so `logrotate` can rename it), then lets the
-    /// core reload; whatever the core sends or closes is flushed at once.
-    fn reload(&mut self, now: Instant) {
+    /// SIGHUP or a handle's reload: the log file is reopened (so `logrotate`
+    /// can rename it), the core re-reads its password and ACL files, the TLS
+    /// listener its certificates. Each keeps what it had when its files fail
+    /// to load. Open TLS connections keep the session they negotiated.
+    /// Whatever the core sends or closes is flushed at once.
+    pub(crate) fn reload(&mut self, now: Instant) {
         match crate::logging::reopen() {
             Ok(true) => info!("log file reopened"),
             Ok(false) => {}
             Err(e) => warn!("could not reopen the log file, still using the old one: {e}"),
         }
-        self.core.reload(
-            now,
-            &mut NetOutbox::new(&mut self.conns, &mut self.dirty, &mut self.traffic),
-        );
+        info!("Reloading the password, ACL and certificate files.");
+        let mut out = NetOutbox::new(&mut self.conns, &mut self.dirty, &mut self.traffic);
+        self.core.reload(now, &mut out);
+        for listener in &mut self.listeners {
+            if let Some(acceptor) = &mut listener.tls {
+                if let Err(errors) = acceptor.reload() {
+                    for e in &errors {
+                        error!("reload: {e}");
+                    }
+                    error!("reload failed: keeping the TLS certificates loaded before");
+                }
+            }
+        }
         self.flush_dirty(now);
     }
 
@@ -648,7 +687,10 @@ impl<C: Core> EventLoop<C> {
                     continue;
                 };
                 match flush_counted(conn, &mut self.traffic) {
-                    Ok(()) if conn.output.is_empty() => self.remove(key),
+                    // A TLS stream may still hold records of its own.
+                    Ok(()) if conn.output.is_empty() && !conn.stream.wants_write() => {
+                        self.remove(key)
+                    }
                     Ok(()) => {
                         let interest = Interest::WRITABLE;
                         if conn.interest != interest {

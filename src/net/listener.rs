@@ -17,6 +17,7 @@ use mio::Token;
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::stream::Stream;
+use super::tls::TlsAcceptor;
 
 /// A listening socket and what the loop remembers about accepting from it.
 pub(crate) struct Listener {
@@ -29,6 +30,9 @@ pub(crate) struct Listener {
     /// The per-turn accept budget ran out before `WouldBlock`: more clients
     /// may be waiting, and no new event will say so.
     pub(crate) backlog: bool,
+    /// Set on the TLS listener: every accepted TCP socket starts a TLS
+    /// handshake.
+    pub(crate) tls: Option<TlsAcceptor>,
 }
 
 /// The two kinds of listening socket.
@@ -44,6 +48,7 @@ impl Listener {
             socket,
             retry_at: None,
             backlog: false,
+            tls: None,
         }
     }
 
@@ -57,7 +62,11 @@ impl Listener {
                 if let Err(e) = stream.set_nodelay(true) {
                     debug!("TCP_NODELAY on {peer}: {e}");
                 }
-                Ok((Stream::Tcp(stream), peer.to_string()))
+                let stream = match &self.tls {
+                    Some(acceptor) => Stream::Tls(Box::new(acceptor.accept(stream)?)),
+                    None => Stream::Tcp(stream),
+                };
+                Ok((stream, peer.to_string()))
             }
             ListenSocket::Unix(listener, _) => {
                 let (stream, peer) = listener.accept()?;
@@ -291,7 +300,7 @@ mod tests {
         assert_eq!(peer, client.local_addr().unwrap().to_string());
         match stream {
             Stream::Tcp(s) => assert!(s.nodelay().unwrap()),
-            Stream::Unix(_) => panic!("a TCP listener accepted a Unix stream"),
+            other => panic!("a plain TCP listener accepted {other:?}"),
         }
     }
 

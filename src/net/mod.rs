@@ -42,7 +42,9 @@
 //!   use, and the reserved tokens.
 //! - `listener.rs`: binding TCP and Unix listeners, accepting, and removing
 //!   the Unix socket file.
-//! - `stream.rs`: one transport type over TCP and Unix sockets.
+//! - `stream.rs`: one transport type over TCP, Unix sockets and TLS.
+//! - `tls.rs`: the rustls configuration from `sol.conf`, and the
+//!   non-blocking TLS stream; `x509.rs` reads a client certificate's CN.
 //! - `conn.rs`: a connection's socket, decoder and buffers.
 //! - `outbox.rs`: the [`Outbox`](crate::broker::Outbox) the core writes into.
 //! - `signals.rs`: `SIGINT`, `SIGTERM` and `SIGHUP` as poll events.
@@ -59,6 +61,8 @@ mod signals;
 mod stream;
 #[cfg(test)]
 mod tests;
+mod tls;
+mod x509;
 
 use std::io;
 use std::net::SocketAddr;
@@ -70,12 +74,13 @@ use std::time::Instant;
 use log::warn;
 use mio::{Interest, Poll, Token, Waker};
 
-use crate::broker::Broker;
-use crate::config::Config;
+use crate::broker::{AuthFiles, Broker};
+use crate::config::{Config, ConfigError};
 
 use event_loop::{Core, EventLoop, Limits};
 use listener::{bind_tcp, bind_unix, ListenSocket, Listener};
 use signals::SignalSource;
+use tls::TlsAcceptor;
 
 /// `mio` keeps `usize::MAX` for itself; the few tokens below it name the
 /// listeners, the waker and the signal pipe. Every smaller token is a
@@ -83,9 +88,10 @@ use signals::SignalSource;
 const WAKER: Token = Token(usize::MAX - 1);
 const TCP_LISTENER: Token = Token(usize::MAX - 2);
 const UNIX_LISTENER: Token = Token(usize::MAX - 3);
-const SIGNALS: Token = Token(usize::MAX - 4);
+const TLS_LISTENER: Token = Token(usize::MAX - 4);
+const SIGNALS: Token = Token(usize::MAX - 5);
 /// Slab keys from here up would collide with the tokens above.
-const FIRST_RESERVED: usize = usize::MAX - 4;
+const FIRST_RESERVED: usize = usize::MAX - 5;
 
 /// What the loop and its handles share.
 struct Shared {
@@ -132,8 +138,10 @@ impl ServerHandle {
         }
     }
 
-    /// Asks the loop to do what `SIGHUP` does: reopen the log file and
-    /// reload the core. Runs between two turns of the loop, soon after.
+    /// Asks the loop to do what `SIGHUP` does: reopen the log file, and
+    /// re-read the password file, the ACL file and the TLS certificate
+    /// files. Whatever fails to load keeps what was loaded before. Runs
+    /// between two turns of the loop, soon after.
     pub fn reload(&self) {
         self.shared.reload.store(true, Ordering::Release);
         if let Err(e) = self.shared.waker.wake() {
@@ -142,9 +150,46 @@ impl ServerHandle {
     }
 }
 
+/// Reads every file the configuration names (the password and ACL files,
+/// the certificates and key of the TLS listener) and reports each problem
+/// against the config line that named the file. [`Server::bind`] does the
+/// same; this is for `--test-config`.
+pub fn check_files(config: &Config) -> Result<(), Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    if let Err(found) = AuthFiles::load(&config.security) {
+        errors.extend(found);
+    }
+    if config.security.tls_port.is_some() {
+        if let Err(found) = tls::server_config(&config.security) {
+            errors.extend(found);
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// Config file errors, as the one error `bind` returns.
+fn invalid_config(errors: Vec<ConfigError>) -> io::Error {
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    io::Error::new(io::ErrorKind::InvalidInput, lines.join("; "))
+}
+
 impl Server {
-    /// Binds every listener the config asks for (TCP and/or Unix socket).
+    /// Binds every listener the config asks for (TCP, Unix socket, TLS),
+    /// after reading every file it names: a password, ACL, certificate or
+    /// key file that does not load is an `InvalidInput` error naming it.
     pub fn bind(config: &Config) -> io::Result<Server> {
+        AuthFiles::load(&config.security).map_err(invalid_config)?;
+        let tls = match config.security.tls_port {
+            Some(port) => Some((
+                port,
+                TlsAcceptor::new(&config.security).map_err(invalid_config)?,
+            )),
+            None => None,
+        };
         let poll = Poll::new()?;
         let mut listeners = Vec::new();
         if config.tcp_enabled {
@@ -158,6 +203,14 @@ impl Server {
             poll.registry()
                 .register(&mut unix, UNIX_LISTENER, Interest::READABLE)?;
             listeners.push(Listener::new(UNIX_LISTENER, ListenSocket::Unix(unix, file)));
+        }
+        if let Some((port, acceptor)) = tls {
+            let mut tcp = bind_tcp(&config.ip_address, port, config.tcp_backlog)?;
+            poll.registry()
+                .register(&mut tcp, TLS_LISTENER, Interest::READABLE)?;
+            let mut listener = Listener::new(TLS_LISTENER, ListenSocket::Tcp(tcp));
+            listener.tls = Some(acceptor);
+            listeners.push(listener);
         }
         if listeners.is_empty() {
             return Err(io::Error::new(
@@ -189,11 +242,21 @@ impl Server {
         Ok(())
     }
 
-    /// The TCP listener's address (with the real port when `ip_port` was 0).
+    /// The plain TCP listener's address (with the real port when `ip_port`
+    /// was 0).
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.listeners.iter().find_map(|l| match &l.socket {
-            ListenSocket::Tcp(tcp) => tcp.local_addr().ok(),
-            ListenSocket::Unix(..) => None,
+            ListenSocket::Tcp(tcp) if l.tls.is_none() => tcp.local_addr().ok(),
+            _ => None,
+        })
+    }
+
+    /// The TLS listener's address (with the real port when `tls_port` was
+    /// 0).
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.listeners.iter().find_map(|l| match &l.socket {
+            ListenSocket::Tcp(tcp) if l.tls.is_some() => tcp.local_addr().ok(),
+            _ => None,
         })
     }
 
@@ -205,7 +268,7 @@ impl Server {
         })
     }
 
-    /// A handle that can stop the loop from another thread.
+    /// A handle that can stop or reload the loop from another thread.
     pub fn handle(&self) -> ServerHandle {
         ServerHandle {
             shared: Arc::clone(&self.shared),

@@ -1,8 +1,11 @@
 //! One transport over every kind of socket the broker accepts.
 //!
 //! The rest of the network layer reads, writes, registers and shuts down a
-//! [`Stream`] without asking what is underneath. A TLS session would be one
-//! more variant here, wrapping a TCP stream, and nothing else would change.
+//! [`Stream`] without asking what is underneath. TLS is one more variant,
+//! wrapping a TCP stream ([`TlsStream`]); the only thing the loop must ask
+//! of it is whether TLS has records of its own to send
+//! ([`Stream::wants_write`]) and whether its handshake just finished
+//! ([`Stream::take_tls_established`]).
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -11,21 +14,45 @@ use mio::event::Source;
 use mio::net::{TcpStream, UnixStream};
 use mio::{Interest, Registry, Token};
 
+use super::tls::TlsStream;
+
 /// An accepted, non-blocking client socket.
 #[derive(Debug)]
 pub(crate) enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// Boxed: a TLS session is a few hundred bytes of state the plain
+    /// variants should not pay for.
+    Tls(Box<TlsStream>),
 }
 
 impl Stream {
     /// Closes both directions. Errors are ignored by callers on purpose: the
     /// socket is about to be dropped, and a peer that already went away makes
     /// `shutdown` fail with `ENOTCONN`, which is not worth reporting.
-    pub(crate) fn shutdown(&self) -> io::Result<()> {
+    pub(crate) fn shutdown(&mut self) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.shutdown(Shutdown::Both),
             Stream::Unix(s) => s.shutdown(Shutdown::Both),
+            Stream::Tls(s) => s.shutdown(),
+        }
+    }
+
+    /// Whether the transport has bytes of its own to send (TLS handshake
+    /// records, alerts) even when the connection's output buffer is empty.
+    pub(crate) fn wants_write(&self) -> bool {
+        match self {
+            Stream::Tls(s) => s.wants_write(),
+            Stream::Tcp(_) | Stream::Unix(_) => false,
+        }
+    }
+
+    /// `Some` once, right after a TLS handshake completes: the client
+    /// certificate's CN, if any. Always `None` for plain sockets.
+    pub(crate) fn take_tls_established(&mut self) -> Option<Option<String>> {
+        match self {
+            Stream::Tls(s) => s.take_established(),
+            Stream::Tcp(_) | Stream::Unix(_) => None,
         }
     }
 }
@@ -35,6 +62,7 @@ impl Read for Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
         }
     }
 }
@@ -44,6 +72,7 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
         }
     }
 
@@ -51,6 +80,7 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.flush(),
             Stream::Unix(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
         }
     }
 }
@@ -65,6 +95,7 @@ impl Source for Stream {
         match self {
             Stream::Tcp(s) => s.register(registry, token, interests),
             Stream::Unix(s) => s.register(registry, token, interests),
+            Stream::Tls(s) => s.tcp_mut().register(registry, token, interests),
         }
     }
 
@@ -77,6 +108,7 @@ impl Source for Stream {
         match self {
             Stream::Tcp(s) => s.reregister(registry, token, interests),
             Stream::Unix(s) => s.reregister(registry, token, interests),
+            Stream::Tls(s) => s.tcp_mut().reregister(registry, token, interests),
         }
     }
 
@@ -84,6 +116,7 @@ impl Source for Stream {
         match self {
             Stream::Tcp(s) => s.deregister(registry),
             Stream::Unix(s) => s.deregister(registry),
+            Stream::Tls(s) => s.tcp_mut().deregister(registry),
         }
     }
 }
@@ -116,7 +149,7 @@ mod tests {
 
     #[test]
     fn shutdown_is_seen_as_end_of_stream_by_the_peer() {
-        let (a, mut b) = pair();
+        let (mut a, mut b) = pair();
         a.shutdown().unwrap();
         let mut buf = [0u8; 8];
         assert_eq!(b.read(&mut buf).unwrap(), 0);

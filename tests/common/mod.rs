@@ -20,6 +20,8 @@
 
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -77,6 +79,8 @@ pub struct TestBroker {
     addr: SocketAddr,
     unix: Option<PathBuf>,
     running: Option<Running>,
+    /// The TLS listener, when the configuration asked for one.
+    tls: Option<SocketAddr>,
 }
 
 struct Running {
@@ -120,6 +124,7 @@ impl TestBroker {
                 addr,
                 unix,
                 running: None,
+                tls: None,
             },
             None => TestBroker::start_sol(|_| {}),
         }
@@ -162,6 +167,7 @@ impl TestBroker {
         let server = Server::bind(&config).expect("sol binds its listeners");
         let addr = server.tcp_addr().expect("sol has a TCP listener");
         let unix = server.unix_path().map(Path::to_path_buf);
+        let tls = server.tls_addr();
         let handle = server.handle();
         let (tx, done) = mpsc::channel();
         let thread = thread::Builder::new()
@@ -179,6 +185,7 @@ impl TestBroker {
                 thread: Some(thread),
                 dir,
             }),
+            tls,
         }
     }
 
@@ -191,6 +198,22 @@ impl TestBroker {
     /// only when `SOL_TEST_UNIX` names it.
     pub fn unix_path(&self) -> Option<&Path> {
         self.unix.as_deref()
+    }
+
+    /// The TLS listener's address; panics if the configuration had none.
+    pub fn tls_addr(&self) -> SocketAddr {
+        self.tls.expect("the test broker has no TLS listener")
+    }
+
+    /// Asks sol to reload its password, ACL and certificate files, as SIGHUP
+    /// does; returns once the loop has done it (a PINGREQ round trip made
+    /// after the request cannot complete before the reload).
+    pub fn reload(&self) {
+        let running = self.running.as_ref().expect("reload needs sol itself");
+        running.handle.reload();
+        let mut raw = Raw::connected_clean(self.addr, &unique_id("reload"));
+        raw.send(&PINGREQ);
+        raw.expect(&PINGRESP);
     }
 
     /// Whether this is sol started by the test (not an external broker).
@@ -487,6 +510,8 @@ pub fn hex(bytes: &[u8]) -> String {
 pub enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// A TLS client session (see [`tls::raw`]).
+    Tls(Box<tls::ClientStream>),
 }
 
 impl Stream {
@@ -494,13 +519,19 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.set_read_timeout(timeout),
             Stream::Unix(s) => s.set_read_timeout(timeout),
+            Stream::Tls(s) => s.sock.set_read_timeout(timeout),
         }
     }
 
-    fn shutdown(&self) -> io::Result<()> {
+    fn shutdown(&mut self) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.shutdown(Shutdown::Both),
             Stream::Unix(s) => s.shutdown(Shutdown::Both),
+            Stream::Tls(s) => {
+                s.conn.send_close_notify();
+                let _ = s.flush();
+                s.sock.shutdown(Shutdown::Both)
+            }
         }
     }
 }
@@ -510,6 +541,7 @@ impl Read for Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
         }
     }
 }
@@ -519,6 +551,7 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
         }
     }
 
@@ -526,6 +559,7 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.flush(),
             Stream::Unix(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
         }
     }
 }
@@ -614,7 +648,7 @@ impl Raw {
     }
 
     /// Closes the socket without DISCONNECT.
-    pub fn drop_connection(self) {
+    pub fn drop_connection(mut self) {
         let _ = self.stream.shutdown();
     }
 

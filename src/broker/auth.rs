@@ -1,0 +1,462 @@
+//! Who may connect, and what each client may do: the password file, the ACL
+//! file and the TLS client certificate, as the core applies them.
+//!
+//! This module owns loading the password and ACL files named in the config
+//! (at start and again on [`Broker::reload`]), the decision on a CONNECT's
+//! credentials, and the per-topic checks: on PUBLISH, on SUBSCRIBE, on every
+//! delivery and on wills. The file formats are [`crate::auth`]'s and
+//! [`crate::acl`]'s; this module only asks them.
+//!
+//! It must not know about sockets or TLS libraries: the network layer hands
+//! in what the handshake proved ([`Broker::tls_established`]) as a plain
+//! string. Like the rest of the core it never reads the clock.
+//!
+//! # The decision at CONNECT
+//!
+//! 1. A client on the TLS listener with `use_identity_as_username`: its
+//!    username is its certificate's subject CN, and no password is asked
+//!    for. Without a certificate (or one without a CN): CONNACK 0x05.
+//! 2. No username: allowed when `allow_anonymous` is true, else CONNACK 0x05
+//!    ([MQTT-3.2.2-5]).
+//! 3. A username with a `password_file`: the password must verify, else
+//!    CONNACK 0x04; a username without a password gets 0x04 too, as in
+//!    mosquitto. Without a password file the username is taken as given.
+//!
+//! A refused client is forgotten at once ([MQTT-3.1.4-5]): nothing it sends
+//! after the CONNECT is processed, and it cannot take over a connected
+//! client's id, because the check runs before the takeover.
+//!
+//! # The cost of a password check
+//!
+//! A SHA-512 crypt at the default 5000 rounds costs about a millisecond on
+//! the loop's only thread. A [`VerifyCache`] remembers each user's last good
+//! password for five minutes, so a client that reconnects in a loop with the
+//! right password costs one check per five minutes, not one per CONNECT. A
+//! wrong password always costs a full check: a flood of them slows the loop
+//! by a millisecond each, the price of a round trip to a slow client, and
+//! never stops it. A file whose hashes ask for more than [`MAX_ROUNDS`] is
+//! refused when it is loaded, so no single check can stall every client.
+
+use std::time::{Duration, Instant};
+
+use log::{debug, error, info, warn};
+
+use super::{Broker, ClientState, ConnId, Outbox};
+use crate::acl::{self, Access, AclFile};
+use crate::auth::{PasswordFile, VerifyCache};
+use crate::config::{ConfigError, ConfigPath, SecurityConfig};
+use crate::protocol::{Connect, ConnectReturnCode, TopicFilter, TopicName};
+
+/// The most `rounds=` a password hash may ask for. SHA-512 crypt costs about
+/// 0.18 µs a round in a release build: 100 000 rounds is some 18 ms, the
+/// longest one check may hold up every other client.
+pub const MAX_ROUNDS: usize = 100_000;
+
+/// How many users' last good passwords are remembered.
+const CACHE_CAPACITY: usize = 1024;
+
+/// How long a remembered password is trusted without checking the hash.
+const CACHE_TTL: Duration = Duration::from_secs(5 * 60);
+
+/// The password and ACL files, as loaded.
+#[derive(Debug, Default)]
+pub struct AuthFiles {
+    passwords: Option<PasswordFile>,
+    acl: Option<AclFile>,
+}
+
+impl AuthFiles {
+    /// Reads the password and ACL files the config names. Every error names
+    /// the config line that named the file and, after it, the line of the
+    /// file that is wrong.
+    pub fn load(security: &SecurityConfig) -> Result<AuthFiles, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let passwords = match &security.password_file {
+            None => None,
+            Some(path) => load_passwords(path)
+                .map_err(|found| errors.extend(found))
+                .ok(),
+        };
+        let acl = match &security.acl_file {
+            None => None,
+            Some(path) => AclFile::load(&path.path)
+                .map_err(|found| {
+                    errors.extend(found.iter().map(|e| path.error("acl_file", e)));
+                })
+                .ok(),
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(AuthFiles { passwords, acl })
+    }
+
+    /// What a broker whose files could not be read must run with: nobody
+    /// can log in with a username (an empty password file) and nothing is
+    /// allowed (an empty ACL). Never open access (mosquitto CVE-2017-7652).
+    fn deny_all() -> AuthFiles {
+        AuthFiles {
+            passwords: PasswordFile::parse("").ok(),
+            acl: Some(AclFile::default()),
+        }
+    }
+}
+
+/// Reads a password file and refuses hashes too costly to check on the loop.
+fn load_passwords(path: &ConfigPath) -> Result<PasswordFile, Vec<ConfigError>> {
+    let file = PasswordFile::load(&path.path).map_err(|found| {
+        found
+            .iter()
+            .map(|e| path.error("password_file", e))
+            .collect::<Vec<_>>()
+    })?;
+    if file.max_rounds() > MAX_ROUNDS {
+        return Err(vec![path.error(
+            "password_file",
+            format!(
+                "a hash asks for {} rounds; at most {MAX_ROUNDS} are allowed, \
+                 because each check runs on the broker's only thread",
+                file.max_rounds()
+            ),
+        )]);
+    }
+    Ok(file)
+}
+
+/// What the TLS handshake proved about a connection's peer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct TlsPeer {
+    /// The subject CN of the client's verified certificate; `None` when it
+    /// sent none, or one without a CN.
+    pub(super) common_name: Option<String>,
+}
+
+/// What the core knows of security: the settings, the loaded files and the
+/// cache of good passwords.
+#[derive(Debug)]
+pub(super) struct Guard {
+    allow_anonymous: bool,
+    use_identity_as_username: bool,
+    password_file: Option<ConfigPath>,
+    acl_file: Option<ConfigPath>,
+    files: AuthFiles,
+    cache: VerifyCache,
+}
+
+impl Guard {
+    /// Loads the files the config names. The network layer loads them once
+    /// before it starts the broker and refuses to start when that fails; a
+    /// failure here (a file changed in between) is logged and leaves the
+    /// broker refusing everyone rather than open.
+    pub(super) fn new(security: &SecurityConfig) -> Guard {
+        let files = AuthFiles::load(security).unwrap_or_else(|errors| {
+            for e in &errors {
+                error!("{e}");
+            }
+            error!("the password or ACL file could not be loaded: refusing every client");
+            AuthFiles::deny_all()
+        });
+        if !security.allow_anonymous && security.password_file.is_none() {
+            warn!(
+                "allow_anonymous is false but there is no password_file: \
+                 any username is accepted, with any password"
+            );
+        }
+        if files.acl.as_ref().is_some_and(|acl| acl.rule_count() == 0) {
+            warn!("the ACL file has no rules: every publish and subscribe is refused");
+        }
+        Guard {
+            allow_anonymous: security.allow_anonymous,
+            use_identity_as_username: security.use_identity_as_username,
+            password_file: security.password_file.clone(),
+            acl_file: security.acl_file.clone(),
+            files,
+            cache: VerifyCache::new(CACHE_CAPACITY, CACHE_TTL),
+        }
+    }
+
+    /// The username the client is known by from now on, or the CONNACK code
+    /// that refuses it. `tls` is `Some(common name)` for a client of the TLS
+    /// listener.
+    fn authenticate(
+        &mut self,
+        connect: &Connect,
+        tls: Option<Option<&str>>,
+        now: Instant,
+    ) -> Result<Option<String>, ConnectReturnCode> {
+        if let (true, Some(common_name)) = (self.use_identity_as_username, tls) {
+            // Whatever username and password the CONNECT carries are ignored,
+            // as in mosquitto: the certificate is the credential.
+            return match common_name {
+                Some(name) => Ok(Some(name.to_string())),
+                None => Err(ConnectReturnCode::NotAuthorized),
+            };
+        }
+        let Some(username) = &connect.username else {
+            return if self.allow_anonymous {
+                Ok(None)
+            } else {
+                Err(ConnectReturnCode::NotAuthorized)
+            };
+        };
+        let Some(passwords) = &self.files.passwords else {
+            return Ok(Some(username.clone()));
+        };
+        let good = match &connect.password {
+            Some(password) => self.cache.check(passwords, username, password, now),
+            None => false,
+        };
+        if good {
+            Ok(Some(username.clone()))
+        } else {
+            Err(ConnectReturnCode::BadUsernameOrPassword)
+        }
+    }
+
+    /// May this client publish to `topic`? The one place that decides,
+    /// `$SOL/...` included (see [`acl::topic_allowed`]).
+    pub(super) fn may_write(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        topic: &TopicName,
+    ) -> bool {
+        acl::topic_allowed(
+            self.files.acl.as_ref(),
+            client_id,
+            username,
+            topic,
+            Access::Write,
+        )
+    }
+
+    /// May this client be sent a message published to `topic`?
+    pub(super) fn may_read(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        topic: &TopicName,
+    ) -> bool {
+        acl::topic_allowed(
+            self.files.acl.as_ref(),
+            client_id,
+            username,
+            topic,
+            Access::Read,
+        )
+    }
+
+    /// May this client hold a subscription to `filter`?
+    pub(super) fn may_subscribe(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        filter: &TopicFilter,
+    ) -> bool {
+        acl::subscribe_allowed(self.files.acl.as_ref(), client_id, username, filter)
+    }
+
+    /// Whether an ACL file is in force: without one every check passes, and
+    /// the per-delivery work can be skipped.
+    fn has_acl(&self) -> bool {
+        self.files.acl.is_some()
+    }
+}
+
+impl Broker {
+    /// The TLS handshake of `conn` has completed. `common_name` is the
+    /// subject CN of the client's verified certificate, if it sent one. The
+    /// network layer calls this before it decodes the connection's first
+    /// byte of MQTT, so CONNECT always knows whether it came over TLS.
+    pub fn tls_established(&mut self, conn: ConnId, common_name: Option<String>) {
+        if let Some(client) = self.clients.get_mut(&conn) {
+            debug!(
+                "TLS from {}: client certificate {}",
+                client.peer,
+                common_name
+                    .as_deref()
+                    .map_or("none".to_string(), |cn| format!("CN={cn:?}"))
+            );
+            client.tls = Some(TlsPeer { common_name });
+        }
+    }
+
+    /// Re-reads the password file and the ACL file (on SIGHUP).
+    ///
+    /// Both load, or nothing changes: a file that fails keeps the old state
+    /// of both, and the errors are logged (never open access, mosquitto
+    /// CVE-2017-7652). After a good reload every session, connected or not,
+    /// loses the subscriptions it may no longer hold and the messages
+    /// waiting for it on topics it may no longer read. Connected clients
+    /// stay connected: MQTT 3.1.1 has no way to tell them a subscription was
+    /// taken back, so it simply stops delivering.
+    pub fn reload(&mut self, _now: Instant, _out: &mut dyn Outbox) {
+        let security = SecurityConfig {
+            password_file: self.guard.password_file.clone(),
+            acl_file: self.guard.acl_file.clone(),
+            ..SecurityConfig::default()
+        };
+        match AuthFiles::load(&security) {
+            Ok(files) => {
+                self.guard.files = files;
+                // A changed password must stop working at once.
+                self.guard.cache.clear();
+                let keys: Vec<usize> = self.sessions.iter().map(|(key, _)| key).collect();
+                let (mut filters, mut messages) = (0, 0);
+                for key in keys {
+                    let (f, m) = self.enforce_acl(key);
+                    filters += f;
+                    messages += m;
+                }
+                info!(
+                    "Reloaded the password and ACL files; {filters} subscriptions and \
+                     {messages} waiting messages were no longer allowed and were removed."
+                );
+            }
+            Err(errors) => {
+                for e in &errors {
+                    error!("reload: {e}");
+                }
+                error!("reload failed: keeping the password and ACL files loaded before");
+            }
+        }
+    }
+
+    /// Checks a CONNECT's credentials (see the module docs). Logs a refusal,
+    /// without the password.
+    pub(super) fn authenticate(
+        &mut self,
+        conn: ConnId,
+        connect: &Connect,
+        client_id: &str,
+        now: Instant,
+    ) -> Result<Option<String>, ConnectReturnCode> {
+        let Some(client) = self.clients.get(&conn) else {
+            return Err(ConnectReturnCode::NotAuthorized);
+        };
+        let tls = client.tls.as_ref().map(|peer| peer.common_name.as_deref());
+        let result = self.guard.authenticate(connect, tls, now);
+        if let Err(code) = result {
+            let why = match code {
+                ConnectReturnCode::BadUsernameOrPassword => "bad username or password",
+                _ => "not authorized",
+            };
+            let user = connect
+                .username
+                .as_deref()
+                .map(|u| format!(" (u'{}')", u.escape_debug()))
+                .unwrap_or_default();
+            info!(
+                "Client {} from {} refused: {why}{user}.",
+                client_id.escape_debug(),
+                client.peer
+            );
+        }
+        result
+    }
+
+    /// Gives session `key` the identity of the client now attached to it.
+    /// A resumed session may have been another user's: it keeps only the
+    /// subscriptions and messages the new one may have.
+    pub(super) fn adopt_identity(&mut self, key: usize, username: Option<String>, resumed: bool) {
+        let Some(slot) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let changed = slot.username != username;
+        slot.username = username;
+        if resumed && changed {
+            let (filters, messages) = self.enforce_acl(key);
+            if filters + messages > 0 {
+                info!(
+                    "Resumed session {key} under another username: {filters} subscriptions and \
+                     {messages} waiting messages it may not have were removed."
+                );
+            }
+        }
+    }
+
+    /// May the client of `conn` publish to `topic`?
+    pub(super) fn may_publish(&self, conn: ConnId, topic: &TopicName) -> bool {
+        match self.clients.get(&conn).map(|c| &c.state) {
+            Some(ClientState::Connected(c)) => {
+                self.guard
+                    .may_write(&c.client_id, c.username.as_deref(), topic)
+            }
+            _ => false,
+        }
+    }
+
+    /// May session `key` be sent a message on `topic`?
+    pub(super) fn may_receive(&self, key: usize, topic: &TopicName) -> bool {
+        match self.sessions.get(key) {
+            Some(slot) => {
+                self.guard
+                    .may_read(&slot.session.client_id, slot.username.as_deref(), topic)
+            }
+            None => false,
+        }
+    }
+
+    /// May session `key` subscribe to `filter`?
+    pub(super) fn may_subscribe(&self, key: usize, filter: &TopicFilter) -> bool {
+        match self.sessions.get(key) {
+            Some(slot) => {
+                self.guard
+                    .may_subscribe(&slot.session.client_id, slot.username.as_deref(), filter)
+            }
+            None => false,
+        }
+    }
+
+    /// May a will on `topic` be published for this client? A will is a
+    /// publish made on the client's behalf, so it needs write access.
+    pub(super) fn may_publish_will(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        topic: &TopicName,
+    ) -> bool {
+        self.guard.may_write(client_id, username, topic)
+    }
+
+    /// Removes from session `key` every subscription its client may no
+    /// longer hold and every waiting message it may no longer read. Returns
+    /// how many of each went.
+    fn enforce_acl(&mut self, key: usize) -> (usize, usize) {
+        if !self.guard.has_acl() {
+            return (0, 0);
+        }
+        let Some(slot) = self.sessions.get(key) else {
+            return (0, 0);
+        };
+        let (client_id, username) = (&slot.session.client_id, slot.username.as_deref());
+        let refused: Vec<TopicFilter> = slot
+            .session
+            .subscriptions
+            .keys()
+            .filter(|filter| !self.guard.may_subscribe(client_id, username, filter))
+            .cloned()
+            .collect();
+        let guard = &self.guard;
+        let Some(slot) = self.sessions.get_mut(key) else {
+            return (0, 0);
+        };
+        for filter in &refused {
+            slot.session.subscriptions.remove(filter);
+            self.subscriptions.remove(filter, &key);
+            debug!(
+                "Client {} may no longer subscribe to {filter}: subscription removed.",
+                slot.session.client_id.escape_debug()
+            );
+        }
+        let client_id = slot.session.client_id.clone();
+        let username = slot.username.clone();
+        let dropped = slot.session.retain_messages(|message| {
+            guard.may_read(&client_id, username.as_deref(), &message.topic)
+        });
+        (refused.len(), dropped)
+    }
+}
+
+#[cfg(test)]
+mod tests;
