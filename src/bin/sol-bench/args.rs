@@ -49,7 +49,9 @@ Load:
   --sources K        spread TCP clients over source addresses 127.0.0.1 to
                      127.0.0.K (default 1; conns: 4)
   --concurrency N    clients connecting at once (default 64)
-  --keepalive SECS   CONNECT keep alive (default 0: off)
+  --keepalive SECS   CONNECT keep alive (default 600; the bench sends no
+                     PINGREQ, so a run must end within it. 0 turns it off,
+                     which rumqttd refuses with ZeroKeepAlive)
   --hold SECS        conns: keep the clients open this long after the last
                      CONNACK before RSS is read (default 1)
   --drain SECS       after publishing, wait this long at most for the last
@@ -185,7 +187,7 @@ pub fn parse(args: &[String]) -> Result<Option<Options>, String> {
         outstanding: 0,
         sources: if scenario == Scenario::Conns { 4 } else { 1 },
         concurrency: 64,
-        keepalive: 0,
+        keepalive: 600,
         hold: Duration::from_secs(1),
         drain: Duration::from_secs(5),
         quiet: false,
