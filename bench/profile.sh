@@ -11,7 +11,7 @@
 # Usage: bench/profile.sh [--tools "callgrind perf strace"] [--only ID,ID]
 #                         [--out DIR]
 # Writes DIR/<tool>.<id>.txt summaries (default DIR: target/profile).
-set -euo pipefail
+set -eu  # no pipefail: `| head` ends its writer early on purpose
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TOOLS="callgrind perf strace"
@@ -72,6 +72,11 @@ stop() {
     fi
 }
 
+# Shorter paths in the summaries: the toolchain's and the registry's.
+shorten() {
+    sed -E 's#/rustc/[0-9a-f]+/library/#std:#g; s#/root/.cargo/registry/src/[^/]+/##g; s#'"$ROOT"'/##g; s# +\[[^]]*\]$##; s# +- +- *$##'
+}
+
 selected() {
     [ -z "$ONLY" ] && return 0
     case ",$ONLY," in *",$1,"*) return 0 ;; esac
@@ -93,25 +98,32 @@ for entry in "${SCENARIOS[@]}"; do
         echo "== $tool $id: sol-bench $args" >&2
         case "$tool" in
         callgrind)
+            rm -f "$OUT/callgrind.$id.out"*
             taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.$id.out" \
                 "$SOL" -c "$WORK/sol.conf" 2>"$WORK/valgrind.log" &
             PID=$!
             wait_port
-            callgrind_control -z "$PID" >/dev/null
+            # Count the load only: zero after start-up, dump after the run
+            # (the dump is the file with the .1 suffix).
+            callgrind_control -z "$PID" >/dev/null 2>&1
             received=$(run_bench "$args")
-            callgrind_control -d "$PID" >/dev/null
-            sleep 1
+            callgrind_control -d "$PID" >/dev/null 2>&1
             stop
-            file=$(ls -t "$OUT"/callgrind."$id".out* | head -1)
+            file="$OUT/callgrind.$id.out.1"
             total=$(callgrind_annotate "$file" | sed -n 's/^\([0-9,]*\) (100.0%).*PROGRAM TOTALS.*/\1/p' | tr -d ,)
             {
                 echo "# sol-bench $args"
-                echo "# delivered: $received; instructions: $total; per delivery: $((total / (received > 0 ? received : 1)))"
-                callgrind_annotate --threshold=95 "$file" | sed -n '/^-* *$/,$p' | head -60
+                echo "# delivered: $received; instructions: $total; per delivery: $((${total:-0} / (received > 0 ? received : 1)))"
+                # Zeroing mid-run leaves the frames then on the stack at
+                # 100 %; they carry no cost of their own and are skipped.
+                echo "# self cost"
+                callgrind_annotate --inclusive=no --threshold=100 "$file" | sed -n '/file:function/,$p' \
+                    | grep -v '(100.0%)' | head -32
                 echo
-                echo "# inclusive"
-                callgrind_annotate --inclusive=yes --threshold=99 "$file" | sed -n '/Ir/,$p' | head -60
-            } > "$OUT/callgrind.$id.txt"
+                echo "# inclusive cost"
+                callgrind_annotate --inclusive=yes --threshold=100 "$file" | sed -n '/file:function/,$p' \
+                    | grep -v '(100.0%)' | head -45
+            } | shorten > "$OUT/callgrind.$id.txt"
             ;;
         perf)
             taskset -c 0 "$SOL" -c "$WORK/sol.conf" &
@@ -120,7 +132,8 @@ for entry in "${SCENARIOS[@]}"; do
             perf record -q -e cpu-clock -F 2999 -g -p "$PID" -o "$OUT/perf.$id.data" 2>/dev/null &
             perf_pid=$!
             sleep 0.3
-            received=$(run_bench "$args")
+            # Samples need time: a 5-second run, not the fixed count.
+            received=$(run_bench "${args%--messages*} --duration 5")
             kill -INT "$perf_pid"
             wait "$perf_pid" 2>/dev/null || true
             stop
@@ -128,7 +141,7 @@ for entry in "${SCENARIOS[@]}"; do
                 echo "# sol-bench $args; delivered $received"
                 perf report -i "$OUT/perf.$id.data" --no-children --sort symbol --percent-limit 0.7 --stdio 2>/dev/null \
                     | grep -v '^$' | grep -E '^ +[0-9]|^#' | head -60
-            } > "$OUT/perf.$id.txt"
+            } | shorten > "$OUT/perf.$id.txt"
             ;;
         strace)
             taskset -c 0 "$SOL" -c "$WORK/sol.conf" &

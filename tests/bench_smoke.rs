@@ -36,7 +36,11 @@ impl Json {
 
     fn get(&self, key: &str) -> &str {
         let pat = format!("\"{key}\":");
-        let start = self.0.find(&pat).unwrap_or_else(|| panic!("{key} missing in {}", self.0)) + pat.len();
+        let start = self
+            .0
+            .find(&pat)
+            .unwrap_or_else(|| panic!("{key} missing in {}", self.0))
+            + pat.len();
         let rest = &self.0[start..];
         let end = rest.find([',', '}']).unwrap();
         &rest[..end]
@@ -47,7 +51,17 @@ fn fanin(broker: &TestBroker, qos: &str, extra: &[&str]) -> Json {
     let port = broker.addr().port().to_string();
     let host = broker.addr().ip().to_string();
     let mut args = vec![
-        "fanin", "--host", &host, "--port", &port, "--pubs", "2", "--messages", "50", "--qos", qos,
+        "fanin",
+        "--host",
+        &host,
+        "--port",
+        &port,
+        "--pubs",
+        "2",
+        "--messages",
+        "50",
+        "--qos",
+        qos,
     ];
     args.extend_from_slice(extra);
     let out = bench(&args);
