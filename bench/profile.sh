@@ -41,6 +41,7 @@ ip_port $PORT
 log_level WARNING
 max_queued_messages 100000
 CONF
+# sol's default QoS 1/2 window (20) is kept: the profile is of the defaults.
 
 # ID|arguments with a fixed message count (200 000 deliveries each, about)
 SCENARIOS=(
@@ -133,12 +134,13 @@ for entry in "${SCENARIOS[@]}"; do
             perf_pid=$!
             sleep 0.3
             # Samples need time: a 5-second run, not the fixed count.
-            received=$(run_bench "${args%--messages*} --duration 5")
+            timed="${args%--messages*}--duration 5"
+            received=$(run_bench "$timed")
             kill -INT "$perf_pid"
             wait "$perf_pid" 2>/dev/null || true
             stop
             {
-                echo "# sol-bench $args; delivered $received"
+                echo "# sol-bench $timed; delivered $received"
                 perf report -i "$OUT/perf.$id.data" --no-children --sort symbol --percent-limit 0.7 --stdio 2>/dev/null \
                     | grep -v '^$' | grep -E '^ +[0-9]|^#' | head -60
             } | shorten > "$OUT/perf.$id.txt"
