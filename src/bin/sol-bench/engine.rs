@@ -1,0 +1,780 @@
+//! The event loop that drives every client of a run.
+//!
+//! One thread, one `mio` poll. A run has three stages:
+//!
+//! 1. **Setup**: subscribers connect and subscribe, then publishers connect,
+//!    at most `--concurrency` at a time (more would overflow the broker's
+//!    listen backlog and turn into one-second SYN retries).
+//! 2. **Load**: publishers write PUBLISH packets, up to a batch per loop turn
+//!    each, held back by their QoS 1/2 window, by the rate when one is
+//!    given, and by the number of deliveries sent but not yet received
+//!    (`--outstanding`), so a QoS 0 stream measures the broker's throughput
+//!    instead of its drop policy. Subscribers read, verify and acknowledge.
+//! 3. **Drain**: publishing stops; the run waits for the last deliveries and
+//!    acknowledgements, or `--drain` at most.
+//!
+//! The broker's CPU time is read at the start of the load and at the end of
+//! the drain, so setup and teardown are not counted.
+
+use std::io::{self, Read};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll, Token};
+use slab::Slab;
+use sol::protocol::{
+    encode, Connect, ConnectReturnCode, Packet, PacketId, Protocol, QoS, SubackCode, Subscribe,
+    TopicFilter,
+};
+
+use crate::args::{Options, Scenario, Target};
+use crate::client::{Client, Phase, Publisher, Role, Stream, Subscriber, Window};
+use crate::procstat::{self, Sample};
+use crate::report::{ConnsResult, LoadResult, Measures};
+use crate::verify::{Counts, Tracker};
+use crate::wire::{read_stamp, PublishTemplate, Stamp};
+
+/// A publisher stops filling its buffer past this many bytes in one turn.
+const HIGH_WATER: usize = 64 * 1024;
+/// At most this many messages per publisher per loop turn, so that reads
+/// are served between bursts.
+const BATCH: usize = 256;
+/// Bytes read per `read` call.
+const READ_CHUNK: usize = 64 * 1024;
+/// Outside the latency scenario, one delivery in this many has its latency
+/// recorded: enough for percentiles, cheap at millions per second.
+const LATENCY_SAMPLING: u64 = 16;
+/// A QoS 0 stream held back by `--outstanding` that receives nothing for
+/// this long counts the missing deliveries as lost and goes on.
+const STALL: Duration = Duration::from_millis(500);
+
+/// What a client is set up to be.
+struct Spec {
+    role: SpecRole,
+    index: usize,
+}
+
+#[derive(Clone, Copy)]
+enum SpecRole {
+    Subscriber,
+    Publisher,
+    Idle,
+}
+
+/// Counters of the load stage.
+#[derive(Default)]
+struct Stats {
+    sent: u64,
+    expected: u64,
+    received: u64,
+    foreign: u64,
+    /// Deliveries given up on after a stall.
+    forgiven: u64,
+    stalls: u64,
+    protocol_errors: u64,
+    latencies_ns: Vec<u64>,
+    last_delivery: Option<Instant>,
+}
+
+pub struct Engine {
+    opts: Options,
+    poll: Poll,
+    events: Events,
+    clients: Slab<Client>,
+    dirty: Vec<usize>,
+    scratch: Vec<u8>,
+    publishers: Vec<usize>,
+    subscribers: Vec<usize>,
+    stats: Stats,
+    /// Every payload's time is measured from here.
+    epoch: Instant,
+    /// Run tag: client ids and topics of this run are unique.
+    tag: String,
+    ready: usize,
+    connecting: usize,
+    sending: bool,
+    last_progress: Instant,
+}
+
+fn err(context: &str, e: impl std::fmt::Display) -> String {
+    format!("{context}: {e}")
+}
+
+impl Engine {
+    pub fn new(opts: Options) -> Result<Engine, String> {
+        let epoch = Instant::now();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let tag = format!(
+            "{:06x}",
+            (nanos ^ std::process::id().rotate_left(12)) & 0xff_ffff
+        );
+        Ok(Engine {
+            opts,
+            poll: Poll::new().map_err(|e| err("poll", e))?,
+            events: Events::with_capacity(1024),
+            clients: Slab::new(),
+            dirty: Vec::new(),
+            scratch: vec![0; READ_CHUNK],
+            publishers: Vec::new(),
+            subscribers: Vec::new(),
+            stats: Stats::default(),
+            epoch,
+            tag,
+            ready: 0,
+            connecting: 0,
+            sending: false,
+            last_progress: epoch,
+        })
+    }
+
+    fn broker_sample(&self) -> Result<Option<Sample>, String> {
+        match self.opts.pid {
+            Some(pid) => procstat::sample(&pid.to_string()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn topic(&self, index: usize) -> String {
+        match self.opts.scenario {
+            Scenario::Pairs => format!("sol-bench/{}/pair/{index}", self.tag),
+            s => format!("sol-bench/{}/{}", self.tag, s.name()),
+        }
+    }
+
+    /// The specs of a scenario: subscribers first, so none misses a message.
+    fn specs(&self) -> Vec<Spec> {
+        let (pubs, subs) = self.opts.shape();
+        let mut specs: Vec<Spec> = (0..subs)
+            .map(|index| Spec {
+                role: SpecRole::Subscriber,
+                index,
+            })
+            .collect();
+        specs.extend((0..pubs).map(|index| Spec {
+            role: SpecRole::Publisher,
+            index,
+        }));
+        if self.opts.scenario == Scenario::Conns {
+            specs.extend((0..self.opts.conns).map(|index| Spec {
+                role: SpecRole::Idle,
+                index,
+            }));
+        }
+        specs
+    }
+
+    fn open(&mut self, spec: &Spec, serial: usize) -> Result<(), String> {
+        let stream = match &self.opts.target {
+            Target::Unix(path) => Stream::unix(path),
+            Target::Tcp(addr) => Stream::tcp(*addr, self.source(*addr, serial)),
+        }
+        .map_err(|e| err("connect", e))?;
+        let (pubs, subs) = self.opts.shape();
+        let qos = self.opts.qos;
+        let (role, filter, letter) = match spec.role {
+            SpecRole::Idle => (Role::Idle, None, 'c'),
+            SpecRole::Subscriber => {
+                let (first_pub, count) = match self.opts.scenario {
+                    Scenario::Pairs => (spec.index, 1),
+                    _ => (0, pubs),
+                };
+                let sub = Subscriber {
+                    first_pub: first_pub as u32,
+                    trackers: vec![Tracker::default(); count],
+                };
+                (Role::Subscriber(sub), Some(self.topic(spec.index)), 's')
+            }
+            SpecRole::Publisher => {
+                let fanout = match self.opts.scenario {
+                    Scenario::Pairs => 1,
+                    _ => subs as u64,
+                };
+                let p = Publisher {
+                    id: spec.index as u32,
+                    template: PublishTemplate::new(&self.topic(spec.index), qos, self.opts.size),
+                    next_seq: 0,
+                    window: Window::new(self.opts.inflight),
+                    fanout,
+                    next_due: None,
+                    done: false,
+                };
+                (Role::Publisher(Box::new(p)), None, 'p')
+            }
+        };
+        let mut client = Client::new(stream, role, filter);
+        let connect = Connect {
+            protocol: Protocol::V311,
+            clean_session: true,
+            keep_alive: self.opts.keepalive,
+            client_id: format!("sb{}{letter}{}", self.tag, spec.index),
+            will: None,
+            username: None,
+            password: None,
+        };
+        encode(&Packet::Connect(Box::new(connect)), &mut client.output);
+        let entry = self.clients.vacant_entry();
+        let key = entry.key();
+        client
+            .stream
+            .register(self.poll.registry(), Token(key))
+            .map_err(|e| err("register", e))?;
+        entry.insert(client);
+        match spec.role {
+            SpecRole::Publisher => self.publishers.push(key),
+            SpecRole::Subscriber => self.subscribers.push(key),
+            SpecRole::Idle => {}
+        }
+        self.connecting += 1;
+        Ok(())
+    }
+
+    /// The source address of the `serial`th TCP client: 127.0.0.1 to
+    /// 127.0.0.K in turn, when the broker is on the loopback and K > 1.
+    fn source(&self, addr: SocketAddr, serial: usize) -> Option<Ipv4Addr> {
+        let k = usize::from(self.opts.sources);
+        if k <= 1 || !addr.ip().is_loopback() || !addr.is_ipv4() {
+            return None;
+        }
+        Some(Ipv4Addr::new(127, 0, 0, 1 + (serial % k) as u8))
+    }
+
+    /// Connects everything the scenario needs; returns when all are ready.
+    fn setup(&mut self) -> Result<Duration, String> {
+        let specs = self.specs();
+        let started = Instant::now();
+        let limit = Duration::from_secs(60) + Duration::from_millis(specs.len() as u64 * 2);
+        let mut next = 0;
+        while self.ready < specs.len() {
+            while self.connecting < self.opts.concurrency {
+                let Some(spec) = specs.get(next) else { break };
+                self.open(spec, next)?;
+                next += 1;
+            }
+            self.turn(Some(Duration::from_millis(50)))?;
+            if started.elapsed() > limit {
+                return Err(format!(
+                    "setup: only {} of {} clients ready after {:?}",
+                    self.ready,
+                    specs.len(),
+                    limit
+                ));
+            }
+            let total = specs.len();
+            self.progress(|e| format!("setup: {}/{total} clients ready", e.ready));
+        }
+        Ok(started.elapsed())
+    }
+
+    /// One poll and everything it reports; then every dirty client is
+    /// flushed.
+    fn turn(&mut self, timeout: Option<Duration>) -> Result<(), String> {
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(err("poll", e)),
+        }
+        let now = Instant::now();
+        let keys: Vec<(usize, bool, bool)> = self
+            .events
+            .iter()
+            .map(|e| {
+                (
+                    e.token().0,
+                    e.is_writable() || e.is_error(),
+                    e.is_readable() || e.is_read_closed() || e.is_error(),
+                )
+            })
+            .collect();
+        for (key, writable, readable) in keys {
+            if writable {
+                self.on_writable(key)?;
+            }
+            if readable {
+                self.on_readable(key, now)?;
+            }
+        }
+        self.flush_dirty()
+    }
+
+    fn on_writable(&mut self, key: usize) -> Result<(), String> {
+        let Some(c) = self.clients.get_mut(key) else {
+            return Ok(());
+        };
+        if !c.connected {
+            if let Some(e) = c.stream.take_error().map_err(|e| err("connect", e))? {
+                return Err(err("connect", e));
+            }
+            c.connected = true;
+        }
+        c.blocked = false;
+        c.flush().map_err(|e| err("write", e))
+    }
+
+    fn on_readable(&mut self, key: usize, now: Instant) -> Result<(), String> {
+        let Engine {
+            clients,
+            scratch,
+            stats,
+            dirty,
+            opts,
+            epoch,
+            ready,
+            connecting,
+            ..
+        } = self;
+        let Some(c) = clients.get_mut(key) else {
+            return Ok(());
+        };
+        let now_ns = now.duration_since(*epoch).as_nanos() as u64;
+        let every = if opts.scenario == Scenario::Latency {
+            1
+        } else {
+            LATENCY_SAMPLING
+        };
+        loop {
+            let n = match c.stream.read(scratch) {
+                Ok(0) => return Err("the broker closed a connection".to_string()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(err("read", e)),
+            };
+            c.input
+                .extend_from_slice(scratch.get(..n).unwrap_or_default());
+            while let Some(packet) = c
+                .decoder
+                .decode(&mut c.input)
+                .map_err(|e| err("decode", e))?
+            {
+                let before = c.phase;
+                handle(c, packet, stats, opts, now_ns, every)?;
+                if before != Phase::Ready && c.phase == Phase::Ready {
+                    *ready += 1;
+                    *connecting -= 1;
+                }
+            }
+            if !c.output.is_empty() && !c.dirty {
+                c.dirty = true;
+                dirty.push(key);
+            }
+            if n < scratch.len() {
+                // A short read leaves the socket empty as far as we can tell;
+                // epoll reports the next arrival as a new edge (tokio relies
+                // on the same), which saves the read that would only return
+                // WouldBlock.
+                return Ok(());
+            }
+        }
+    }
+
+    fn flush_dirty(&mut self) -> Result<(), String> {
+        for key in std::mem::take(&mut self.dirty) {
+            if let Some(c) = self.clients.get_mut(key) {
+                c.dirty = false;
+                c.flush().map_err(|e| err("write", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishers write what their limits allow. True when one stopped only
+    /// at its batch size, so the loop should come straight back.
+    fn pump(&mut self, now: Instant) -> bool {
+        let Engine {
+            clients,
+            publishers,
+            stats,
+            dirty,
+            opts,
+            epoch,
+            sending,
+            ..
+        } = self;
+        let cap = opts.outstanding;
+        let interval = opts.rate.map(|r| Duration::from_secs_f64(1.0 / r));
+        let mut hot = false;
+        for &key in publishers.iter() {
+            let Some(c) = clients.get_mut(key) else {
+                continue;
+            };
+            if c.blocked || c.phase != Phase::Ready {
+                continue;
+            }
+            let Role::Publisher(p) = &mut c.role else {
+                continue;
+            };
+            let mut n = 0;
+            while n < BATCH && c.output.len() < HIGH_WATER {
+                if !*sending || p.done {
+                    break;
+                }
+                if opts.messages.is_some_and(|m| u64::from(p.next_seq) >= m) {
+                    p.done = true;
+                    break;
+                }
+                let due = p.next_due.unwrap_or(now);
+                if interval.is_some() && due > now {
+                    break;
+                }
+                let outstanding = stats.expected - stats.received - stats.forgiven;
+                if outstanding + p.fanout > cap.max(p.fanout) {
+                    break;
+                }
+                let id = if opts.qos == QoS::AtMostOnce {
+                    0
+                } else {
+                    match p.window.acquire() {
+                        Some(id) => id,
+                        None => break,
+                    }
+                };
+                let sent_ns = if interval.is_some() {
+                    Instant::now().duration_since(*epoch).as_nanos() as u64
+                } else {
+                    now.duration_since(*epoch).as_nanos() as u64
+                };
+                let stamp = Stamp {
+                    publisher: p.id,
+                    seq: p.next_seq,
+                    sent_ns,
+                };
+                p.template.write(&mut c.output, id, stamp);
+                p.next_seq += 1;
+                stats.sent += 1;
+                stats.expected += p.fanout;
+                if let Some(i) = interval {
+                    // Behind schedule by more than a second: catch up by
+                    // skipping, not by a burst that measures a queue.
+                    let next = due + i;
+                    p.next_due = Some(if next + Duration::from_secs(1) < now {
+                        now
+                    } else {
+                        next
+                    });
+                }
+                n += 1;
+            }
+            if n == BATCH || c.output.len() >= HIGH_WATER {
+                hot = true;
+            }
+            if n > 0 && !c.dirty {
+                c.dirty = true;
+                dirty.push(key);
+            }
+        }
+        hot
+    }
+
+    /// Time until the next rate-limited publisher is due.
+    fn next_due(&self, now: Instant) -> Option<Duration> {
+        self.opts.rate?;
+        self.publishers
+            .iter()
+            .filter_map(|&k| match &self.clients.get(k)?.role {
+                Role::Publisher(p) if !p.done => p.next_due,
+                _ => None,
+            })
+            .min()
+            .map(|due| due.saturating_duration_since(now))
+    }
+
+    fn all_sent(&self) -> bool {
+        self.publishers.iter().all(|&k| match self.clients.get(k) {
+            Some(Client {
+                role: Role::Publisher(p),
+                ..
+            }) => p.done,
+            _ => true,
+        })
+    }
+
+    fn windows_empty(&self) -> bool {
+        self.publishers.iter().all(|&k| match self.clients.get(k) {
+            Some(Client {
+                role: Role::Publisher(p),
+                ..
+            }) => p.window.inflight == 0,
+            _ => true,
+        })
+    }
+
+    /// Prints `line` on stderr, at most once a second.
+    fn progress(&mut self, line: impl FnOnce(&Engine) -> String) {
+        if self.opts.quiet || self.last_progress.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.last_progress = Instant::now();
+        let line = line(self);
+        eprintln!("[{} {}] {line}", self.opts.label, self.opts.scenario.name());
+    }
+
+    fn load_line(&self, start: Instant) -> String {
+        let secs = start.elapsed().as_secs_f64();
+        format!(
+            "{secs:5.1}s sent {} received {} ({:.0}/s)",
+            self.stats.sent,
+            self.stats.received,
+            self.stats.received as f64 / secs.max(1e-9)
+        )
+    }
+
+    /// Runs the load and drain stages of a message scenario.
+    pub fn run_load(mut self) -> Result<LoadResult, String> {
+        let setup = self.setup()?;
+        let broker_before = self.broker_sample()?;
+        let bench_before = procstat::sample("self")?;
+        let start = Instant::now();
+        self.stats.last_delivery = Some(start);
+        for &key in &self.publishers {
+            if let Some(Client {
+                role: Role::Publisher(p),
+                ..
+            }) = self.clients.get_mut(key)
+            {
+                p.next_due = self.opts.rate.map(|_| start);
+            }
+        }
+        self.sending = true;
+        let deadline = start + self.opts.duration;
+        let mut stopped: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            if self.sending && (self.opts.messages.is_none() && now >= deadline || self.all_sent())
+            {
+                self.sending = false;
+            }
+            if !self.sending {
+                let at = *stopped.get_or_insert(now);
+                let received = self.stats.received + self.stats.forgiven;
+                if received >= self.stats.expected && self.windows_empty() {
+                    break;
+                }
+                // Nothing arrived for a second after the last send: what is
+                // missing is lost, no need to sit out all of --drain.
+                let quiet = self
+                    .stats
+                    .last_delivery
+                    .map_or(true, |t| now.duration_since(t) > STALL * 2);
+                if now.duration_since(at) > self.opts.drain
+                    || quiet && now.duration_since(at) > STALL * 2
+                {
+                    break;
+                }
+            }
+            self.unstall(now);
+            let hot = self.pump(now);
+            self.flush_dirty()?;
+            let timeout = if hot {
+                Some(Duration::ZERO)
+            } else {
+                let tick = Duration::from_millis(100);
+                Some(self.next_due(now).map_or(tick, |d| d.min(tick)))
+            };
+            self.turn(timeout)?;
+            self.progress(|e| e.load_line(start));
+        }
+        let end = self.stats.last_delivery.unwrap_or(start).max(start);
+        let broker_after = self.broker_sample()?;
+        let bench_after = procstat::sample("self")?;
+        let counts = self.counts();
+        let measures = Measures::new(broker_before, broker_after, bench_before, bench_after);
+        let mut latencies = std::mem::take(&mut self.stats.latencies_ns);
+        latencies.sort_unstable();
+        self.disconnect();
+        Ok(LoadResult {
+            opts: self.opts.clone(),
+            setup,
+            elapsed: end.duration_since(start),
+            counts,
+            stalls: self.stats.stalls,
+            protocol_errors: self.stats.protocol_errors,
+            latencies_ns: latencies,
+            measures,
+        })
+    }
+
+    /// A QoS 0 stream that stopped moving: the broker dropped what is
+    /// outstanding. Count it lost (the verification reports it) and go on.
+    fn unstall(&mut self, now: Instant) {
+        let last = self.stats.last_delivery.unwrap_or(now);
+        let outstanding = self.stats.expected - self.stats.received - self.stats.forgiven;
+        if self.sending && outstanding > 0 && now.duration_since(last) > STALL {
+            self.stats.forgiven += outstanding;
+            self.stats.stalls += 1;
+            self.stats.last_delivery = Some(now);
+        }
+    }
+
+    fn counts(&self) -> Counts {
+        let mut sent_by: Vec<u64> = Vec::new();
+        for &k in &self.publishers {
+            if let Some(Client {
+                role: Role::Publisher(p),
+                ..
+            }) = self.clients.get(k)
+            {
+                let id = p.id as usize;
+                if sent_by.len() <= id {
+                    sent_by.resize(id + 1, 0);
+                }
+                if let Some(slot) = sent_by.get_mut(id) {
+                    *slot = u64::from(p.next_seq);
+                }
+            }
+        }
+        let mut counts = Counts {
+            sent: self.stats.sent,
+            expected: self.stats.expected,
+            received: self.stats.received,
+            foreign: self.stats.foreign,
+            ..Counts::default()
+        };
+        for &k in &self.subscribers {
+            if let Some(Client {
+                role: Role::Subscriber(s),
+                ..
+            }) = self.clients.get(k)
+            {
+                for (i, t) in s.trackers.iter().enumerate() {
+                    let sent = sent_by.get(s.first_pub as usize + i).copied().unwrap_or(0);
+                    counts.add(t, sent);
+                }
+            }
+        }
+        counts
+    }
+
+    /// Says DISCONNECT to everyone (best effort) and closes the sockets.
+    fn disconnect(&mut self) {
+        for (_, c) in self.clients.iter_mut() {
+            if c.connected {
+                encode(&Packet::Disconnect, &mut c.output);
+                let _ = c.flush();
+            }
+        }
+        self.clients.clear();
+    }
+
+    /// The conns scenario: open idle clients, time it, weigh the broker.
+    pub fn run_conns(mut self) -> Result<ConnsResult, String> {
+        let broker_before = self.broker_sample()?;
+        let bench_before = procstat::sample("self")?;
+        let elapsed = self.setup()?;
+        let broker_connected = self.broker_sample()?;
+        let hold_until = Instant::now() + self.opts.hold;
+        while Instant::now() < hold_until {
+            self.turn(Some(Duration::from_millis(50)))?;
+        }
+        let broker_after = self.broker_sample()?;
+        let bench_after = procstat::sample("self")?;
+        let measures = Measures::new(broker_before, broker_connected, bench_before, bench_after);
+        let conns = self.clients.len();
+        self.disconnect();
+        Ok(ConnsResult {
+            opts: self.opts.clone(),
+            conns,
+            elapsed,
+            measures,
+            rss_held_kb: broker_after.map(|s| s.rss_kb),
+        })
+    }
+}
+
+/// One packet from the broker.
+fn handle(
+    c: &mut Client,
+    packet: Packet,
+    stats: &mut Stats,
+    opts: &Options,
+    now_ns: u64,
+    every: u64,
+) -> Result<(), String> {
+    match packet {
+        Packet::Connack(ack) => {
+            if ack.code != ConnectReturnCode::Accepted {
+                return Err(format!("CONNACK refused: {:?}", ack.code));
+            }
+            if c.phase != Phase::Connecting {
+                stats.protocol_errors += 1;
+                return Ok(());
+            }
+            match &c.filter {
+                Some(filter) => {
+                    let filter = TopicFilter::new(filter.clone()).map_err(|e| err("filter", e))?;
+                    let subscribe = Subscribe {
+                        packet_id: PacketId::FIRST,
+                        filters: vec![(filter, opts.qos)],
+                    };
+                    encode(&Packet::Subscribe(subscribe), &mut c.output);
+                    c.phase = Phase::Subscribing;
+                }
+                None => c.phase = Phase::Ready,
+            }
+        }
+        Packet::Suback(ack) => {
+            if ack.codes.contains(&SubackCode::Failure) {
+                return Err("SUBSCRIBE refused".to_string());
+            }
+            if c.phase == Phase::Subscribing {
+                c.phase = Phase::Ready;
+            } else {
+                stats.protocol_errors += 1;
+            }
+        }
+        Packet::Publish(publish) => {
+            let Role::Subscriber(sub) = &mut c.role else {
+                stats.protocol_errors += 1;
+                return Ok(());
+            };
+            stats.received += 1;
+            stats.last_delivery = Some(Instant::now());
+            let tracker = read_stamp(&publish.payload).and_then(|stamp| {
+                let i = stamp.publisher.checked_sub(sub.first_pub)? as usize;
+                Some((stamp, sub.trackers.get_mut(i)?))
+            });
+            match tracker {
+                Some((stamp, tracker)) => {
+                    tracker.record(stamp.seq);
+                    if stats.received % every == 0 {
+                        stats
+                            .latencies_ns
+                            .push(now_ns.saturating_sub(stamp.sent_ns));
+                    }
+                }
+                None => stats.foreign += 1,
+            }
+            match (publish.qos, publish.packet_id) {
+                (QoS::AtLeastOnce, Some(id)) => encode(&Packet::Puback(id), &mut c.output),
+                (QoS::ExactlyOnce, Some(id)) => encode(&Packet::Pubrec(id), &mut c.output),
+                _ => {}
+            }
+        }
+        Packet::Pubrel(id) => encode(&Packet::Pubcomp(id), &mut c.output),
+        Packet::Puback(id) | Packet::Pubcomp(id) => {
+            let ok = match &mut c.role {
+                Role::Publisher(p) => p.window.complete(id.get(), opts.qos),
+                _ => false,
+            };
+            if !ok {
+                stats.protocol_errors += 1;
+            }
+        }
+        Packet::Pubrec(id) => {
+            let ok = match &mut c.role {
+                Role::Publisher(p) if opts.qos == QoS::ExactlyOnce => p.window.received(id.get()),
+                _ => false,
+            };
+            if ok {
+                encode(&Packet::Pubrel(id), &mut c.output);
+            } else {
+                stats.protocol_errors += 1;
+            }
+        }
+        Packet::Pingresp | Packet::Unsuback(_) => {}
+        other => return Err(format!("unexpected {} from the broker", other.name())),
+    }
+    Ok(())
+}
