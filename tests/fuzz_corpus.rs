@@ -10,7 +10,7 @@
 //! - every seed, and every crash kept under `tests/fixtures/fuzz/<target>/`,
 //!   is replayed;
 //! - a bounded random-mutation loop (bit flips, byte changes, insertions,
-//!   deletions, splices of seeds) runs each target for a few thousand inputs.
+//!   deletions, splices of seeds) runs each target for twenty thousand inputs.
 //!   `SOL_FUZZ_ITERATIONS` and `SOL_FUZZ_SEED` make it run longer or
 //!   elsewhere. An input that panics is written to
 //!   `target/fuzz-failures/<target>-<seed>-<n>` before the test fails.
@@ -198,7 +198,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 /// that a slow (debug, loaded) machine still finishes in seconds.
 fn mutation_loop(target: &str) {
     let seed = env_u64("SOL_FUZZ_SEED", 0x5017);
-    let iterations = env_u64("SOL_FUZZ_ITERATIONS", 3000);
+    let iterations = env_u64("SOL_FUZZ_ITERATIONS", 20_000);
     let budget = if std::env::var_os("SOL_FUZZ_ITERATIONS").is_some() {
         Duration::MAX
     } else {

@@ -301,7 +301,7 @@ pub fn scale(broker: &mut Broker, o: &Options) -> io::Result<bool> {
     for i in 0..o.extra {
         let connect = connect_packet(&format!("extra{i}"), true, keepalive, None);
         let outcome = match dial(broker.addr, source(n + i), None) {
-            Err(e) => format!("connect failed: {}", e.kind()),
+            Err(e) => format!("connect failed: {e}"),
             Ok(s) => {
                 let mut conn = Conn::new(s);
                 let _ = conn.send(&[connect]);
