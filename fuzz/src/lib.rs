@@ -21,6 +21,8 @@
 //! | `passwd`  | [`PasswordFile::parse`]                                        |
 //! | `acl`     | [`AclFile::parse`] and its checks                              |
 
+#![forbid(unsafe_code)]
+
 use std::io;
 use std::time::{Duration, Instant};
 

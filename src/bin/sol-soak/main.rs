@@ -8,6 +8,8 @@
 //! Every client connects to 127.0.0.1 from 127.0.0.1 to 127.0.0.8; nothing
 //! leaves the machine. Exit status 0 when the scenario met its bound.
 
+#![forbid(unsafe_code)]
+
 mod broker;
 mod client;
 mod scenarios;
