@@ -749,3 +749,117 @@ fn subscriber_that_never_reads_does_not_stall_the_broker() {
     });
     drop(slow);
 }
+
+/// BAD_INPUTS 33: a client's PUBLISH to `$SOL/...` (the broker's own tree)
+/// is acknowledged as usual and dropped ([MQTT-3.3.5-2]): no subscriber of
+/// `$SOL/#` ever sees it, nothing is retained, and the client stays
+/// connected. sol-only: `$SOL` means nothing to another broker.
+#[test]
+fn row_33_publish_to_broker_topics_is_refused() {
+    let Some(broker) = TestBroker::sol_only("$SOL is sol's own tree") else {
+        return;
+    };
+    with_bystander(&broker, || {
+        let marker = unique_topic("r33");
+        let mut watcher = Raw::connected_clean(broker.addr(), &unique_id("w"));
+        watcher.subscribe(1, &[("$SOL/#", 0), (&marker, 0)], &[0, 0]);
+        let mut raw = Raw::connected_clean(broker.addr(), &unique_id("r33"));
+        let topics = ["$SOL/broker/uptime", "$SOL/forged", "$SOL"];
+        for (i, topic) in topics.iter().enumerate() {
+            let id = u16::try_from(i + 1).unwrap();
+            raw.send(&publish(topic, b"forged", 0, true, None));
+            raw.send(&publish(topic, b"forged", 1, true, Some(id)));
+            raw.expect(&puback(id));
+            raw.send(&publish(topic, b"forged", 2, false, Some(id)));
+            raw.expect(&pubrec(id));
+            raw.send(&pubrel(id));
+            raw.expect(&pubcomp(id));
+        }
+        raw.send(&publish(&marker, b"end", 0, false, None));
+        let got = watcher.collect_until(&marker, b"end");
+        assert!(
+            got.iter().all(|p| p.payload != b"forged"),
+            "a client's write to $SOL was delivered: {got:?}"
+        );
+        raw.ping();
+
+        // Nothing was retained either: a new subscriber gets none of it.
+        let mut late = Raw::connected_clean(broker.addr(), &unique_id("l"));
+        late.subscribe(1, &[("$SOL/#", 0), (&marker, 0)], &[0, 0]);
+        raw.send(&publish(&marker, b"end", 0, false, None));
+        let got = late.collect_until(&marker, b"end");
+        assert!(
+            got.iter().all(|p| p.payload != b"forged"),
+            "a client's write to $SOL was retained: {got:?}"
+        );
+    });
+}
+
+/// Lesson of the original C Sol (CVE-2025-63235, CVE-2025-63236): a
+/// connection refused or closed for a protocol error leaves nothing behind.
+/// A clean session ends with its connection, whatever the path: the same
+/// client id then starts a new session (session present 0) and the old
+/// subscription delivers nowhere. A persistent session survives the close,
+/// as the standard requires, and still delivers.
+#[test]
+fn lesson_every_close_path_frees_the_session() {
+    let broker = TestBroker::start();
+    with_bystander(&broker, || {
+        let t = unique_topic("free");
+        let mut publisher = Raw::connected_clean(broker.addr(), &unique_id("p"));
+        let mut closes: Vec<(&str, Vec<u8>)> = vec![
+            ("second CONNECT", connect(&unique_id("x"))),
+            (
+                "PUBLISH at QoS 3",
+                publish_raw(t.as_bytes(), b"x", 3, false, false, Some(1)),
+            ),
+            ("server-only CONNACK", connack(false, 0)),
+            ("reserved type 15", vec![0xF0, 0x00]),
+        ];
+        if broker.checks_sol_only("mosquitto 2.0 ignores SUBACK from clients") {
+            closes.push(("server-only SUBACK", suback(1, &[0])));
+        }
+        for (why, bytes) in closes {
+            println!("close path: {why}");
+            // A clean session, closed for breaking the protocol ...
+            let id = unique_id("free");
+            let mut raw = Raw::connected_clean(broker.addr(), &id);
+            raw.subscribe(1, &[(&t, 1)], &[1]);
+            raw.send(&bytes);
+            raw.expect_closed();
+            // ... is gone: the id starts afresh, the subscription is gone.
+            let mut again = Raw::connected(broker.addr(), &Connect::new(&id).clean(false), false);
+            publisher.send(&publish(&t, b"to nobody", 1, false, Some(2)));
+            publisher.expect(&puback(2));
+            again.ping();
+            again.expect_silence(Duration::from_millis(50));
+            // Leave no persistent session behind: a clean CONNECT ends it.
+            again.send(&DISCONNECT);
+            let _ = Raw::connected(broker.addr(), &Connect::new(&id), false);
+        }
+
+        // A CONNECT refused with a return code leaves no session either.
+        let id = unique_id("refused");
+        let mut raw = Raw::tcp(broker.addr());
+        let mut c = Connect::new(&id).clean(false);
+        c.level = 3;
+        raw.send(&c.bytes());
+        raw.expect(&connack(false, 1));
+        raw.expect_closed();
+        let mut raw = Raw::connected(broker.addr(), &Connect::new(&id).clean(false), false);
+        raw.send(&DISCONNECT);
+        let _ = Raw::connected(broker.addr(), &Connect::new(&id), false);
+
+        // A persistent session outlives a protocol-error close, as it must.
+        let id = unique_id("kept");
+        let mut raw = Raw::connected(broker.addr(), &Connect::new(&id).clean(false), false);
+        raw.subscribe(1, &[(&t, 0)], &[0]);
+        raw.send(&[0xF0, 0x00]);
+        raw.expect_closed();
+        let mut again = Raw::connected(broker.addr(), &Connect::new(&id).clean(false), true);
+        publisher.send(&publish(&t, b"kept", 0, false, None));
+        again.expect_message(&t, b"kept", 0);
+        again.send(&DISCONNECT);
+        let _ = Raw::connected(broker.addr(), &Connect::new(&id), false);
+    });
+}
