@@ -1,6 +1,7 @@
-//! The `sol` binary and Unix signals: `SIGTERM` and `SIGINT` stop it
-//! cleanly (exit 0, a summary in the log), `SIGHUP` reopens its log file.
-//! Signals are sent with the `kill` command.
+//! The `sol` binary as a process: `SIGTERM` and `SIGINT` stop it cleanly
+//! (exit 0, a summary in the log), `SIGHUP` reopens its log file, and a
+//! broker out of file descriptors refuses new clients instead of leaving
+//! them hanging. Signals are sent with the `kill` command.
 
 mod common;
 
@@ -27,6 +28,21 @@ impl Sol {
     /// Starts `sol` on a free port with `extra` config lines; returns once
     /// it listens.
     fn start(name: &str, extra: &str) -> Sol {
+        Sol::launch(name, extra, Command::new(env!("CARGO_BIN_EXE_sol")))
+    }
+
+    /// As `start`, with the process limited to `nofile` file descriptors
+    /// (through util-linux's `prlimit`).
+    fn start_with_nofile(name: &str, extra: &str, nofile: u32) -> Sol {
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--nofile={nofile}:{nofile}"))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_sol"));
+        Sol::launch(name, extra, command)
+    }
+
+    fn launch(name: &str, extra: &str, mut command: Command) -> Sol {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("shutdown-{name}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -40,7 +56,7 @@ impl Sol {
             ),
         )
         .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_sol"))
+        let child = command
             .arg("-c")
             .arg(&config)
             .stdin(Stdio::null())
@@ -236,4 +252,44 @@ fn sighup_reopens_the_log_file_for_logrotate() {
     let (status, _) = sol.wait_exit();
     assert_eq!(status.code(), Some(0));
     assert!(sol.log("sol.log").contains("sol stopped"));
+}
+
+/// Past the process's descriptor limit, a new client is accepted and closed
+/// at once (it does not hang in the backlog), the clients already in keep
+/// working, and once some leave, new ones get in again.
+#[test]
+fn out_of_descriptors_new_clients_are_refused_and_the_rest_keep_working() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("skipped: prlimit (util-linux) is not installed");
+        return;
+    }
+    let mut sol = Sol::start_with_nofile("nofile", "", 40);
+    let mut first = Raw::connected_clean(sol.addr, &unique_id("first"));
+    let mut clients = Vec::new();
+    let mut refused = false;
+    for n in 0..60 {
+        let mut stream = TcpStream::connect(sol.addr).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.write_all(&connect(&format!("fd-{n}"))).unwrap();
+        let mut reply = [0u8; 4];
+        match stream.read_exact(&mut reply) {
+            Ok(()) => {
+                assert_eq!(reply.to_vec(), connack(false, 0));
+                clients.push(stream);
+            }
+            Err(e) => {
+                assert_ne!(e.kind(), io::ErrorKind::WouldBlock, "a client hung");
+                refused = true;
+                break;
+            }
+        }
+    }
+    assert!(refused, "60 clients fitted in 40 descriptors");
+    first.ping();
+    clients.truncate(clients.len().saturating_sub(5));
+    thread::sleep(Duration::from_millis(200));
+    let _again = Raw::connected_clean(sol.addr, &unique_id("again"));
+    sol.signal("TERM");
+    assert!(sol.wait_exit().0.success());
+    assert!(sol.log("sol.log").contains("out of file descriptors"));
 }

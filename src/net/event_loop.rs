@@ -96,6 +96,19 @@ impl Core for Broker {
     }
 }
 
+/// Whether an `accept` failed because the process (`EMFILE`) or the
+/// system (`ENFILE`) has no file descriptor left.
+fn out_of_descriptors(error: &io::Error) -> bool {
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    matches!(error.raw_os_error(), Some(ENFILE | EMFILE))
+}
+
+/// The reserve descriptor: `/dev/null`, which every Unix has.
+fn open_spare_fd() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
+}
+
 /// The poll timeout for a deadline: the time left, rounded *up* to the next
 /// millisecond. Rounding down would turn a deadline 0.3 ms away into a zero
 /// timeout, and the loop would spin until the deadline passed.
@@ -166,6 +179,9 @@ pub(crate) struct EventLoop<C: Core> {
     /// accepted: the first of a burst is logged as a warning, the rest
     /// only at DEBUG.
     refused: u64,
+    /// A descriptor held in reserve for refusing clients once the process
+    /// runs out (see `refuse_with_spare_fd`).
+    spare_fd: Option<std::fs::File>,
 }
 
 impl<C: Core> EventLoop<C> {
@@ -190,6 +206,7 @@ impl<C: Core> EventLoop<C> {
             signals: None,
             traffic: Traffic::default(),
             refused: 0,
+            spare_fd: open_spare_fd(),
         }
     }
 
@@ -312,6 +329,9 @@ impl<C: Core> EventLoop<C> {
                 Err(e)
                     if e.kind() == io::ErrorKind::Interrupted
                         || e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e) if out_of_descriptors(&e) && self.spare_fd.is_some() => {
+                    self.refuse_with_spare_fd(index);
+                }
                 Err(e) => {
                     if listener.retry_at.is_none() {
                         warn!("accept failed, retrying in {ACCEPT_RETRY:?}: {e}");
@@ -324,6 +344,28 @@ impl<C: Core> EventLoop<C> {
         if let Some(listener) = self.listeners.get_mut(index) {
             listener.backlog = true;
         }
+    }
+
+    /// Out of file descriptors, a waiting client cannot even be accepted to
+    /// be told no: it would sit in the backlog, connected as far as its
+    /// kernel knows, and never hear back. So the loop keeps one descriptor
+    /// in reserve: it gives it up, accepts the client, closes it at once,
+    /// and takes the reserve back. The client sees its connection closed;
+    /// the clients already in are not disturbed.
+    fn refuse_with_spare_fd(&mut self, index: usize) {
+        self.spare_fd = None;
+        if let Some(listener) = self.listeners.get_mut(index) {
+            if let Ok((stream, peer)) = listener.accept() {
+                self.refused += 1;
+                if self.refused == 1 {
+                    warn!("refusing {peer}: out of file descriptors");
+                } else {
+                    debug!("refusing {peer}: out of file descriptors");
+                }
+                drop(stream);
+            }
+        }
+        self.spare_fd = open_spare_fd();
     }
 
     fn open(&mut self, stream: Stream, peer: String, now: Instant) {
