@@ -570,3 +570,41 @@ fn test_config_reads_the_certificate_files() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("line 5: keyfile "), "{text}");
 }
+
+/// A connection reset in the middle of a TLS handshake (after half a
+/// ClientHello, and after the whole ClientHello while the server's flight is
+/// unread) frees the connection and disturbs nobody: a bystander keeps its
+/// QoS 1 round trips, and a new TLS client connects afterwards.
+#[test]
+fn a_reset_in_the_middle_of_a_handshake_disturbs_nobody() {
+    let pki = Pki::new();
+    let Some(broker) = broker(&pki, false, |_| {}) else {
+        return;
+    };
+    with_bystander(&broker, || {
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut hello = Vec::new();
+        rustls::ClientConnection::new(pki.client_config(None), name)
+            .unwrap()
+            .write_tls(&mut hello)
+            .unwrap();
+        for cut in [hello.len() / 2, hello.len()] {
+            for _ in 0..20 {
+                let mut socket = TcpStream::connect(broker.tls_addr()).unwrap();
+                socket.write_all(&hello[..cut]).unwrap();
+                if cut == hello.len() {
+                    // Let the server answer, then leave without reading it.
+                    thread::sleep(Duration::from_millis(5));
+                }
+                // SO_LINGER 0: closing sends a reset, not a FIN.
+                socket2::SockRef::from(&socket)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+                drop(socket);
+            }
+        }
+        let mut client = tls::handshake(broker.tls_addr(), pki.client_config(None)).unwrap();
+        client.send(&connect(&unique_id("after")));
+        client.expect(&connack(false, 0));
+    });
+}
