@@ -47,3 +47,6 @@ pub mod tls_and_auth {}
 
 #[doc = include_str!("../docs/13-housekeeping.md")]
 pub mod housekeeping {}
+
+#[doc = include_str!("../docs/14-measuring-a-broker.md")]
+pub mod measuring_a_broker {}

@@ -4,6 +4,8 @@
 //! start empty (no allocation) and are given back after a turn that leaves
 //! them empty, so ten thousand idle clients cost ten thousand small structs,
 //! not ten thousand buffers.
+//!
+//! Explained in docs/05-event-loop.md.
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};

@@ -3,6 +3,8 @@
 //! See the [module docs](super) for the shape of a turn. This file owns the
 //! policy: how much is read from whom, when input pauses, when a connection
 //! goes away and whether the broker hears of it.
+//!
+//! Explained in docs/05-event-loop.md and docs/10-backpressure-and-limits.md.
 
 use std::io;
 use std::mem;

@@ -52,6 +52,8 @@
 //!
 //! **Architecture Invariant:** nothing here knows MQTT beyond "bytes become
 //! packets": sessions, topics and the meaning of packets are the core's.
+//!
+//! Explained in docs/05-event-loop.md and docs/10-backpressure-and-limits.md.
 
 mod conn;
 mod event_loop;

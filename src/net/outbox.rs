@@ -4,6 +4,8 @@
 //! connection in the dirty list; nothing is written to a socket here. The
 //! loop flushes each dirty connection once, at the end of its turn, so a
 //! burst of packets to one client costs one system call, not one each.
+//!
+//! Explained in docs/05-event-loop.md and docs/10-backpressure-and-limits.md.
 
 use slab::Slab;
 
