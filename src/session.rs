@@ -146,7 +146,8 @@ pub struct Session {
     queue: VecDeque<Queued>,
     /// Incoming QoS 2 ids between PUBLISH and PUBREL. Boxed on first use:
     /// most sessions never receive QoS 2, and every session would pay for
-    /// an empty set's inline size.
+    /// an empty set's inline size (48 bytes, against 8 for the box).
+    #[allow(clippy::box_collection)]
     incoming_qos2: Option<Box<HashSet<PacketId>>>,
     next_id: PacketId,
     max_inflight: usize,
