@@ -142,8 +142,8 @@ pub struct Session {
     pub clean: bool,
     pub subscriptions: HashMap<TopicFilter, QoS>,
     /// Sent and unacknowledged, in the order first sent.
-    inflight: VecDeque<Sent>,
-    queue: VecDeque<Queued>,
+    inflight: LazyDeque<Sent>,
+    queue: LazyDeque<Queued>,
     /// Incoming QoS 2 ids between PUBLISH and PUBREL. Boxed on first use:
     /// most sessions never receive QoS 2, and every session would pay for
     /// an empty set's inline size (48 bytes, against 8 for the box).
@@ -170,8 +170,8 @@ impl Session {
             client_id: client_id.into(),
             clean,
             subscriptions: HashMap::new(),
-            inflight: VecDeque::new(),
-            queue: VecDeque::new(),
+            inflight: LazyDeque::default(),
+            queue: LazyDeque::default(),
             incoming_qos2: None,
             next_id: PacketId::FIRST,
             max_inflight: max_inflight.max(1),
@@ -408,6 +408,60 @@ impl Session {
             self.stored_bytes = self.stored_bytes.saturating_sub(message.stored_size());
         }
         true
+    }
+}
+
+/// A `VecDeque` boxed on first use. An idle session, which most are, holds
+/// 8 bytes for each of its two deques instead of 32: at ten thousand idle
+/// clients the difference is half a megabyte. Once a session has used one
+/// it keeps it, so a busy subscriber allocates nothing per message.
+#[derive(Debug)]
+#[allow(clippy::box_collection)]
+struct LazyDeque<T>(Option<Box<VecDeque<T>>>);
+
+impl<T> Default for LazyDeque<T> {
+    fn default() -> Self {
+        LazyDeque(None)
+    }
+}
+
+impl<T> LazyDeque<T> {
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |deque| deque.len())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn push_back(&mut self, value: T) {
+        self.0.get_or_insert_with(Box::default).push_back(value);
+    }
+
+    fn pop_front(&mut self) -> Option<T> {
+        self.0.as_mut()?.pop_front()
+    }
+
+    fn front(&self) -> Option<&T> {
+        self.0.as_ref()?.front()
+    }
+
+    fn remove(&mut self, index: usize) -> Option<T> {
+        self.0.as_mut()?.remove(index)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        self.0.iter().flat_map(|deque| deque.iter())
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.0.iter_mut().flat_map(|deque| deque.iter_mut())
+    }
+
+    fn retain(&mut self, keep: impl FnMut(&T) -> bool) {
+        if let Some(deque) = &mut self.0 {
+            deque.retain(keep);
+        }
     }
 }
 
