@@ -140,7 +140,7 @@ pub struct Session {
     pub client_id: Arc<str>,
     /// Clean session 1: the session ends with its connection.
     pub clean: bool,
-    pub subscriptions: HashMap<TopicFilter, QoS>,
+    pub subscriptions: Subscriptions,
     /// Sent and unacknowledged, in the order first sent.
     inflight: LazyDeque<Sent>,
     queue: LazyDeque<Queued>,
@@ -169,7 +169,7 @@ impl Session {
         Session {
             client_id: client_id.into(),
             clean,
-            subscriptions: HashMap::new(),
+            subscriptions: Subscriptions::default(),
             inflight: LazyDeque::default(),
             queue: LazyDeque::default(),
             incoming_qos2: None,
@@ -408,6 +408,48 @@ impl Session {
             self.stored_bytes = self.stored_bytes.saturating_sub(message.stored_size());
         }
         true
+    }
+}
+
+/// A session's subscriptions, filter to granted QoS: a map boxed on first
+/// use. Many clients only publish, and an empty map inline would cost each
+/// session 48 bytes against 8.
+#[derive(Debug, Default)]
+#[allow(clippy::box_collection)]
+pub struct Subscriptions(Option<Box<HashMap<TopicFilter, QoS>>>);
+
+impl Subscriptions {
+    /// Adds or replaces the subscription to `filter`; returns the QoS it
+    /// replaced.
+    pub fn insert(&mut self, filter: TopicFilter, qos: QoS) -> Option<QoS> {
+        self.0.get_or_insert_with(Box::default).insert(filter, qos)
+    }
+
+    /// Removes the subscription to `filter`; returns its QoS if there was one.
+    /// The map goes once empty: unsubscribing is rare, holding it is not.
+    pub fn remove(&mut self, filter: &TopicFilter) -> Option<QoS> {
+        let map = self.0.as_mut()?;
+        let qos = map.remove(filter);
+        if map.is_empty() {
+            self.0 = None;
+        }
+        qos
+    }
+
+    pub fn get(&self, filter: &TopicFilter) -> Option<QoS> {
+        self.0.as_ref()?.get(filter).copied()
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &TopicFilter> {
+        self.0.iter().flat_map(|map| map.keys())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |map| map.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 

@@ -387,8 +387,11 @@ impl Broker {
     pub(super) fn may_publish(&self, conn: ConnId, topic: &TopicName) -> bool {
         match self.clients.get(conn).map(|c| &c.state) {
             Some(ClientState::Connected(c)) => {
-                self.guard
-                    .may_write(&c.client_id, c.username.as_deref(), topic)
+                let username = self
+                    .sessions
+                    .get(c.session)
+                    .and_then(|slot| slot.username.as_deref());
+                self.guard.may_write(&c.client_id, username, topic)
             }
             _ => false,
         }

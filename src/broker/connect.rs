@@ -97,7 +97,6 @@ impl Broker {
             client_id,
             keep_alive,
             will: connect.will.map(Box::new),
-            username,
         });
         self.stats.clients_total += 1;
         self.stats.clients_connected += 1;

@@ -189,9 +189,8 @@ struct Connected {
     keep_alive: u16,
     /// Boxed: most clients have no will.
     will: Option<Box<Will>>,
-    /// The username it logged in with (or its certificate's CN): who the
-    /// ACL file's `user` sections and `%u` mean.
-    username: Option<String>,
+    // Its username (or certificate CN) is the session's
+    // (`SessionSlot::username`), set at CONNECT: kept once, there.
 }
 
 /// A session and the connection it is attached to, if any. The connection
@@ -577,26 +576,26 @@ impl Broker {
         };
         info!("Client {} {}.", connected.client_id.escape_debug(), ending);
         self.stats.clients_connected = self.stats.clients_connected.saturating_sub(1);
-        let clean = match self.sessions.get_mut(connected.session) {
+        // The session holds the client's username: taken before a clean
+        // session goes, for the will's ACL check (wills are rare).
+        let wants_will = connected.will.is_some();
+        let (clean, username) = match self.sessions.get_mut(connected.session) {
             Some(slot) => {
                 slot.conn = None;
                 if let Some(timer) = slot.retry.take() {
                     self.timers.cancel(timer);
                 }
-                slot.session.clean
+                let username = slot.username.clone().filter(|_| wants_will);
+                (slot.session.clean, username)
             }
-            None => false,
+            None => (false, None),
         };
         if clean {
             self.remove_session(connected.session);
         }
         let will = connected.will.map(|will| *will).filter(|will| {
             ending.publishes_will()
-                && self.may_publish_will(
-                    &connected.client_id,
-                    connected.username.as_deref(),
-                    &will.topic,
-                )
+                && self.may_publish_will(&connected.client_id, username.as_deref(), &will.topic)
         });
         if let Some(will) = will {
             debug!(
