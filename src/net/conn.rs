@@ -43,6 +43,10 @@ pub(crate) struct Connection {
     /// The socket may hold unread bytes. `mio` is edge-triggered: an event
     /// says so once, and this flag remembers it until a read would block.
     pub(crate) readable: bool,
+    /// The peer closed its side or the socket failed: read until a read
+    /// returns 0 or an error, whatever a short read seemed to say, because
+    /// no new edge will come for what is left.
+    pub(crate) read_to_end: bool,
     /// The connection is in the loop's ready list (input to service next turn).
     pub(crate) ready: bool,
     /// Input is paused because `output` went above the high-water mark.
@@ -70,6 +74,7 @@ impl Connection {
             closing: false,
             dirty: false,
             readable: false,
+            read_to_end: false,
             ready: false,
             throttled: false,
             interest: Interest::READABLE,
@@ -85,14 +90,27 @@ impl Connection {
     /// of many for a big PUBLISH. The decoder has already checked that length
     /// against the limit, and `max_read` caps it again, so a client cannot
     /// make this allocate more than one packet of the largest allowed size.
+    ///
+    /// A read of a plain socket that returns less than it asked for means
+    /// the socket is drained (epoll(7): for stream sockets, a short read
+    /// says the read space is exhausted), so `readable` is cleared and the
+    /// read that would only fail with `EAGAIN` is never made; new data
+    /// brings a new edge. Not for TLS: a short read of plaintext says
+    /// nothing about the socket under it. Not once the peer has closed its
+    /// side: its end of stream must still be read.
     pub(crate) fn read_chunk(&mut self, budget: usize) -> io::Result<usize> {
         let want = self
             .decoder
             .needed(self.input.len())
             .max(READ_CHUNK)
             .min(self.max_read)
-            .min(budget);
-        read_into(&mut self.stream, &mut self.input, want)
+            .min(budget)
+            .min(SCRATCH_SIZE);
+        let n = read_into(&mut self.stream, &mut self.input, want)?;
+        if n > 0 && n < want && self.stream.short_read_drains() && !self.read_to_end {
+            self.readable = false;
+        }
+        Ok(n)
     }
 
     /// Encodes `packet` onto the end of the output buffer.
@@ -286,6 +304,40 @@ mod tests {
         let mut buf = BytesMut::from(&b"x"[..]);
         let err = write_from(&mut Zero, &mut buf).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::WriteZero);
+    }
+
+    fn unix_pair() -> (Connection, mio::net::UnixStream) {
+        let (ours, theirs) = mio::net::UnixStream::pair().unwrap();
+        let id = ConnId { key: 0, serial: 1 };
+        let conn = Connection::new(id, Stream::Unix(ours), "unix".to_string(), 1024);
+        (conn, theirs)
+    }
+
+    #[test]
+    fn a_short_plain_read_marks_the_socket_drained() {
+        let (mut conn, mut peer) = unix_pair();
+        peer.write_all(b"\x10\x0c").unwrap();
+        conn.readable = true;
+        assert_eq!(conn.read_chunk(1024).unwrap(), 2);
+        assert!(!conn.readable, "a short read needs no read that fails");
+        assert_eq!(&conn.input[..], b"\x10\x0c");
+    }
+
+    #[test]
+    fn a_full_read_or_a_closing_peer_keeps_reading() {
+        let (mut conn, mut peer) = unix_pair();
+        peer.write_all(&[0u8; 8]).unwrap();
+        conn.readable = true;
+        // Asked for exactly what was there: more may follow.
+        assert_eq!(conn.read_chunk(8).unwrap(), 8);
+        assert!(conn.readable);
+
+        peer.write_all(b"xy").unwrap();
+        drop(peer);
+        conn.read_to_end = true;
+        assert_eq!(conn.read_chunk(1024).unwrap(), 2);
+        assert!(conn.readable, "the end of stream is still to be read");
+        assert_eq!(conn.read_chunk(1024).unwrap(), 0);
     }
 
     #[test]
