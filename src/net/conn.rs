@@ -2,8 +2,9 @@
 //!
 //! A connection holds memory only while it has bytes in flight. Both buffers
 //! start empty (no allocation) and are given back after a turn that leaves
-//! them empty, so ten thousand idle clients cost ten thousand small structs,
-//! not ten thousand buffers.
+//! them empty (only a busy connection's mid-sized ones are kept for its next
+//! turn), so ten thousand idle clients cost ten thousand small structs, not
+//! ten thousand buffers.
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
@@ -162,13 +163,20 @@ impl Connection {
     }
 }
 
-/// Frees an empty buffer, whatever its size: an idle connection holds no
-/// buffer at all. A busy one pays one allocation per loop turn for it
-/// (not one per packet), which is cheap next to the system calls of the
-/// same turn; keeping small buffers instead cost every idle client about
-/// 30 bytes plus its allocation (docs/benchmarks.md).
+/// An empty buffer whose capacity is in `KEEP_FROM..=KEEP_UP_TO` is kept for
+/// the next turn; any other empty buffer is freed. A mid-sized buffer is
+/// what a busy connection reuses turn after turn (freeing it each turn cost
+/// fan-out about 6 % of its CPU per message); a small one is what a CONNECT,
+/// a CONNACK or a PINGREQ left behind, and keeping it would make every idle
+/// client hold one (about 30 bytes of RSS each); a big one is what a single
+/// large message left behind.
+const KEEP_FROM: usize = 256;
+const KEEP_UP_TO: usize = 4 * 1024;
+
+/// Frees an empty buffer unless it is one a busy connection reuses.
 pub(crate) fn release_if_idle(buf: &mut BytesMut) {
-    if buf.is_empty() && buf.capacity() > 0 {
+    let reused = (KEEP_FROM..=KEEP_UP_TO).contains(&buf.capacity());
+    if buf.is_empty() && buf.capacity() > 0 && !reused {
         *buf = BytesMut::new();
     }
 }
@@ -341,14 +349,18 @@ mod tests {
     }
 
     #[test]
-    fn empty_buffers_are_released_busy_ones_kept() {
+    fn empty_buffers_are_released_unless_mid_sized() {
         let mut big = BytesMut::with_capacity(64 * 1024);
         release_if_idle(&mut big);
         assert_eq!(big.capacity(), 0);
 
-        let mut small = BytesMut::with_capacity(128);
+        let mut small = BytesMut::with_capacity(32);
         release_if_idle(&mut small);
-        assert_eq!(small.capacity(), 0);
+        assert_eq!(small.capacity(), 0, "what a handshake left is freed");
+
+        let mut mid = BytesMut::with_capacity(1024);
+        release_if_idle(&mut mid);
+        assert!(mid.capacity() >= 1024, "a busy connection's buffer is kept");
 
         let mut busy = BytesMut::with_capacity(64 * 1024);
         busy.extend_from_slice(b"pending");
