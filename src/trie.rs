@@ -31,6 +31,7 @@
 //! at the root only, which is where a filter's first level is matched.
 //! Explained in docs/06-topics-and-the-trie.md.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::ops::ControlFlow;
@@ -219,6 +220,11 @@ pub struct SubscriptionTrie<K, V> {
     nodes: Slab<FilterNode<K, V>>,
     root: usize,
     len: usize,
+    /// The walk's stack, kept between publishes so that routing one
+    /// allocates nothing: (node, byte offset of the topic levels still to
+    /// match, `None` when all are matched). Offsets rather than `&str` so
+    /// that it borrows nothing from a topic.
+    stack: RefCell<Vec<(usize, Option<usize>)>>,
 }
 
 impl<K: Copy + Eq + Hash, V> Default for SubscriptionTrie<K, V> {
@@ -235,6 +241,7 @@ impl<K: Copy + Eq + Hash, V> SubscriptionTrie<K, V> {
             nodes,
             root,
             len: 0,
+            stack: RefCell::new(Vec::new()),
         }
     }
 
@@ -275,20 +282,37 @@ impl<K: Copy + Eq + Hash, V> SubscriptionTrie<K, V> {
     /// subscribed with several matching filters is reported once per filter:
     /// the caller keeps the highest QoS ([MQTT-3.3.5-1]). Filters starting
     /// with `+` or `#` never match a topic starting with `$` ([MQTT-4.7.2-1]).
-    pub fn for_each_match(&self, topic: &TopicName, mut f: impl FnMut(&K, &V)) {
+    ///
+    /// Returns how many filters with subscribers matched. One filter holds
+    /// each key at most once, so when it is 0 or 1 no key was reported
+    /// twice and the caller need not look for repeats.
+    pub fn for_each_match(&self, topic: &TopicName, mut f: impl FnMut(&K, &V)) -> usize {
+        let mut filters = 0;
         let mut report = |id: usize| {
-            if let Some(node) = self.nodes.get(id) {
+            if let Some(node) = self.nodes.get(id).filter(|n| !n.subscribers.is_empty()) {
+                filters += 1;
                 for (key, value) in node.subscribers.iter() {
                     f(key, value);
                 }
             }
         };
         let wildcards_at_root = !topic.is_system();
-        // Each entry: a node the topic's first levels lead to, and the levels
-        // still to match. Each node pushes at most two children, so the stack
-        // never holds more than the topic's levels plus one.
-        let mut stack = vec![(self.root, Some(topic.as_str()))];
-        while let Some((id, rest)) = stack.pop() {
+        let topic = topic.as_str();
+        // Only `f` could hold the stack already (by routing from inside a
+        // callback): then this walk takes a fresh one.
+        let mut fresh = Vec::new();
+        let mut guard = self.stack.try_borrow_mut();
+        let stack = match &mut guard {
+            Ok(kept) => &mut **kept,
+            Err(_) => &mut fresh,
+        };
+        stack.clear();
+        // Each entry: a node the topic's first levels lead to, and where the
+        // levels still to match start. Each node pushes at most two
+        // children, so the stack never holds more than the topic's levels
+        // plus one.
+        stack.push((self.root, Some(0)));
+        while let Some((id, offset)) = stack.pop() {
             let Some(node) = self.nodes.get(id) else {
                 continue;
             };
@@ -298,11 +322,17 @@ impl<K: Copy + Eq + Hash, V> SubscriptionTrie<K, V> {
             if let Some(hash) = node.hash.filter(|_| wildcards) {
                 report(hash);
             }
-            let Some(rest) = rest else {
+            let Some(at) = offset else {
                 report(id);
                 continue;
             };
+            let Some(rest) = topic.get(at..) else {
+                continue;
+            };
             let (level, tail) = split_level(rest);
+            // `tail` is a suffix of `topic`: where it starts is the length
+            // of what comes before it.
+            let tail = tail.map(|tail| topic.len().saturating_sub(tail.len()));
             if let Some(&child) = node.children.get(level) {
                 stack.push((child, tail));
             }
@@ -310,6 +340,7 @@ impl<K: Copy + Eq + Hash, V> SubscriptionTrie<K, V> {
                 stack.push((plus, tail));
             }
         }
+        filters
     }
 
     /// Number of (filter, key) subscriptions held.
@@ -563,6 +594,44 @@ mod tests {
         trie.for_each_match(&name(topic), |k, v| out.push((*k, *v)));
         out.sort();
         out
+    }
+
+    #[test]
+    fn for_each_match_counts_the_filters_that_matched() {
+        let mut trie = SubscriptionTrie::new();
+        assert_eq!(trie.for_each_match(&name("a/b"), |_, _| {}), 0);
+        trie.insert(&filter("a/b"), 1u32, 0u8);
+        trie.insert(&filter("a/b"), 2, 0);
+        trie.insert(&filter("x/#"), 1, 0);
+        assert_eq!(trie.for_each_match(&name("a/b"), |_, _| {}), 1);
+        trie.insert(&filter("a/+"), 1, 1);
+        trie.insert(&filter("#"), 3, 1);
+        let mut seen = Vec::new();
+        let filters = trie.for_each_match(&name("a/b"), |&k, _| seen.push(k));
+        assert_eq!(filters, 3);
+        seen.sort_unstable();
+        assert_eq!(seen, vec![1, 1, 2, 3]);
+        // A filter left without subscribers is not counted.
+        trie.remove(&filter("a/+"), &1);
+        assert_eq!(trie.for_each_match(&name("a/b"), |_, _| {}), 2);
+    }
+
+    #[test]
+    fn a_walk_started_from_inside_a_callback_sees_the_same_matches() {
+        let mut trie = SubscriptionTrie::new();
+        trie.insert(&filter("a/+/c"), 1u32, 0u8);
+        trie.insert(&filter("a/#"), 2, 0);
+        let mut inner = Vec::new();
+        let outer = trie.for_each_match(&name("a/b/c"), |_, _| {
+            inner.push(matches(&trie, "a/b/c"));
+        });
+        assert_eq!(outer, 2);
+        assert_eq!(inner.len(), 2);
+        for found in inner {
+            assert_eq!(found, vec![(1, 0), (2, 0)]);
+        }
+        // And the kept stack still works after the nested walks.
+        assert_eq!(matches(&trie, "a/x/c"), vec![(1, 0), (2, 0)]);
     }
 
     fn retained_matches<V: Copy + Ord>(trie: &RetainedTrie<V>, f: &str) -> Vec<V> {

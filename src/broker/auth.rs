@@ -269,15 +269,22 @@ impl Broker {
     /// network layer calls this before it decodes the connection's first
     /// byte of MQTT, so CONNECT always knows whether it came over TLS.
     pub fn tls_established(&mut self, conn: ConnId, common_name: Option<String>) {
-        if let Some(client) = self.clients.get_mut(&conn) {
+        let pending = self
+            .clients
+            .get_mut(conn)
+            .and_then(|client| match &mut client.state {
+                ClientState::AwaitingConnect(pending) => Some(pending),
+                ClientState::Connected(_) => None,
+            });
+        if let Some(pending) = pending {
             debug!(
                 "TLS from {}: client certificate {}",
-                client.peer,
+                pending.peer,
                 common_name
                     .as_deref()
                     .map_or("none".to_string(), |cn| format!("CN={cn:?}"))
             );
-            client.tls = Some(TlsPeer { common_name });
+            pending.tls = Some(TlsPeer { common_name });
         }
     }
 
@@ -331,10 +338,11 @@ impl Broker {
         client_id: &str,
         now: Instant,
     ) -> Result<Option<String>, ConnectReturnCode> {
-        let Some(client) = self.clients.get(&conn) else {
+        let Some(ClientState::AwaitingConnect(pending)) = self.clients.get(conn).map(|c| &c.state)
+        else {
             return Err(ConnectReturnCode::NotAuthorized);
         };
-        let tls = client.tls.as_ref().map(|peer| peer.common_name.as_deref());
+        let tls = pending.tls.as_ref().map(|peer| peer.common_name.as_deref());
         let result = self.guard.authenticate(connect, tls, now);
         if let Err(code) = result {
             let why = match code {
@@ -349,7 +357,7 @@ impl Broker {
             info!(
                 "Client {} from {} refused: {why}{user}.",
                 client_id.escape_debug(),
-                client.peer
+                pending.peer
             );
         }
         result
@@ -377,10 +385,13 @@ impl Broker {
 
     /// May the client of `conn` publish to `topic`?
     pub(super) fn may_publish(&self, conn: ConnId, topic: &TopicName) -> bool {
-        match self.clients.get(&conn).map(|c| &c.state) {
+        match self.clients.get(conn).map(|c| &c.state) {
             Some(ClientState::Connected(c)) => {
-                self.guard
-                    .may_write(&c.client_id, c.username.as_deref(), topic)
+                let username = self
+                    .sessions
+                    .get(c.session)
+                    .and_then(|slot| slot.username.as_deref());
+                self.guard.may_write(&c.client_id, username, topic)
             }
             _ => false,
         }

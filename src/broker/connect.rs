@@ -4,6 +4,7 @@
 //! Explained in docs/03-connect-sessions-keepalive.md.
 
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
 use std::time::Instant;
 
 use log::info;
@@ -53,7 +54,7 @@ impl Broker {
         // published.
         let taken_over = self
             .client_ids
-            .get(&client_id)
+            .get(client_id.as_str())
             .and_then(|&key| self.sessions.get(key))
             .and_then(|slot| slot.conn);
         if let Some(old) = taken_over {
@@ -61,10 +62,11 @@ impl Broker {
             self.end_connection(old, Ending::TakenOver, out);
         }
 
+        let client_id: Arc<str> = client_id.into();
         let (session, present) = self.attach_session(&client_id, connect.clean_session, conn);
         self.adopt_identity(session, username.clone(), present);
 
-        let Some(client) = self.clients.get_mut(&conn) else {
+        let Some(client) = self.clients.get_mut(conn) else {
             return;
         };
         if let Some(timer) = client.timer.take() {
@@ -74,9 +76,13 @@ impl Broker {
             let deadline = now + super::keepalive_grace(keep_alive);
             client.timer = Some(self.timers.insert(deadline, Timer::Keepalive(conn)));
         }
+        let peer = match &client.state {
+            ClientState::AwaitingConnect(pending) => pending.peer.as_str(),
+            ClientState::Connected(_) => "",
+        };
         info!(
             "New client connected from {} as {} (p{}, c{}, k{}{}).",
-            client.peer,
+            peer,
             client_id.escape_debug(),
             connect.protocol.level(),
             u8::from(connect.clean_session),
@@ -90,8 +96,7 @@ impl Broker {
             session,
             client_id,
             keep_alive,
-            will: connect.will,
-            username,
+            will: connect.will.map(Box::new),
         });
         self.stats.clients_total += 1;
         self.stats.clients_connected += 1;
@@ -149,7 +154,7 @@ impl Broker {
         // [MQTT-3.1.3-6]: an empty id with clean session gets a unique one.
         loop {
             let id = self.random_client_id();
-            if !self.client_ids.contains_key(&id) {
+            if !self.client_ids.contains_key(id.as_str()) {
                 return Some(id);
             }
         }
@@ -187,8 +192,8 @@ impl Broker {
 
     /// Finds or creates the session for `client_id` and attaches `conn` to
     /// it. Returns its key and whether an old session was resumed.
-    fn attach_session(&mut self, client_id: &str, clean: bool, conn: ConnId) -> (usize, bool) {
-        if let Some(&key) = self.client_ids.get(client_id) {
+    fn attach_session(&mut self, client_id: &Arc<str>, clean: bool, conn: ConnId) -> (usize, bool) {
+        if let Some(&key) = self.client_ids.get(&**client_id) {
             if clean {
                 // [MQTT-3.1.2-6]: clean session discards any previous one.
                 self.remove_session(key);
@@ -198,7 +203,7 @@ impl Broker {
             }
         }
         let session = Session::new(
-            client_id.to_string(),
+            Arc::clone(client_id),
             clean,
             self.settings.max_inflight,
             self.settings.max_queued,
@@ -209,7 +214,7 @@ impl Broker {
             retry: None,
             username: None,
         });
-        self.client_ids.insert(client_id.to_string(), key);
+        self.client_ids.insert(Arc::clone(client_id), key);
         (key, false)
     }
 

@@ -36,9 +36,10 @@ mod tests_housekeeping;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use log::{debug, info};
+use log::{debug, info, warn};
 use slab::Slab;
 
 use crate::config::Config;
@@ -148,33 +149,48 @@ struct Settings {
 }
 
 /// One network connection, from accept to close.
+///
+/// Kept small: ten thousand idle clients are ten thousand of these. What
+/// only CONNECT needs (the peer address, the TLS certificate) goes away
+/// with [`ClientState::AwaitingConnect`].
 struct Client {
-    peer: String,
+    /// [`ConnId::serial`]: tells this connection from an earlier one that
+    /// had the same key.
+    serial: u64,
     /// When the client last sent a packet: keepalive counts from here.
     last_seen: Instant,
     /// The connection's one pending timer: connect timeout, then keepalive.
     timer: Option<TimerId>,
     state: ClientState,
+}
+
+enum ClientState {
+    /// Accepted; only CONNECT may come. Boxed: few connections wait here
+    /// for long, and a connected one should not pay for its size.
+    AwaitingConnect(Box<Pending>),
+    Connected(Connected),
+}
+
+/// What the core knows of a connection before its CONNECT.
+struct Pending {
+    /// For the log lines up to and including the CONNECT's: `ip:port` or
+    /// `unix:...`. The network layer keeps its own copy for its logs.
+    peer: String,
     /// Set once the TLS handshake completed: the connection came to the
     /// TLS listener, and this is what its certificate proved.
     tls: Option<auth::TlsPeer>,
 }
 
-enum ClientState {
-    /// Accepted; only CONNECT may come.
-    AwaitingConnect,
-    Connected(Connected),
-}
-
 struct Connected {
     /// Key of the session in `Broker::sessions`.
     session: usize,
-    client_id: String,
+    /// Shared with the session and the `client_ids` map: one copy.
+    client_id: Arc<str>,
     keep_alive: u16,
-    will: Option<Will>,
-    /// The username it logged in with (or its certificate's CN): who the
-    /// ACL file's `user` sections and `%u` mean.
-    username: Option<String>,
+    /// Boxed: most clients have no will.
+    will: Option<Box<Will>>,
+    // Its username (or certificate CN) is the session's
+    // (`SessionSlot::username`), set at CONNECT: kept once, there.
 }
 
 /// A session and the connection it is attached to, if any. The connection
@@ -188,6 +204,60 @@ struct SessionSlot {
     /// The username of the client that last attached, kept with the
     /// session so that each delivery's ACL check is one lookup away.
     username: Option<String>,
+}
+
+/// The broker's clients, indexed by [`ConnId::key`]: the network layer's
+/// slab keys are small and dense, so a vector serves where a map would hash
+/// every packet's connection id and cost a bucket and a hash per client.
+/// Each entry keeps its [`ConnId::serial`], so a stale id finds nothing.
+#[derive(Default)]
+struct Clients {
+    slots: Vec<Option<Client>>,
+    len: usize,
+}
+
+impl Clients {
+    fn get(&self, conn: ConnId) -> Option<&Client> {
+        self.slots
+            .get(conn.key)?
+            .as_ref()
+            .filter(|client| client.serial == conn.serial)
+    }
+
+    fn get_mut(&mut self, conn: ConnId) -> Option<&mut Client> {
+        self.slots
+            .get_mut(conn.key)?
+            .as_mut()
+            .filter(|client| client.serial == conn.serial)
+    }
+
+    /// Stores `client` under `client.serial` and `key`, and returns what was
+    /// there (nothing, unless the network layer reused a key it never
+    /// reported closed).
+    fn insert(&mut self, key: usize, client: Client) -> Option<Client> {
+        if self.slots.len() <= key {
+            self.slots.resize_with(key.saturating_add(1), || None);
+        }
+        let slot = self.slots.get_mut(key)?;
+        let old = slot.replace(client);
+        if old.is_none() {
+            self.len += 1;
+        }
+        old
+    }
+
+    fn remove(&mut self, conn: ConnId) -> Option<Client> {
+        let slot = self.slots.get_mut(conn.key)?;
+        if slot.as_ref()?.serial != conn.serial {
+            return None;
+        }
+        self.len = self.len.saturating_sub(1);
+        slot.take()
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
 }
 
 /// How a connection ended, for the log and for the will.
@@ -233,9 +303,9 @@ impl fmt::Display for Ending {
 /// The protocol core. See the module documentation.
 pub struct Broker {
     settings: Settings,
-    clients: HashMap<ConnId, Client>,
+    clients: Clients,
     sessions: Slab<SessionSlot>,
-    client_ids: HashMap<String, usize>,
+    client_ids: HashMap<Arc<str>, usize>,
     subscriptions: SubscriptionTrie<usize, QoS>,
     retained: RetainedTrie<Retained>,
     timers: TimerWheel<Timer>,
@@ -275,7 +345,7 @@ impl Broker {
                 retry_interval: config.retry_interval,
                 max_keepalive: config.max_keepalive,
             },
-            clients: HashMap::new(),
+            clients: Clients::default(),
             sessions: Slab::new(),
             client_ids: HashMap::new(),
             subscriptions: SubscriptionTrie::new(),
@@ -301,25 +371,35 @@ impl Broker {
             Timer::ConnectTimeout(conn),
         );
         let client = Client {
-            peer: peer.to_string(),
+            serial: conn.serial,
             last_seen: now,
             timer: Some(timer),
-            state: ClientState::AwaitingConnect,
-            tls: None,
+            state: ClientState::AwaitingConnect(Box::new(Pending {
+                peer: peer.to_string(),
+                tls: None,
+            })),
         };
-        self.clients.insert(conn, client);
+        if let Some(old) = self.clients.insert(conn.key, client) {
+            warn!(
+                "Connection key {} reused before its close was reported.",
+                conn.key
+            );
+            if let Some(timer) = old.timer {
+                self.timers.cancel(timer);
+            }
+        }
     }
 
     /// One decoded packet from `conn`. Packets from a connection the core
     /// has already closed are ignored.
     pub fn packet(&mut self, conn: ConnId, packet: Packet, now: Instant, out: &mut dyn Outbox) {
         self.now = now;
-        let Some(client) = self.clients.get_mut(&conn) else {
+        let Some(client) = self.clients.get_mut(conn) else {
             return;
         };
         client.last_seen = now;
         let session = match &client.state {
-            ClientState::AwaitingConnect => {
+            ClientState::AwaitingConnect(_) => {
                 match packet {
                     Packet::Connect(connect) => self.handle_connect(conn, *connect, now, out),
                     // The decoder refuses anything but CONNECT first; this is
@@ -367,8 +447,8 @@ impl Broker {
             CloseReason::Shutdown => Ending::Shutdown,
             CloseReason::Protocol(error) => {
                 let awaiting_connect = matches!(
-                    self.clients.get(&conn).map(|c| &c.state),
-                    Some(ClientState::AwaitingConnect)
+                    self.clients.get(conn).map(|c| &c.state),
+                    Some(ClientState::AwaitingConnect(_))
                 );
                 if let (true, Some(code)) = (awaiting_connect, error.connack_code()) {
                     let connack = Connack {
@@ -440,11 +520,11 @@ impl Broker {
     }
 
     fn connect_timeout(&mut self, conn: ConnId, out: &mut dyn Outbox) {
-        let Some(client) = self.clients.get_mut(&conn) else {
+        let Some(client) = self.clients.get_mut(conn) else {
             return;
         };
         client.timer = None;
-        if let ClientState::AwaitingConnect = client.state {
+        if let ClientState::AwaitingConnect(_) = client.state {
             out.close(conn);
             self.end_connection(conn, Ending::ConnectTimeout, out);
         }
@@ -454,7 +534,7 @@ impl Broker {
     /// packet: when it fires, it looks at when the client was last heard
     /// from and either closes the connection or re-arms for the remainder.
     fn keepalive_check(&mut self, conn: ConnId, now: Instant, out: &mut dyn Outbox) {
-        let Some(client) = self.clients.get_mut(&conn) else {
+        let Some(client) = self.clients.get_mut(conn) else {
             return;
         };
         client.timer = None;
@@ -481,38 +561,41 @@ impl Broker {
     /// it. Every path that closes a connection comes through here, so that
     /// nothing it held is left behind.
     fn end_connection(&mut self, conn: ConnId, ending: Ending, out: &mut dyn Outbox) {
-        let Some(client) = self.clients.remove(&conn) else {
+        let Some(client) = self.clients.remove(conn) else {
             return;
         };
         if let Some(timer) = client.timer {
             self.timers.cancel(timer);
         }
-        let ClientState::Connected(connected) = client.state else {
-            debug!("Connection from {} {}.", client.peer, ending);
-            return;
+        let connected = match client.state {
+            ClientState::Connected(connected) => connected,
+            ClientState::AwaitingConnect(pending) => {
+                debug!("Connection from {} {}.", pending.peer, ending);
+                return;
+            }
         };
         info!("Client {} {}.", connected.client_id.escape_debug(), ending);
         self.stats.clients_connected = self.stats.clients_connected.saturating_sub(1);
-        let clean = match self.sessions.get_mut(connected.session) {
+        // The session holds the client's username: taken before a clean
+        // session goes, for the will's ACL check (wills are rare).
+        let wants_will = connected.will.is_some();
+        let (clean, username) = match self.sessions.get_mut(connected.session) {
             Some(slot) => {
                 slot.conn = None;
                 if let Some(timer) = slot.retry.take() {
                     self.timers.cancel(timer);
                 }
-                slot.session.clean
+                let username = slot.username.clone().filter(|_| wants_will);
+                (slot.session.clean, username)
             }
-            None => false,
+            None => (false, None),
         };
         if clean {
             self.remove_session(connected.session);
         }
-        let will = connected.will.filter(|will| {
+        let will = connected.will.map(|will| *will).filter(|will| {
             ending.publishes_will()
-                && self.may_publish_will(
-                    &connected.client_id,
-                    connected.username.as_deref(),
-                    &will.topic,
-                )
+                && self.may_publish_will(&connected.client_id, username.as_deref(), &will.topic)
         });
         if let Some(will) = will {
             debug!(
@@ -534,8 +617,8 @@ impl Broker {
         for filter in slot.session.subscriptions.keys() {
             self.subscriptions.remove(filter, &key);
         }
-        if self.client_ids.get(&slot.session.client_id) == Some(&key) {
-            self.client_ids.remove(&slot.session.client_id);
+        if self.client_ids.get(&*slot.session.client_id) == Some(&key) {
+            self.client_ids.remove(&*slot.session.client_id);
         }
     }
 }
@@ -544,4 +627,68 @@ impl Broker {
 /// ([MQTT-3.1.2-24]).
 fn keepalive_grace(keep_alive: u16) -> Duration {
     Duration::from_millis(u64::from(keep_alive) * 1500)
+}
+
+#[cfg(test)]
+mod clients_tests {
+    use super::*;
+
+    fn client(serial: u64) -> Client {
+        Client {
+            serial,
+            last_seen: Instant::now(),
+            timer: None,
+            state: ClientState::AwaitingConnect(Box::new(Pending {
+                peer: "127.0.0.1:1".to_string(),
+                tls: None,
+            })),
+        }
+    }
+
+    #[test]
+    fn a_stale_serial_on_a_reused_key_finds_nothing() {
+        let mut clients = Clients::default();
+        let old = ConnId { key: 3, serial: 1 };
+        let new = ConnId { key: 3, serial: 2 };
+        assert!(clients.insert(old.key, client(old.serial)).is_none());
+        assert!(clients.get(old).is_some());
+        assert!(
+            clients.remove(new).is_none(),
+            "the wrong serial removes nothing"
+        );
+        assert!(clients.remove(old).is_some());
+        assert!(clients.insert(new.key, client(new.serial)).is_none());
+        assert!(clients.get(old).is_none());
+        assert!(clients.get_mut(old).is_none());
+        assert!(clients.remove(old).is_none());
+        assert_eq!(clients.get(new).map(|c| c.serial), Some(2));
+        assert_eq!(clients.len(), 1);
+    }
+
+    #[test]
+    fn keys_beyond_the_table_find_nothing_and_count_stays_right() {
+        let mut clients = Clients::default();
+        assert!(clients
+            .get(ConnId {
+                key: 100,
+                serial: 0
+            })
+            .is_none());
+        assert!(clients
+            .remove(ConnId {
+                key: 100,
+                serial: 0
+            })
+            .is_none());
+        clients.insert(0, client(7));
+        clients.insert(5, client(8));
+        assert_eq!(clients.len(), 2);
+        assert!(
+            clients.insert(5, client(9)).is_some(),
+            "a reused key hands back the old client"
+        );
+        assert_eq!(clients.len(), 2);
+        assert!(clients.remove(ConnId { key: 5, serial: 9 }).is_some());
+        assert_eq!(clients.len(), 1);
+    }
 }

@@ -158,11 +158,16 @@ impl Broker {
         let size = message.stored_size();
         let mut matches = std::mem::take(&mut self.matches);
         matches.clear();
-        self.subscriptions
+        let filters = self
+            .subscriptions
             .for_each_match(&message.topic, |&key, &qos| matches.push((key, qos)));
-        // Overlapping subscriptions of one client: keep its highest QoS.
-        matches.sort_unstable_by_key(|&(key, qos)| (key, Reverse(qos)));
-        matches.dedup_by_key(|&mut (key, _)| key);
+        // Overlapping subscriptions of one client: keep its highest QoS. A
+        // key can only repeat when more than one filter matched; with one
+        // (the common case) the sort would cost a fifth of a fan-out.
+        if filters > 1 {
+            matches.sort_unstable_by_key(|&(key, qos)| (key, Reverse(qos)));
+            matches.dedup_by_key(|&mut (key, _)| key);
+        }
         for &(key, granted) in &matches {
             // A subscription may overlap topics its client may not read
             // (`#` beside `deny secret/#`): each delivery is checked.

@@ -66,7 +66,7 @@ impl Broker {
     /// The resend check of `conn` fired: resend what is overdue, re-arm for
     /// what is still in flight.
     pub(super) fn retry_check(&mut self, conn: ConnId, now: Instant, out: &mut dyn Outbox) {
-        let Some(client) = self.clients.get(&conn) else {
+        let Some(client) = self.clients.get(conn) else {
             return;
         };
         let ClientState::Connected(connected) = &client.state else {

@@ -2,8 +2,9 @@
 //!
 //! A connection holds memory only while it has bytes in flight. Both buffers
 //! start empty (no allocation) and are given back after a turn that leaves
-//! them empty, so ten thousand idle clients cost ten thousand small structs,
-//! not ten thousand buffers.
+//! them empty (only a busy connection's mid-sized ones are kept for its next
+//! turn), so ten thousand idle clients cost ten thousand small structs, not
+//! ten thousand buffers.
 //!
 //! Explained in docs/05-event-loop.md.
 
@@ -22,12 +23,6 @@ use super::stream::Stream;
 /// enough to take a burst of small packets in one system call.
 pub(crate) const READ_CHUNK: usize = 16 * 1024;
 
-/// An empty buffer whose capacity is at most this is kept for the next
-/// turn; a bigger one is freed. Small buffers are what a chatty connection
-/// reuses for its PUBACKs and PINGRESPs; big ones are what a single large
-/// message left behind.
-pub(crate) const KEEP_CAPACITY: usize = 4 * 1024;
-
 /// The longest fixed header: one type byte and four remaining-length bytes.
 const MAX_HEADER: usize = 5;
 
@@ -35,8 +30,9 @@ const MAX_HEADER: usize = 5;
 pub(crate) struct Connection {
     pub(crate) id: ConnId,
     pub(crate) stream: Stream,
-    /// For logs: `ip:port`, `unix:<path>` or `unix`.
-    pub(crate) peer: String,
+    /// For logs: `ip:port`, `unix:<path>` or `unix`. A boxed `str`, not a
+    /// `String`: it never grows, and every idle connection holds one.
+    pub(crate) peer: Box<str>,
     pub(crate) decoder: Decoder,
     /// Bytes read and not yet decoded.
     pub(crate) input: BytesMut,
@@ -50,6 +46,10 @@ pub(crate) struct Connection {
     /// The socket may hold unread bytes. `mio` is edge-triggered: an event
     /// says so once, and this flag remembers it until a read would block.
     pub(crate) readable: bool,
+    /// The peer closed its side or the socket failed: read until a read
+    /// returns 0 or an error, whatever a short read seemed to say, because
+    /// no new edge will come for what is left.
+    pub(crate) read_to_end: bool,
     /// The connection is in the loop's ready list (input to service next turn).
     pub(crate) ready: bool,
     /// Input is paused because `output` went above the high-water mark.
@@ -70,13 +70,14 @@ impl Connection {
         Connection {
             id,
             stream,
-            peer,
+            peer: peer.into_boxed_str(),
             decoder: Decoder::new(max_request_size),
             input: BytesMut::new(),
             output: BytesMut::new(),
             closing: false,
             dirty: false,
             readable: false,
+            read_to_end: false,
             ready: false,
             throttled: false,
             interest: Interest::READABLE,
@@ -92,14 +93,27 @@ impl Connection {
     /// of many for a big PUBLISH. The decoder has already checked that length
     /// against the limit, and `max_read` caps it again, so a client cannot
     /// make this allocate more than one packet of the largest allowed size.
+    ///
+    /// A read of a plain socket that returns less than it asked for means
+    /// the socket is drained (epoll(7): for stream sockets, a short read
+    /// says the read space is exhausted), so `readable` is cleared and the
+    /// read that would only fail with `EAGAIN` is never made; new data
+    /// brings a new edge. Not for TLS: a short read of plaintext says
+    /// nothing about the socket under it. Not once the peer has closed its
+    /// side: its end of stream must still be read.
     pub(crate) fn read_chunk(&mut self, budget: usize) -> io::Result<usize> {
         let want = self
             .decoder
             .needed(self.input.len())
             .max(READ_CHUNK)
             .min(self.max_read)
-            .min(budget);
-        read_into(&mut self.stream, &mut self.input, want)
+            .min(budget)
+            .min(SCRATCH_SIZE);
+        let n = read_into(&mut self.stream, &mut self.input, want)?;
+        if n > 0 && n < want && self.stream.short_read_drains() && !self.read_to_end {
+            self.readable = false;
+        }
+        Ok(n)
     }
 
     /// Encodes `packet` onto the end of the output buffer.
@@ -151,9 +165,20 @@ impl Connection {
     }
 }
 
-/// Frees an empty buffer bigger than [`KEEP_CAPACITY`].
+/// An empty buffer whose capacity is in `KEEP_FROM..=KEEP_UP_TO` is kept for
+/// the next turn; any other empty buffer is freed. A mid-sized buffer is
+/// what a busy connection reuses turn after turn (freeing it each turn cost
+/// fan-out about 6 % of its CPU per message); a small one is what a CONNECT,
+/// a CONNACK or a PINGREQ left behind, and keeping it would make every idle
+/// client hold one (about 30 bytes of RSS each); a big one is what a single
+/// large message left behind.
+const KEEP_FROM: usize = 256;
+const KEEP_UP_TO: usize = 4 * 1024;
+
+/// Frees an empty buffer unless it is one a busy connection reuses.
 pub(crate) fn release_if_idle(buf: &mut BytesMut) {
-    if buf.is_empty() && buf.capacity() > KEEP_CAPACITY {
+    let reused = (KEEP_FROM..=KEEP_UP_TO).contains(&buf.capacity());
+    if buf.is_empty() && buf.capacity() > 0 && !reused {
         *buf = BytesMut::new();
     }
 }
@@ -291,19 +316,58 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::WriteZero);
     }
 
+    fn unix_pair() -> (Connection, mio::net::UnixStream) {
+        let (ours, theirs) = mio::net::UnixStream::pair().unwrap();
+        let id = ConnId { key: 0, serial: 1 };
+        let conn = Connection::new(id, Stream::Unix(ours), "unix".to_string(), 1024);
+        (conn, theirs)
+    }
+
     #[test]
-    fn only_big_empty_buffers_are_released() {
+    fn a_short_plain_read_marks_the_socket_drained() {
+        let (mut conn, mut peer) = unix_pair();
+        peer.write_all(b"\x10\x0c").unwrap();
+        conn.readable = true;
+        assert_eq!(conn.read_chunk(1024).unwrap(), 2);
+        assert!(!conn.readable, "a short read needs no read that fails");
+        assert_eq!(&conn.input[..], b"\x10\x0c");
+    }
+
+    #[test]
+    fn a_full_read_or_a_closing_peer_keeps_reading() {
+        let (mut conn, mut peer) = unix_pair();
+        peer.write_all(&[0u8; 8]).unwrap();
+        conn.readable = true;
+        // Asked for exactly what was there: more may follow.
+        assert_eq!(conn.read_chunk(8).unwrap(), 8);
+        assert!(conn.readable);
+
+        peer.write_all(b"xy").unwrap();
+        drop(peer);
+        conn.read_to_end = true;
+        assert_eq!(conn.read_chunk(1024).unwrap(), 2);
+        assert!(conn.readable, "the end of stream is still to be read");
+        assert_eq!(conn.read_chunk(1024).unwrap(), 0);
+    }
+
+    #[test]
+    fn empty_buffers_are_released_unless_mid_sized() {
         let mut big = BytesMut::with_capacity(64 * 1024);
         release_if_idle(&mut big);
         assert_eq!(big.capacity(), 0);
 
-        let mut small = BytesMut::with_capacity(128);
+        let mut small = BytesMut::with_capacity(32);
         release_if_idle(&mut small);
-        assert!(small.capacity() >= 128);
+        assert_eq!(small.capacity(), 0, "what a handshake left is freed");
+
+        let mut mid = BytesMut::with_capacity(1024);
+        release_if_idle(&mut mid);
+        assert!(mid.capacity() >= 1024, "a busy connection's buffer is kept");
 
         let mut busy = BytesMut::with_capacity(64 * 1024);
         busy.extend_from_slice(b"pending");
         release_if_idle(&mut busy);
         assert!(busy.capacity() >= 64 * 1024);
+        assert_eq!(&busy[..], b"pending");
     }
 }

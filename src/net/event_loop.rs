@@ -260,8 +260,9 @@ impl<C: Core> EventLoop<C> {
                 self.listener_event(index, now);
                 continue;
             }
-            let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-            self.conn_event(key, readable, event.is_writable(), now);
+            let to_end = event.is_read_closed() || event.is_error();
+            let readable = event.is_readable() || to_end;
+            self.conn_event(key, readable, to_end, event.is_writable(), now);
         }
         self.events = events;
         self.accept_due(now);
@@ -418,7 +419,14 @@ impl<C: Core> EventLoop<C> {
 
     // ----- reading
 
-    fn conn_event(&mut self, key: usize, readable: bool, writable: bool, now: Instant) {
+    fn conn_event(
+        &mut self,
+        key: usize,
+        readable: bool,
+        to_end: bool,
+        writable: bool,
+        now: Instant,
+    ) {
         // A vacant key: an event for a connection closed earlier this turn.
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -431,6 +439,9 @@ impl<C: Core> EventLoop<C> {
         }
         if readable {
             conn.readable = true;
+        }
+        if to_end {
+            conn.read_to_end = true;
         }
         // A connection in the ready list is serviced once, with the list;
         // a throttled one waits for its output to drain.

@@ -40,6 +40,16 @@ impl Stream {
 
     /// Whether the transport has bytes of its own to send (TLS handshake
     /// records, alerts) even when the connection's output buffer is empty.
+    /// Whether a read that returned less than it asked for proves the
+    /// socket drained: true for the plain stream sockets, false for TLS,
+    /// whose reads return plaintext records, not what the socket held.
+    pub(crate) fn short_read_drains(&self) -> bool {
+        match self {
+            Stream::Tcp(_) | Stream::Unix(_) => true,
+            Stream::Tls(_) => false,
+        }
+    }
+
     pub(crate) fn wants_write(&self) -> bool {
         match self {
             Stream::Tls(s) => s.wants_write(),
