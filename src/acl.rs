@@ -84,6 +84,8 @@
 //! allocation. Deliveries are checked per message, so a file of a few
 //! hundred rules costs microseconds per delivery; precomputing each
 //! client's rules into a trie would be the next step if that ever shows.
+//!
+//! Explained in docs/12-tls-and-auth.md.
 
 use std::collections::HashMap;
 use std::fmt;

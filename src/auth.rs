@@ -32,6 +32,8 @@
 //! line, so neither a hash nor a password typed into the file by mistake ends
 //! up in a log. `Debug` on a [`PasswordFile`] shows only how many users it
 //! holds.
+//!
+//! Explained in docs/12-tls-and-auth.md.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -23,6 +23,9 @@
 //! - An unknown key, a bad value, a key without a value and a key set twice
 //!   are all errors. Parsing goes on after an error, so one run reports every
 //!   mistake in the file, each with its line number.
+//!
+//! Every key is documented in README.md (Configuration reference) and in
+//! the shipped sol.conf; post 13 (docs/13-housekeeping.md) explains the limits.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -26,6 +26,8 @@
 //!
 //! `ARCHITECTURE.md` at the top of the repository maps the code and states
 //! the invariants each module keeps.
+//!
+//! Explained in docs/README.md (the series, in reading order).
 
 // Nothing a client sends may panic the broker: one panic would disconnect
 // every client. Outside tests, these lints turn every `unwrap`, `expect`,

@@ -22,6 +22,8 @@
 //! person) renames it and sends `SIGHUP`, and [`reopen`] opens a new file at
 //! the configured path. The logger holds the file behind a lock, not
 //! directly, which is what lets the file change under a running logger.
+//!
+//! Explained in docs/13-housekeeping.md.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};

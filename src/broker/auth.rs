@@ -36,6 +36,8 @@
 //! by a millisecond each, the price of a round trip to a slow client, and
 //! never stops it. A file whose hashes ask for more than [`MAX_ROUNDS`] is
 //! refused when it is loaded, so no single check can stall every client.
+//!
+//! Explained in docs/12-tls-and-auth.md.
 
 use std::time::{Duration, Instant};
 

@@ -50,6 +50,8 @@
 //! Every reclaimed message counts in `messages/dropped`. The log has one
 //! warning when a burst of reclaiming starts and one line when it ends,
 //! with how many messages it dropped, never a line per message.
+//!
+//! Explained in docs/13-housekeeping.md.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};

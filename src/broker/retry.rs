@@ -23,6 +23,8 @@
 //! while the connection's output buffer still holds bytes: the overdue
 //! message may be sitting there unwritten, and a copy behind it would only
 //! make a client that does not read cost more memory.
+//!
+//! Explained in docs/13-housekeeping.md.
 
 use std::time::{Duration, Instant};
 

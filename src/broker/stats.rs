@@ -40,6 +40,8 @@
 //! them correct for a subscriber that comes later: it gets the retained
 //! values at once, at most one interval old. At the default interval that
 //! is five millionths of the CPU.
+//!
+//! Explained in docs/13-housekeeping.md.
 
 use std::time::{Duration, Instant};
 

@@ -7,6 +7,8 @@
 //! a path is stored with the line that named it, so that whoever reads the
 //! file later (the TLS set-up, the password and ACL loaders) can report a
 //! problem in it against that line.
+//!
+//! Explained in docs/12-tls-and-auth.md.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -3,6 +3,8 @@
 //!
 //! Sockets are built with `socket2` rather than `mio`'s own `bind` because the
 //! config chooses the listen backlog, which `mio` does not expose.
+//!
+//! Explained in docs/05-event-loop.md.
 
 use std::fs;
 use std::io;

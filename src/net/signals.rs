@@ -15,6 +15,8 @@
 //! process that runs brokers on threads keeps its own `Ctrl-C`.
 //!
 //! [`Server::catch_signals`]: super::Server::catch_signals
+//!
+//! Explained in docs/13-housekeeping.md.
 
 use std::io;
 

@@ -6,6 +6,8 @@
 //! of it is whether TLS has records of its own to send
 //! ([`Stream::wants_write`]) and whether its handshake just finished
 //! ([`Stream::take_tls_established`]).
+//!
+//! Explained in docs/05-event-loop.md.
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;

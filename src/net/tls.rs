@@ -29,6 +29,8 @@
 //! MQTT. The core hears of TLS once, through
 //! [`Broker::tls_established`](crate::broker::Broker::tls_established),
 //! with the client certificate's CN as a plain string.
+//!
+//! Explained in docs/12-tls-and-auth.md.
 
 use std::fmt;
 use std::io::{self, Read, Write};

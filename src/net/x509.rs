@@ -26,6 +26,8 @@
 //! against `cafile`, so it meets well-formed DER; it is written to be safe
 //! on anything all the same. When the subject has several CNs the first is
 //! taken, as mosquitto does.
+//!
+//! Explained in docs/12-tls-and-auth.md.
 
 /// DER tags used on the way.
 const SEQUENCE: u8 = 0x30;
