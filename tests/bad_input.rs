@@ -863,3 +863,95 @@ fn lesson_every_close_path_frees_the_session() {
         let _ = Raw::connected(broker.addr(), &Connect::new(&id), false);
     });
 }
+
+/// A file in the temporary directory for one test, removed on drop.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(prefix: &str, text: &str) -> TempFile {
+        let path = std::env::temp_dir().join(format!("{prefix}-{}", unique_id("")));
+        std::fs::write(&path, text).unwrap();
+        TempFile(path)
+    }
+
+    fn config_path(&self) -> sol::config::ConfigPath {
+        sol::config::ConfigPath::new(&self.0)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn row_12_bad_credentials_get_connack_4_close_and_the_rest_is_ignored() {
+    // `openssl passwd -6 -salt saltsaltsalt secret`
+    let passwd = TempFile::new(
+        "sol-passwd",
+        "alice:$6$saltsaltsalt$PMWE8DTlam1JU37Piyk43bHcMxTJq6sgu5DKB0/tGPjanN35jcY68QkpDfPFUGPWX5uCxIQkSPzMmqEiVNgts.\n",
+    );
+    let Some(broker) = TestBroker::with(|c| c.security.password_file = Some(passwd.config_path()))
+    else {
+        return;
+    };
+    with_bystander(&broker, || {
+        let topic = unique_topic("r12");
+        let mut watcher = Mqtt::connect(broker.addr(), &unique_id("w12"));
+        watcher.subscribe(&topic, QoS::AtMostOnce);
+        for password in [Some(b"wrong".to_vec()), None] {
+            let mut c = Connect::new(&unique_id("r12"));
+            c.username = Some(b"alice".to_vec());
+            c.password = password;
+            let mut bytes = c.bytes();
+            // Sent behind the CONNECT: must never be routed.
+            bytes.extend(publish(&topic, b"smuggled", 0, false, None));
+            let mut raw = Raw::tcp(broker.addr());
+            raw.send(&bytes);
+            raw.expect(&connack(false, 4));
+            raw.expect_closed();
+        }
+        let mut c = Connect::new(&unique_id("r12ok"));
+        c.username = Some(b"alice".to_vec());
+        c.password = Some(b"secret".to_vec());
+        let mut good = Raw::connected(broker.addr(), &c, false);
+        good.send(&publish(&topic, b"allowed", 0, false, None));
+        watcher.expect(&topic, b"allowed");
+    });
+}
+
+#[test]
+fn row_34_a_publish_denied_by_the_acl_is_acknowledged_and_dropped() {
+    let acl = TempFile::new(
+        "sol-acl",
+        "topic readwrite #\ntopic deny secret/#\nuser reader\ntopic read secret/#\n",
+    );
+    let Some(broker) = TestBroker::with(|c| c.security.acl_file = Some(acl.config_path())) else {
+        return;
+    };
+    with_bystander(&broker, || {
+        let topic = format!("secret/{}", unique_id("r34"));
+        let (mut reader, _) = Mqtt::connect_with(broker.addr(), &unique_id("reader"), |o| {
+            o.set_credentials("reader", "");
+        });
+        assert_eq!(
+            reader.subscribe(&topic, QoS::AtLeastOnce),
+            vec![Some(QoS::AtLeastOnce)]
+        );
+        let mut anonymous = Raw::connected_clean(broker.addr(), &unique_id("anon"));
+        anonymous.send(&publish(&topic, b"denied", 1, true, Some(7)));
+        anonymous.expect(&puback(7));
+        anonymous.ping();
+        assert!(
+            reader.recv_within(Duration::from_millis(300)).is_none(),
+            "a denied publish was delivered"
+        );
+        // Nor was it retained: a new reader finds nothing.
+        let (mut late, _) = Mqtt::connect_with(broker.addr(), &unique_id("late"), |o| {
+            o.set_credentials("reader", "");
+        });
+        late.subscribe(&topic, QoS::AtLeastOnce);
+        assert!(late.recv_within(Duration::from_millis(300)).is_none());
+    });
+}
