@@ -293,3 +293,43 @@ fn out_of_descriptors_new_clients_are_refused_and_the_rest_keep_working() {
     assert!(sol.wait_exit().0.success());
     assert!(sol.log("sol.log").contains("out of file descriptors"));
 }
+
+/// The broker's user + system CPU time in clock ticks, from /proc.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').unwrap().1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// At the descriptor limit, `accept` fails with EMFILE even when nobody is
+/// waiting; an idle broker must not spin on it.
+#[test]
+fn at_the_descriptor_limit_an_idle_broker_does_not_spin() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("skipped: prlimit (util-linux) is not installed");
+        return;
+    }
+    let mut sol = Sol::start_with_nofile("nofile-spin", "", 40);
+    let mut clients = Vec::new();
+    for n in 0..60 {
+        let mut stream = TcpStream::connect(sol.addr).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.write_all(&connect(&format!("spin-{n}"))).unwrap();
+        let mut reply = [0u8; 4];
+        if stream.read_exact(&mut reply).is_err() {
+            break;
+        }
+        clients.push(stream);
+    }
+    // The broker is at its limit with nobody waiting: it should sleep.
+    thread::sleep(Duration::from_millis(300));
+    let pid = sol.child.id();
+    let before = cpu_ticks(pid);
+    thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(pid) - before;
+    assert!(used < 50, "an idle broker used {used} ticks of CPU in 2 s");
+    sol.signal("TERM");
+    assert!(sol.wait_exit().0.success());
+}

@@ -181,6 +181,9 @@ pub(crate) struct EventLoop<C: Core> {
     /// accepted: the first of a burst is logged as a warning, the rest
     /// only at DEBUG.
     refused: u64,
+    /// Connections refused for want of file descriptors since the last one
+    /// accepted, logged like `refused`.
+    out_of_fds: u64,
     /// A descriptor held in reserve for refusing clients once the process
     /// runs out (see `refuse_with_spare_fd`).
     spare_fd: Option<std::fs::File>,
@@ -208,6 +211,7 @@ impl<C: Core> EventLoop<C> {
             signals: None,
             traffic: Traffic::default(),
             refused: 0,
+            out_of_fds: 0,
             spare_fd: open_spare_fd(),
         }
     }
@@ -333,9 +337,17 @@ impl<C: Core> EventLoop<C> {
                     if e.kind() == io::ErrorKind::Interrupted
                         || e.kind() == io::ErrorKind::ConnectionAborted => {}
                 Err(e) if out_of_descriptors(&e) && self.spare_fd.is_some() => {
-                    self.refuse_with_spare_fd(index);
+                    // Linux reserves the descriptor before it looks at the
+                    // backlog: EMFILE comes even with nobody waiting. Only
+                    // an accept made with the reserve freed tells which.
+                    if !self.refuse_with_spare_fd(index) {
+                        return;
+                    }
                 }
                 Err(e) => {
+                    if self.spare_fd.is_none() {
+                        self.spare_fd = open_spare_fd();
+                    }
                     if listener.retry_at.is_none() {
                         warn!("accept failed, retrying in {ACCEPT_RETRY:?}: {e}");
                     }
@@ -355,20 +367,27 @@ impl<C: Core> EventLoop<C> {
     /// in reserve: it gives it up, accepts the client, closes it at once,
     /// and takes the reserve back. The client sees its connection closed;
     /// the clients already in are not disturbed.
-    fn refuse_with_spare_fd(&mut self, index: usize) {
+    ///
+    /// Returns whether a client was refused; false means nobody was waiting
+    /// (or the accept failed again), and the caller stops accepting until
+    /// the listener's next event.
+    fn refuse_with_spare_fd(&mut self, index: usize) -> bool {
         self.spare_fd = None;
-        if let Some(listener) = self.listeners.get_mut(index) {
-            if let Ok((stream, peer)) = listener.accept() {
-                self.refused += 1;
-                if self.refused == 1 {
+        let refused = match self.listeners.get_mut(index).map(|l| l.accept()) {
+            Some(Ok((stream, peer))) => {
+                self.out_of_fds += 1;
+                if self.out_of_fds == 1 {
                     warn!("refusing {peer}: out of file descriptors");
                 } else {
                     debug!("refusing {peer}: out of file descriptors");
                 }
                 drop(stream);
+                true
             }
-        }
+            _ => false,
+        };
         self.spare_fd = open_spare_fd();
+        refused
     }
 
     fn open(&mut self, stream: Stream, peer: String, now: Instant) {
@@ -393,6 +412,13 @@ impl<C: Core> EventLoop<C> {
                 self.refused
             );
             self.refused = 0;
+        }
+        if self.out_of_fds > 0 {
+            info!(
+                "accepting again after refusing {} connection(s) for want of file descriptors",
+                self.out_of_fds
+            );
+            self.out_of_fds = 0;
         }
         let entry = self.conns.vacant_entry();
         let key = entry.key();

@@ -21,10 +21,12 @@
 //!   before one byte of the body is waited for, so a client that claims a
 //!   100 MB packet costs the broker nothing (mosquitto CVE-2017-7651).
 //!
-//! Only when the whole body is buffered is it split off the front of the
-//! buffer and parsed. Payloads, will messages and passwords are zero-copy
-//! slices of that body; only strings are copied, because they are validated
-//! as UTF-8 and kept as `String`.
+//! Only when the whole body is buffered is it copied off the front of the
+//! buffer, into an allocation of exactly its size, and parsed. Payloads,
+//! will messages and passwords are slices of that body; strings are copied,
+//! because they are validated as UTF-8 and kept as `String`. The body is
+//! copied rather than sliced from the read buffer so that a stored message
+//! never pins the (much larger) buffer it arrived in.
 //!
 //! **Architecture Invariant:** the decoder knows no sockets, no sessions and
 //! no configuration beyond the size limit it is given. Whether a client id is
@@ -205,8 +207,13 @@ impl Decoder {
                     if buf.len() < size {
                         return Ok(None);
                     }
-                    // split_to cannot panic: size <= buf.len() was just checked.
-                    let body = buf.split_to(size).freeze();
+                    // The body is copied out of the input buffer, not sliced
+                    // from it: what the broker keeps of a packet (a retained
+                    // payload, a queued message, a will) must own its bytes.
+                    // A 1-byte retained payload sliced from a 64 KiB read
+                    // would keep all 64 KiB alive, out of max_memory's sight.
+                    let body = Bytes::copy_from_slice(buf.get(..size).unwrap_or_default());
+                    buf.advance(size);
                     self.state = State::Start;
                     let packet = parse(first_byte, body)?;
                     if let (Packet::Connect(_), Side::Server { connected }) =
@@ -1007,26 +1014,36 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn payloads_are_slices_of_the_input() {
+    fn payloads_own_their_bytes_and_never_pin_the_input_buffer() {
         let (bytes, _) = client_packets().swap_remove(1);
-        let mut buf = BytesMut::from(&bytes[..]);
-        let start = buf.as_ptr() as usize;
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        buf.extend_from_slice(&bytes);
+        let input = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.capacity();
         let Some(Packet::Connect(connect)) = Decoder::new(MAX).decode(&mut buf).unwrap() else {
             panic!("not a CONNECT");
         };
         let will = connect.will.unwrap().payload;
         let password = connect.password.unwrap();
-        // Offsets of the will payload and password in the literal above.
-        assert_eq!(will.as_ptr() as usize, start + 30);
-        assert_eq!(password.as_ptr() as usize, start + 39);
+        assert!(!input.contains(&(will.as_ptr() as usize)));
+        assert!(!input.contains(&(password.as_ptr() as usize)));
 
         let bytes = [0x30, 7, 0, 3, b'a', b'/', b'b', b'h', b'i'];
-        let mut buf = BytesMut::from(&bytes[..]);
-        let start = buf.as_ptr() as usize;
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        buf.extend_from_slice(&bytes);
+        let input = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.capacity();
         let Some(Packet::Publish(publish)) = connected(MAX).decode(&mut buf).unwrap() else {
             panic!("not a PUBLISH");
         };
-        assert_eq!(publish.payload.as_ptr() as usize, start + 7);
+        assert_eq!(&publish.payload[..], b"hi");
+        assert!(!input.contains(&(publish.payload.as_ptr() as usize)));
+        // The input buffer is its own again: nothing of it is shared.
+        assert!(buf.is_empty());
+        buf.reserve(64 * 1024);
+        assert_eq!(
+            buf.as_ptr() as usize,
+            input.start,
+            "the read buffer is reused"
+        );
     }
 
     // ---- incremental decoding ----
