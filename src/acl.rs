@@ -89,7 +89,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Read;
 use std::path::Path;
 
 use crate::protocol::{TopicError, TopicFilter, TopicName};
@@ -382,15 +381,8 @@ impl AclFile {
     /// path; bytes that are not UTF-8 give one error on the line where they
     /// are.
     pub fn load(path: &Path) -> Result<AclFile, Vec<AclError>> {
-        let bytes = read_limited(path).map_err(|message| vec![AclError::new(0, message)])?;
-        let text = String::from_utf8(bytes).map_err(|error| {
-            let bytes = error.as_bytes();
-            let valid = bytes
-                .get(..error.utf8_error().valid_up_to())
-                .unwrap_or(bytes);
-            let line = valid.iter().filter(|&&byte| byte == b'\n').count() + 1;
-            vec![AclError::new(line, "not valid UTF-8")]
-        })?;
+        let text = crate::textfile::read_text(path, "ACL file", MAX_FILE_SIZE)
+            .map_err(|(line, message)| vec![AclError::new(line, message)])?;
         AclFile::parse(&text)
     }
 
@@ -618,25 +610,6 @@ fn parse_rule(keyword: &str, rest: &str, is_pattern: bool) -> Result<Rule, Strin
         grant,
         levels: levels.into_boxed_slice(),
     })
-}
-
-/// Reads at most [`MAX_FILE_SIZE`] bytes of `path`; the error names the path.
-fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
-    let cannot_read =
-        |error: std::io::Error| format!("cannot read ACL file {}: {error}", path.display());
-    let file = std::fs::File::open(path).map_err(cannot_read)?;
-    let mut bytes = Vec::new();
-    // One byte past the limit tells "exactly at the limit" from "over it".
-    file.take(MAX_FILE_SIZE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(cannot_read)?;
-    if bytes.len() as u64 > MAX_FILE_SIZE {
-        return Err(format!(
-            "ACL file {} is larger than {MAX_FILE_SIZE} bytes",
-            path.display()
-        ));
-    }
-    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -37,7 +37,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -274,15 +273,8 @@ impl PasswordFile {
     /// path; bytes that are not UTF-8 give one error on the line where they
     /// are.
     pub fn load(path: &Path) -> Result<PasswordFile, Vec<AuthError>> {
-        let bytes = read_limited(path).map_err(|message| vec![AuthError::new(0, message)])?;
-        let text = String::from_utf8(bytes).map_err(|error| {
-            let bytes = error.as_bytes();
-            let valid = bytes
-                .get(..error.utf8_error().valid_up_to())
-                .unwrap_or(bytes);
-            let line = valid.iter().filter(|&&byte| byte == b'\n').count() + 1;
-            vec![AuthError::new(line, "not valid UTF-8")]
-        })?;
+        let text = crate::textfile::read_text(path, "password file", MAX_FILE_SIZE)
+            .map_err(|(line, message)| vec![AuthError::new(line, message)])?;
         PasswordFile::parse(&text)
     }
 
@@ -325,25 +317,6 @@ impl PasswordFile {
             }
         }
     }
-}
-
-/// Reads at most [`MAX_FILE_SIZE`] bytes of `path`; the error names the path.
-fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
-    let cannot_read =
-        |error: std::io::Error| format!("cannot read password file {}: {error}", path.display());
-    let file = std::fs::File::open(path).map_err(cannot_read)?;
-    let mut bytes = Vec::new();
-    // One byte past the limit tells "exactly at the limit" from "over it".
-    file.take(MAX_FILE_SIZE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(cannot_read)?;
-    if bytes.len() as u64 > MAX_FILE_SIZE {
-        return Err(format!(
-            "password file {} is larger than {MAX_FILE_SIZE} bytes",
-            path.display()
-        ));
-    }
-    Ok(bytes)
 }
 
 /// Remembers recent successful checks, so that a flood of CONNECTs with the

@@ -29,7 +29,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -381,15 +380,8 @@ impl Config {
     /// 1 MiB) gives one error on line 0 whose message names the path; bytes
     /// that are not UTF-8 give one error on the line where they are.
     pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
-        let bytes = read_limited(path).map_err(|message| vec![ConfigError::new(0, message)])?;
-        let text = String::from_utf8(bytes).map_err(|error| {
-            let bytes = error.as_bytes();
-            let valid = bytes
-                .get(..error.utf8_error().valid_up_to())
-                .unwrap_or(bytes);
-            let line = valid.iter().filter(|&&byte| byte == b'\n').count() + 1;
-            vec![ConfigError::new(line, "not valid UTF-8".to_string())]
-        })?;
+        let text = crate::textfile::read_text(path, "config file", MAX_FILE_SIZE)
+            .map_err(|(line, message)| vec![ConfigError::new(line, message)])?;
         Config::parse(&text)
     }
 
@@ -465,25 +457,6 @@ impl Config {
         }
         Ok(())
     }
-}
-
-/// Reads at most [`MAX_FILE_SIZE`] bytes of `path`; the error names the path.
-fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
-    let cannot_read =
-        |error: std::io::Error| format!("cannot read config file {}: {error}", path.display());
-    let file = std::fs::File::open(path).map_err(cannot_read)?;
-    let mut bytes = Vec::new();
-    // One byte past the limit tells "exactly at the limit" from "over it".
-    file.take(MAX_FILE_SIZE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(cannot_read)?;
-    if bytes.len() as u64 > MAX_FILE_SIZE {
-        return Err(format!(
-            "config file {} is larger than {MAX_FILE_SIZE} bytes",
-            path.display()
-        ));
-    }
-    Ok(bytes)
 }
 
 /// A decimal integer within `min..=max`, converted to the field's type.

@@ -60,3 +60,5 @@ pub mod protocol;
 pub mod session;
 pub mod timer;
 pub mod trie;
+
+mod textfile;
