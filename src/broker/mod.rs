@@ -29,6 +29,8 @@ mod retry;
 mod stats;
 mod subscribe;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_housekeeping;

@@ -1,52 +1,15 @@
 //! Whole conversations with the core, no network: packets in, packets out.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::test_support::{id, Harness};
 use super::*;
 use crate::protocol::{
-    Connect, ConnectReturnCode, PacketId, Protocol, Publish, QoS, Suback, SubackCode, Subscribe,
-    TopicFilter, TopicName, Unsubscribe, Will,
+    Connect, ConnectReturnCode, Protocol, Publish, QoS, Suback, SubackCode, Subscribe, TopicFilter,
+    TopicName, Unsubscribe, Will,
 };
-
-/// Records what the core asked for.
-#[derive(Default)]
-struct Recorder {
-    sent: HashMap<ConnId, Vec<Packet>>,
-    closed: Vec<ConnId>,
-    pending: HashMap<ConnId, usize>,
-}
-
-impl Outbox for Recorder {
-    fn send(&mut self, conn: ConnId, packet: &Packet) {
-        self.sent.entry(conn).or_default().push(packet.clone());
-    }
-    fn pending(&self, conn: ConnId) -> usize {
-        self.pending.get(&conn).copied().unwrap_or(0)
-    }
-    fn close(&mut self, conn: ConnId) {
-        self.closed.push(conn);
-    }
-}
-
-impl Recorder {
-    fn take(&mut self, conn: ConnId) -> Vec<Packet> {
-        self.sent.remove(&conn).unwrap_or_default()
-    }
-}
-
-struct Harness {
-    broker: Broker,
-    out: Recorder,
-    now: Instant,
-    serial: u64,
-}
-
-fn id(n: u16) -> PacketId {
-    PacketId::new(n).unwrap()
-}
 
 fn topic(s: &str) -> TopicName {
     TopicName::new(s).unwrap()
@@ -106,47 +69,6 @@ fn payloads(packets: &[Packet]) -> Vec<String> {
 impl Harness {
     fn new() -> Harness {
         Harness::with(Config::default())
-    }
-
-    fn with(config: Config) -> Harness {
-        let now = Instant::now();
-        Harness {
-            broker: Broker::new(&config, now),
-            out: Recorder::default(),
-            now,
-            serial: 0,
-        }
-    }
-
-    fn open(&mut self) -> ConnId {
-        self.serial += 1;
-        let conn = ConnId {
-            key: self.serial as usize,
-            serial: self.serial,
-        };
-        self.broker.open(conn, "test", self.now);
-        conn
-    }
-
-    fn send(&mut self, conn: ConnId, packet: Packet) {
-        self.broker.packet(conn, packet, self.now, &mut self.out);
-    }
-
-    /// Opens a connection and completes CONNECT, checking the CONNACK.
-    fn connect(&mut self, c: Connect, session_present: bool) -> ConnId {
-        let conn = self.open();
-        self.send(conn, Packet::Connect(Box::new(c)));
-        assert_eq!(self.out.take(conn), vec![accepted(session_present)]);
-        conn
-    }
-
-    fn advance(&mut self, by: Duration) {
-        self.now += by;
-        self.broker.tick(self.now, &mut self.out);
-    }
-
-    fn is_closed(&self, conn: ConnId) -> bool {
-        self.out.closed.contains(&conn)
     }
 }
 

@@ -2,52 +2,17 @@
 //! statistics, `max_memory`, resending overdue messages and `max_keepalive`.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::test_support::{id, Harness};
 use super::*;
 use crate::protocol::{
-    Connect, ConnectReturnCode, PacketId, Protocol, Publish, QoS, Subscribe, TopicFilter, TopicName,
+    Connect, ConnectReturnCode, Protocol, Publish, QoS, Subscribe, TopicFilter, TopicName,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
-
-/// Records what the core asked for; `traffic` and `pending` are what the
-/// test says the network holds.
-#[derive(Default)]
-struct Recorder {
-    sent: HashMap<ConnId, Vec<Packet>>,
-    closed: Vec<ConnId>,
-    pending: HashMap<ConnId, usize>,
-    traffic: Traffic,
-}
-
-impl Outbox for Recorder {
-    fn send(&mut self, conn: ConnId, packet: &Packet) {
-        self.sent.entry(conn).or_default().push(packet.clone());
-    }
-    fn pending(&self, conn: ConnId) -> usize {
-        self.pending.get(&conn).copied().unwrap_or(0)
-    }
-    fn close(&mut self, conn: ConnId) {
-        self.closed.push(conn);
-    }
-    fn traffic(&self) -> Traffic {
-        self.traffic
-    }
-}
-
-struct Harness {
-    broker: Broker,
-    out: Recorder,
-    now: Instant,
-    serial: u64,
-}
-
-fn id(n: u16) -> PacketId {
-    PacketId::new(n).unwrap()
-}
 
 fn connect(client_id: &str, clean: bool, keep_alive: u16) -> Connect {
     Connect {
@@ -104,16 +69,6 @@ fn stats_in(packets: &[Packet]) -> HashMap<String, String> {
 }
 
 impl Harness {
-    fn with(config: Config) -> Harness {
-        let now = Instant::now();
-        Harness {
-            broker: Broker::new(&config, now),
-            out: Recorder::default(),
-            now,
-            serial: 0,
-        }
-    }
-
     /// No statistics and no keepalive limit, unless a test asks for them:
     /// they would add their own messages and timers to every count.
     fn quiet(tweak: impl FnOnce(&mut Config)) -> Harness {
@@ -126,58 +81,12 @@ impl Harness {
         Harness::with(config)
     }
 
-    fn open(&mut self) -> ConnId {
-        self.serial += 1;
-        let conn = ConnId {
-            key: self.serial as usize,
-            serial: self.serial,
-        };
-        self.broker.open(conn, "test", self.now);
-        conn
-    }
-
-    fn send(&mut self, conn: ConnId, packet: Packet) {
-        self.broker.packet(conn, packet, self.now, &mut self.out);
-    }
-
-    fn take(&mut self, conn: ConnId) -> Vec<Packet> {
-        self.out.sent.remove(&conn).unwrap_or_default()
-    }
-
-    /// Connects and checks the CONNACK; what a resumed session sends after
-    /// it is left for the test to take.
-    fn connect(&mut self, c: Connect, session_present: bool) -> ConnId {
-        let conn = self.open();
-        self.send(conn, Packet::Connect(Box::new(c)));
-        let connack = Packet::Connack(Connack {
-            session_present,
-            code: ConnectReturnCode::Accepted,
-        });
-        let mut sent = self.take(conn);
-        assert_eq!(sent.first(), Some(&connack));
-        sent.remove(0);
-        if !sent.is_empty() {
-            self.out.sent.insert(conn, sent);
-        }
-        conn
-    }
-
     /// A persistent session subscribed to `filter` at QoS 1, left offline.
     fn offline_subscriber(&mut self, client_id: &str, filter: &str) {
         let conn = self.connect(connect(client_id, false, 0), false);
         self.send(conn, subscribe(1, filter, QoS::AtLeastOnce));
         self.take(conn);
         self.drop_conn(conn);
-    }
-
-    fn drop_conn(&mut self, conn: ConnId) {
-        self.broker
-            .closed(conn, CloseReason::PeerClosed, self.now, &mut self.out);
-    }
-
-    fn advance(&mut self, by: Duration) {
-        self.now += by;
-        self.broker.tick(self.now, &mut self.out);
     }
 
     fn memory_used(&self) -> usize {

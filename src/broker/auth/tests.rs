@@ -1,18 +1,17 @@
 //! Authentication and authorization in whole conversations with the core,
 //! with password and ACL files written to a temporary directory.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::super::test_support::{id, Harness};
 use super::super::*;
 use super::MAX_ROUNDS;
 use crate::config::{Config, ConfigPath};
 use crate::protocol::{
-    Connect, ConnectReturnCode, PacketId, Protocol, Publish, QoS, Suback, SubackCode, Subscribe,
-    TopicFilter, TopicName, Will,
+    Connect, ConnectReturnCode, Protocol, Publish, QoS, Suback, SubackCode, Subscribe, TopicFilter,
+    TopicName, Will,
 };
 
 // `openssl passwd -6 -salt 'rounds=1000$fastsalt' secret`: the cheapest cost.
@@ -21,24 +20,6 @@ const SECRET: &str = "$6$rounds=1000$fastsalt$QUh6pcssLqL9TTIo8uuXvjOuE15BI8RaB4
 const CHANGED: &str = "$6$rounds=1000$othersalt$CHLkcB7DTZ8QR4asMPxgRlnL0dDfFylufBUIBz4dDHnIOAa3gPa5pNXRAFL/LucTjHhJrL2ANF4mBEYSL8w4u.";
 // `openssl passwd -6 -salt somesalt secret`, for a second user.
 const SECRET_DEFAULT_ROUNDS: &str = "$6$somesalt$JX0Uhce8rLRHbaqoSQDYsnTxsqcjCNNcrl79ieTwPGzEhxBEeJcsgDUWIOwc3sDvZN34ZJBWQep7.lcAuSesy/";
-
-#[derive(Default)]
-struct Recorder {
-    sent: HashMap<ConnId, Vec<Packet>>,
-    closed: Vec<ConnId>,
-}
-
-impl Outbox for Recorder {
-    fn send(&mut self, conn: ConnId, packet: &Packet) {
-        self.sent.entry(conn).or_default().push(packet.clone());
-    }
-    fn pending(&self, _conn: ConnId) -> usize {
-        0
-    }
-    fn close(&mut self, conn: ConnId) {
-        self.closed.push(conn);
-    }
-}
 
 /// A temporary directory for one test's files, removed on drop.
 struct Files(PathBuf);
@@ -64,42 +45,11 @@ impl Drop for Files {
     }
 }
 
-struct Harness {
-    broker: Broker,
-    out: Recorder,
-    now: Instant,
-    serial: u64,
-}
-
 impl Harness {
-    fn with(tweak: impl FnOnce(&mut Config)) -> Harness {
+    fn configured(tweak: impl FnOnce(&mut Config)) -> Harness {
         let mut config = Config::default();
         tweak(&mut config);
-        let now = Instant::now();
-        Harness {
-            broker: Broker::new(&config, now),
-            out: Recorder::default(),
-            now,
-            serial: 0,
-        }
-    }
-
-    fn open(&mut self) -> ConnId {
-        self.serial += 1;
-        let conn = ConnId {
-            key: self.serial as usize,
-            serial: self.serial,
-        };
-        self.broker.open(conn, "test", self.now);
-        conn
-    }
-
-    fn send(&mut self, conn: ConnId, packet: Packet) {
-        self.broker.packet(conn, packet, self.now, &mut self.out);
-    }
-
-    fn take(&mut self, conn: ConnId) -> Vec<Packet> {
-        self.out.sent.remove(&conn).unwrap_or_default()
+        Harness::with(config)
     }
 
     /// Opens a connection (over TLS with this certificate CN when `tls` is
@@ -117,7 +67,7 @@ impl Harness {
     }
 
     /// Connects and asserts it was accepted.
-    fn connect(&mut self, c: Connect) -> ConnId {
+    fn login(&mut self, c: Connect) -> ConnId {
         let (conn, code) = self.try_connect(c, None);
         assert_eq!(code, 0, "CONNACK code");
         conn
@@ -198,10 +148,6 @@ impl Harness {
     }
 }
 
-fn id(n: u16) -> PacketId {
-    PacketId::new(n).unwrap()
-}
-
 fn client(client_id: &str) -> Connect {
     Connect {
         protocol: Protocol::V311,
@@ -226,7 +172,7 @@ const GRANTED: SubackCode = SubackCode::Granted(QoS::AtLeastOnce);
 
 #[test]
 fn anonymous_clients_are_refused_with_0x05_when_not_allowed() {
-    let mut h = Harness::with(|c| c.security.allow_anonymous = false);
+    let mut h = Harness::configured(|c| c.security.allow_anonymous = false);
     let conn = h.refused(client("anon"), None, 5);
     // Nothing after the refusal is processed.
     h.send(conn, Packet::Pingreq);
@@ -234,7 +180,7 @@ fn anonymous_clients_are_refused_with_0x05_when_not_allowed() {
     assert_eq!(h.broker.connection_count(), 0);
     assert_eq!(h.broker.session_count(), 0);
     // Without a password file a username is taken as given.
-    h.connect(user("named", "anyone", None));
+    h.login(user("named", "anyone", None));
 }
 
 #[test]
@@ -244,18 +190,18 @@ fn passwords_are_checked_against_the_password_file() {
         "passwd",
         &format!("alice:{SECRET}\nbob:{SECRET_DEFAULT_ROUNDS}\n"),
     );
-    let mut h = Harness::with(|c| c.security.password_file = Some(passwd));
-    h.connect(user("c1", "alice", Some("secret")));
-    h.connect(user("c2", "bob", Some("secret")));
+    let mut h = Harness::configured(|c| c.security.password_file = Some(passwd));
+    h.login(user("c1", "alice", Some("secret")));
+    h.login(user("c2", "bob", Some("secret")));
     h.refused(user("c3", "alice", Some("Secret")), None, 4);
     h.refused(user("c4", "carol", Some("secret")), None, 4);
     h.refused(user("c5", "alice", Some("")), None, 4);
     // A username without a password is a bad password, as in mosquitto.
     h.refused(user("c6", "alice", None), None, 4);
     // allow_anonymous is true by default: no username is fine.
-    h.connect(client("c7"));
+    h.login(client("c7"));
     // The cache remembers alice's good password, and only that one.
-    h.connect(user("c8", "alice", Some("secret")));
+    h.login(user("c8", "alice", Some("secret")));
     h.refused(user("c9", "alice", Some("secreT")), None, 4);
 }
 
@@ -263,8 +209,8 @@ fn passwords_are_checked_against_the_password_file() {
 fn a_refused_client_cannot_take_over_a_connected_id() {
     let files = Files::new("takeover");
     let passwd = files.write("passwd", &format!("alice:{SECRET}\n"));
-    let mut h = Harness::with(|c| c.security.password_file = Some(passwd));
-    let first = h.connect(user("device", "alice", Some("secret")));
+    let mut h = Harness::configured(|c| c.security.password_file = Some(passwd));
+    let first = h.login(user("device", "alice", Some("secret")));
     h.refused(user("device", "alice", Some("wrong")), None, 4);
     assert!(!h.out.closed.contains(&first), "the good client was kicked");
     h.send(first, Packet::Pingreq);
@@ -276,7 +222,7 @@ fn use_identity_as_username_takes_the_certificate_cn_on_tls_only() {
     let files = Files::new("identity");
     let passwd = files.write("passwd", &format!("alice:{SECRET}\n"));
     let acl = files.write("acl", "user cert-user\ntopic readwrite cert/#\n");
-    let mut h = Harness::with(|c| {
+    let mut h = Harness::configured(|c| {
         c.security.use_identity_as_username = true;
         c.security.allow_anonymous = false;
         c.security.password_file = Some(passwd);
@@ -295,7 +241,7 @@ fn use_identity_as_username_takes_the_certificate_cn_on_tls_only() {
     h.refused(client("t3"), Some(None), 5);
     h.refused(user("t4", "alice", Some("secret")), Some(None), 5);
     // Plain clients log in with their password as usual.
-    let plain = h.connect(user("p1", "alice", Some("secret")));
+    let plain = h.login(user("p1", "alice", Some("secret")));
     assert_eq!(h.subscribe(plain, &["cert/x"]), vec![SubackCode::Failure]);
     h.refused(user("p2", "cert-user", None), None, 4);
     h.refused(client("p3"), None, 5);
@@ -303,7 +249,7 @@ fn use_identity_as_username_takes_the_certificate_cn_on_tls_only() {
 
 #[test]
 fn the_cn_is_not_used_without_use_identity_as_username() {
-    let mut h = Harness::with(|c| c.security.allow_anonymous = false);
+    let mut h = Harness::configured(|c| c.security.allow_anonymous = false);
     h.refused(client("t1"), Some(Some("alice")), 5);
     let (_, code) = h.try_connect(user("t2", "bob", None), Some(Some("alice")));
     assert_eq!(code, 0);
@@ -313,8 +259,8 @@ fn the_cn_is_not_used_without_use_identity_as_username() {
 fn refused_subscriptions_get_0x80_and_the_others_are_granted() {
     let files = Files::new("subscribe");
     let acl = files.write("acl", "topic read public/#\ntopic readwrite mine/+\n");
-    let mut h = Harness::with(|c| c.security.acl_file = Some(acl));
-    let conn = h.connect(client("c"));
+    let mut h = Harness::configured(|c| c.security.acl_file = Some(acl));
+    let conn = h.login(client("c"));
     assert_eq!(
         h.subscribe(conn, &["public/#", "secret/#", "mine/x", "#", "$SOL/#"]),
         vec![
@@ -335,10 +281,10 @@ fn refused_publishes_are_acknowledged_dropped_and_not_retained() {
         "acl",
         "topic read #\ntopic write open/#\ntopic read $SOL/#\n",
     );
-    let mut h = Harness::with(|c| c.security.acl_file = Some(acl));
-    let sub = h.connect(client("sub"));
+    let mut h = Harness::configured(|c| c.security.acl_file = Some(acl));
+    let sub = h.login(client("sub"));
     assert_eq!(h.subscribe(sub, &["#", "$SOL/#"]), vec![GRANTED, GRANTED]);
-    let publisher = h.connect(client("pub"));
+    let publisher = h.login(client("pub"));
     h.publish(publisher, "closed/a", "x", true);
     h.publish(publisher, "$SOL/broker/uptime", "x", true);
     h.publish(publisher, "open/a", "x", false);
@@ -348,13 +294,13 @@ fn refused_publishes_are_acknowledged_dropped_and_not_retained() {
 
 #[test]
 fn without_an_acl_only_writes_to_sol_topics_are_refused() {
-    let mut h = Harness::with(|_| {});
-    let sub = h.connect(client("sub"));
+    let mut h = Harness::configured(|_| {});
+    let sub = h.login(client("sub"));
     assert_eq!(
         h.subscribe(sub, &["$SOL/#", "$SOLAR/#", "#"]),
         vec![GRANTED, GRANTED, GRANTED]
     );
-    let publisher = h.connect(client("pub"));
+    let publisher = h.login(client("pub"));
     h.publish(publisher, "$SOL/x", "x", true);
     h.publish(publisher, "$SOLAR/x", "x", false);
     h.publish(publisher, "a", "x", false);
@@ -369,9 +315,9 @@ fn deliveries_and_retained_messages_are_filtered_per_reader() {
         "acl",
         "topic readwrite #\ntopic deny secret/#\nuser vip\ntopic readwrite #\n",
     );
-    let mut h = Harness::with(|c| c.security.acl_file = Some(acl));
-    let vip = h.connect(user("vip", "vip", None));
-    let anon = h.connect(client("anon"));
+    let mut h = Harness::configured(|c| c.security.acl_file = Some(acl));
+    let vip = h.login(user("vip", "vip", None));
+    let anon = h.login(client("anon"));
     h.publish(vip, "secret/plans", "r", true);
     h.publish(vip, "news", "r", true);
     assert_eq!(h.broker.retained_count(), 2);
@@ -396,8 +342,8 @@ fn patterns_use_the_client_id_and_the_username() {
         "acl",
         "pattern readwrite devices/%c/#\npattern read inbox/%u\n",
     );
-    let mut h = Harness::with(|c| c.security.acl_file = Some(acl));
-    let d1 = h.connect(user("d1", "ann", None));
+    let mut h = Harness::configured(|c| c.security.acl_file = Some(acl));
+    let d1 = h.login(user("d1", "ann", None));
     assert_eq!(
         h.subscribe(
             d1,
@@ -406,7 +352,7 @@ fn patterns_use_the_client_id_and_the_username() {
         vec![GRANTED, SubackCode::Failure, GRANTED, SubackCode::Failure]
     );
     // A client id holding a wildcard does not widen the pattern.
-    let wild = h.connect(client("+"));
+    let wild = h.login(client("+"));
     assert_eq!(
         h.subscribe(wild, &["devices/+/#"]),
         vec![SubackCode::Failure]
@@ -417,8 +363,8 @@ fn patterns_use_the_client_id_and_the_username() {
 fn a_will_is_published_only_where_its_client_may_write() {
     let files = Files::new("will");
     let acl = files.write("acl", "topic read #\ntopic write wills/ok\n");
-    let mut h = Harness::with(|c| c.security.acl_file = Some(acl));
-    let sub = h.connect(client("sub"));
+    let mut h = Harness::configured(|c| c.security.acl_file = Some(acl));
+    let sub = h.login(client("sub"));
     assert_eq!(h.subscribe(sub, &["#"]), vec![GRANTED]);
     for (id, topic) in [("w1", "wills/ok"), ("w2", "wills/not")] {
         let mut c = client(id);
@@ -428,7 +374,7 @@ fn a_will_is_published_only_where_its_client_may_write() {
             qos: QoS::AtMostOnce,
             retain: false,
         });
-        let conn = h.connect(c);
+        let conn = h.login(c);
         h.broker
             .closed(conn, CloseReason::PeerClosed, h.now, &mut h.out);
     }
@@ -437,8 +383,8 @@ fn a_will_is_published_only_where_its_client_may_write() {
 
 #[test]
 fn a_will_to_sol_topics_is_never_published() {
-    let mut h = Harness::with(|_| {});
-    let sub = h.connect(client("sub"));
+    let mut h = Harness::configured(|_| {});
+    let sub = h.login(client("sub"));
     h.subscribe(sub, &["$SOL/#"]);
     let mut c = client("w");
     c.will = Some(Will {
@@ -447,7 +393,7 @@ fn a_will_to_sol_topics_is_never_published() {
         qos: QoS::AtMostOnce,
         retain: true,
     });
-    let conn = h.connect(c);
+    let conn = h.login(c);
     h.broker
         .closed(conn, CloseReason::PeerClosed, h.now, &mut h.out);
     assert!(h.received(sub).is_empty());
@@ -462,14 +408,14 @@ fn reload_applies_new_files_and_removes_what_is_no_longer_allowed() {
         "acl",
         "user alice\ntopic readwrite a/#\ntopic readwrite b/#\n",
     );
-    let mut h = Harness::with(|c| {
+    let mut h = Harness::configured(|c| {
         c.security.password_file = Some(passwd.clone());
         c.security.acl_file = Some(acl.clone());
     });
-    let alice = h.connect(user("c", "alice", Some("secret")));
+    let alice = h.login(user("c", "alice", Some("secret")));
     assert_eq!(h.subscribe(alice, &["a/#", "b/x"]), vec![GRANTED, GRANTED]);
     // A persistent session that is offline loses its rights too.
-    let offline = h.connect(Connect {
+    let offline = h.login(Connect {
         clean_session: false,
         ..user("off", "alice", Some("secret"))
     });
@@ -493,10 +439,10 @@ fn reload_applies_new_files_and_removes_what_is_no_longer_allowed() {
     h.publish(alice, "b/x", "x", false);
     h.publish(alice, "a/y", "x", false);
     assert_eq!(h.received(alice), vec!["a/y"]);
-    h.connect(user("c2", "bob", Some("secret")));
+    h.login(user("c2", "bob", Some("secret")));
     // The cache forgot alice's old password.
     h.refused(user("c3", "alice", Some("secret")), None, 4);
-    h.connect(user("c4", "alice", Some("changed")));
+    h.login(user("c4", "alice", Some("changed")));
 
     // The offline session kept nothing on b/, message included.
     assert_eq!(queued(&h), 0);
@@ -522,11 +468,11 @@ fn a_failed_reload_keeps_everything_as_it_was() {
     let files = Files::new("failed-reload");
     let passwd = files.write("passwd", &format!("alice:{SECRET}\n"));
     let acl = files.write("acl", "user alice\ntopic readwrite a/#\n");
-    let mut h = Harness::with(|c| {
+    let mut h = Harness::configured(|c| {
         c.security.password_file = Some(passwd.clone());
         c.security.acl_file = Some(acl.clone());
     });
-    let alice = h.connect(user("c", "alice", Some("secret")));
+    let alice = h.login(user("c", "alice", Some("secret")));
     assert_eq!(h.subscribe(alice, &["a/#"]), vec![GRANTED]);
 
     // A broken ACL beside a good password file: neither is taken.
@@ -534,14 +480,14 @@ fn a_failed_reload_keeps_everything_as_it_was() {
     files.write("passwd", "bob:plaintext\n");
     h.reload();
     assert_eq!(h.broker.subscription_count(), 1);
-    h.connect(user("c2", "alice", Some("secret")));
+    h.login(user("c2", "alice", Some("secret")));
     // Missing files fail the same way, never into open access.
     std::fs::remove_file(&acl.path).unwrap();
     std::fs::remove_file(&passwd.path).unwrap();
     h.reload();
-    h.connect(user("c3", "alice", Some("secret")));
+    h.login(user("c3", "alice", Some("secret")));
     h.refused(user("c4", "mallory", Some("secret")), None, 4);
-    let anon = h.connect(client("anon"));
+    let anon = h.login(client("anon"));
     assert_eq!(h.subscribe(anon, &["a/#"]), vec![SubackCode::Failure]);
 }
 
@@ -552,19 +498,19 @@ fn a_resumed_session_keeps_only_what_its_new_user_may_have() {
         "acl",
         "user ann\ntopic readwrite #\nuser bob\ntopic readwrite bob/#\n",
     );
-    let mut h = Harness::with(|c| c.security.acl_file = Some(acl));
+    let mut h = Harness::configured(|c| c.security.acl_file = Some(acl));
     let persistent = |name: &str| Connect {
         clean_session: false,
         ..user("shared", name, None)
     };
-    let ann = h.connect(persistent("ann"));
+    let ann = h.login(persistent("ann"));
     assert_eq!(h.subscribe(ann, &["#", "bob/+"]), vec![GRANTED, GRANTED]);
     h.broker
         .closed(ann, CloseReason::PeerClosed, h.now, &mut h.out);
     let (bob, code) = h.try_connect(persistent("bob"), None);
     assert_eq!(code, 0);
     assert_eq!(h.broker.subscription_count(), 1);
-    let publisher = h.connect(user("p", "ann", None));
+    let publisher = h.login(user("p", "ann", None));
     h.publish(publisher, "ann/x", "x", false);
     h.publish(publisher, "bob/x", "x", false);
     assert_eq!(h.received(bob), vec!["bob/x"]);
@@ -620,11 +566,11 @@ fn a_broker_whose_files_vanished_refuses_rather_than_opens() {
     let files = Files::new("vanished");
     let acl = ConfigPath::new(files.0.join("missing-acl"));
     let passwd = ConfigPath::new(files.0.join("missing-passwd"));
-    let mut h = Harness::with(|c| {
+    let mut h = Harness::configured(|c| {
         c.security.acl_file = Some(acl);
         c.security.password_file = Some(passwd);
     });
     h.refused(user("c", "alice", Some("secret")), None, 4);
-    let anon = h.connect(client("anon"));
+    let anon = h.login(client("anon"));
     assert_eq!(h.subscribe(anon, &["#"]), vec![SubackCode::Failure]);
 }

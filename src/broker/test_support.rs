@@ -1,0 +1,119 @@
+//! What the core's conversation tests share: an [`Outbox`] that records
+//! what the core asked for, and a harness that drives a [`Broker`] with a
+//! clock the test moves by hand.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::{Broker, CloseReason, ConnId, Outbox, Traffic};
+use crate::config::Config;
+use crate::protocol::{Connack, Connect, ConnectReturnCode, Packet, PacketId};
+
+/// Records what the core sends and closes; `pending` and `traffic` are what
+/// the test says the network holds.
+#[derive(Default)]
+pub(super) struct Recorder {
+    pub(super) sent: HashMap<ConnId, Vec<Packet>>,
+    pub(super) closed: Vec<ConnId>,
+    pub(super) pending: HashMap<ConnId, usize>,
+    pub(super) traffic: Traffic,
+}
+
+impl Outbox for Recorder {
+    fn send(&mut self, conn: ConnId, packet: &Packet) {
+        self.sent.entry(conn).or_default().push(packet.clone());
+    }
+    fn pending(&self, conn: ConnId) -> usize {
+        self.pending.get(&conn).copied().unwrap_or(0)
+    }
+    fn close(&mut self, conn: ConnId) {
+        self.closed.push(conn);
+    }
+    fn traffic(&self) -> Traffic {
+        self.traffic
+    }
+}
+
+impl Recorder {
+    /// Everything sent to `conn` so far, and forgets it.
+    pub(super) fn take(&mut self, conn: ConnId) -> Vec<Packet> {
+        self.sent.remove(&conn).unwrap_or_default()
+    }
+}
+
+/// A broker, what it sent, and the time as the test sets it.
+pub(super) struct Harness {
+    pub(super) broker: Broker,
+    pub(super) out: Recorder,
+    pub(super) now: Instant,
+    serial: u64,
+}
+
+impl Harness {
+    pub(super) fn with(config: Config) -> Harness {
+        let now = Instant::now();
+        Harness {
+            broker: Broker::new(&config, now),
+            out: Recorder::default(),
+            now,
+            serial: 0,
+        }
+    }
+
+    /// A new connection, as if the network layer had accepted a socket.
+    pub(super) fn open(&mut self) -> ConnId {
+        self.serial += 1;
+        let conn = ConnId {
+            key: self.serial as usize,
+            serial: self.serial,
+        };
+        self.broker.open(conn, "test", self.now);
+        conn
+    }
+
+    pub(super) fn send(&mut self, conn: ConnId, packet: Packet) {
+        self.broker.packet(conn, packet, self.now, &mut self.out);
+    }
+
+    pub(super) fn take(&mut self, conn: ConnId) -> Vec<Packet> {
+        self.out.take(conn)
+    }
+
+    /// Opens a connection, sends `c` and checks that the first answer is an
+    /// accepting CONNACK; what a resumed session gets after it is left for
+    /// the test to take.
+    pub(super) fn connect(&mut self, c: Connect, session_present: bool) -> ConnId {
+        let conn = self.open();
+        self.send(conn, Packet::Connect(Box::new(c)));
+        let connack = Packet::Connack(Connack {
+            session_present,
+            code: ConnectReturnCode::Accepted,
+        });
+        let mut sent = self.take(conn);
+        assert_eq!(sent.first(), Some(&connack));
+        sent.remove(0);
+        if !sent.is_empty() {
+            self.out.sent.insert(conn, sent);
+        }
+        conn
+    }
+
+    /// The socket went away without DISCONNECT.
+    pub(super) fn drop_conn(&mut self, conn: ConnId) {
+        self.broker
+            .closed(conn, CloseReason::PeerClosed, self.now, &mut self.out);
+    }
+
+    pub(super) fn advance(&mut self, by: Duration) {
+        self.now += by;
+        self.broker.tick(self.now, &mut self.out);
+    }
+
+    pub(super) fn is_closed(&self, conn: ConnId) -> bool {
+        self.out.closed.contains(&conn)
+    }
+}
+
+pub(super) fn id(n: u16) -> PacketId {
+    PacketId::new(n).unwrap_or(PacketId::FIRST)
+}
