@@ -15,6 +15,8 @@
 #   --install   apt-get install mosquitto, and cargo install rumqttd if
 #               `cargo install --list` does not have it. Nothing is installed
 #               without it.
+#   --out DIR   write the results, table and chart into DIR instead of
+#               target/compare and docs/ (docs/ is left alone).
 #
 # Writes DIR/results.jsonl (every run, one JSON line each), then
 # bench/report.py turns it into docs/benchmarks-compare.md and
@@ -58,6 +60,8 @@ SCENARIOS=(
     "pairs100_q1|pairs --pairs 100 --qos 1 --size 16"
     "latency_q1|latency --qos 1 --rate 1000 --size 16"
     "conns10000|conns --conns 10000 --sources 4 --hold 1"
+    # @unix: over each broker's Unix socket (rumqttd has none: skipped).
+    "conns10000_unix|conns --conns 10000 --hold 1 @unix"
 )
 
 OUT=${OUT:-$ROOT/target/compare}
@@ -75,6 +79,11 @@ SOL=$ROOT/target/release/sol
 BENCH=$ROOT/target/release/sol-bench
 
 declare -A PORT=([sol]=21883 [mosquitto]=21884 [rumqttd]=21885)
+# mosquitto drops root privileges before it creates its socket: the
+# directory must be writable by its user.
+chmod 711 "$WORK"
+mkdir -m 1777 "$WORK/sock"
+declare -A SOCK=([sol]=$WORK/sock/sol.sock [mosquitto]=$WORK/sock/mosquitto.sock)
 
 # The configurations: loopback only, no persistence, no authentication,
 # queues deep enough that no scenario drops by policy, TCP_NODELAY on, and
@@ -85,6 +94,7 @@ declare -A PORT=([sol]=21883 [mosquitto]=21884 [rumqttd]=21885)
 cat > "$WORK/sol.conf" <<CONF
 ip_address 127.0.0.1
 ip_port ${PORT[sol]}
+unix_socket ${SOCK[sol]}
 log_level WARNING
 max_inflight_messages 100
 max_queued_messages 100000
@@ -92,6 +102,8 @@ CONF
 
 cat > "$WORK/mosquitto.conf" <<CONF
 listener ${PORT[mosquitto]} 127.0.0.1
+allow_anonymous true
+listener 0 ${SOCK[mosquitto]}
 allow_anonymous true
 persistence false
 set_tcp_nodelay true
@@ -170,10 +182,17 @@ for round in $(seq "$ROUNDS"); do
         args=${entry#*|}
         selected "$id" || continue
         for broker in $BROKERS; do
+            target="--port ${PORT[$broker]}"
+            run_args=$args
+            if [[ "$args" == *@unix* ]]; then
+                [ -n "${SOCK[$broker]:-}" ] || continue
+                target="--unix ${SOCK[$broker]}"
+                run_args=${args//@unix/}
+            fi
             start_broker "$broker"
             echo "round $round: $id on $broker" >&2
             # shellcheck disable=SC2086
-            line=$(taskset -c 1 "$BENCH" $args --duration "$DURATION" --port "${PORT[$broker]}" \
+            line=$(taskset -c 1 "$BENCH" $run_args --duration "$DURATION" $target \
                 --pid "$BROKER_PID" --label "$broker" --quiet 2>"$WORK/bench.err" | grep '^{' || true)
             if [ -z "$line" ]; then
                 error=$(tr -d '"\\' < "$WORK/bench.err" | tr '\n' ' ' | cut -c1-300)
@@ -186,4 +205,9 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 
-python3 "$ROOT/bench/report.py" compare "$RESULTS" --docs "$ROOT/docs"
+# A run written elsewhere (--out) leaves docs/ alone: its table is printed.
+if [ "$OUT" = "$ROOT/target/compare" ]; then
+    python3 "$ROOT/bench/report.py" compare "$RESULTS" --docs "$ROOT/docs"
+else
+    python3 "$ROOT/bench/report.py" compare "$RESULTS" --docs "$OUT"
+fi

@@ -133,3 +133,36 @@ fn no_broker_is_a_failure_not_a_result() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains('{'));
 }
+
+#[test]
+fn conns_over_a_unix_socket_waits_out_a_full_backlog() {
+    // A Unix connect to a full listen queue fails at once with EAGAIN
+    // rather than waiting like a TCP SYN: with a backlog of 1 and 64
+    // connects at once, the bench must retry instead of giving up.
+    let Some(broker) = TestBroker::with(|c| c.tcp_backlog = 1) else {
+        return;
+    };
+    let Some(path) = broker.unix_path().and_then(|p| p.to_str()) else {
+        return;
+    };
+    let out = bench(&[
+        "conns",
+        "--unix",
+        path,
+        "--conns",
+        "300",
+        "--concurrency",
+        "64",
+        "--hold",
+        "0",
+    ]);
+    assert!(
+        out.status.success(),
+        "sol-bench failed: {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j = Json::of(&out);
+    assert_eq!(j.get("conns"), "300", "{}", j.0);
+    broker.assert_alive();
+}

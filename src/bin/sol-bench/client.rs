@@ -251,6 +251,22 @@ impl Client {
     }
 
     /// Writes as much buffered output as the socket takes.
+    /// Writes the CONNECT as soon as the socket is created, as a blocking
+    /// client does right after `connect` returns. On the loopback the
+    /// handshake completes inside the `connect` call, so the broker finds
+    /// the CONNECT already queued when it accepts the connection, and is
+    /// woken once per client instead of twice. A socket still handshaking
+    /// refuses the write (`EAGAIN`), and the writable event sends it later.
+    pub fn write_early(&mut self) {
+        if self.connected || self.output.is_empty() {
+            return;
+        }
+        if let Ok(n) = self.stream.write(&self.output) {
+            self.connected = true;
+            self.output.advance(n);
+        }
+    }
+
     pub fn flush(&mut self) -> io::Result<()> {
         if !self.connected {
             return Ok(());

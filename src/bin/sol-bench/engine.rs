@@ -166,12 +166,20 @@ impl Engine {
         specs
     }
 
-    fn open(&mut self, spec: &Spec, serial: usize) -> Result<(), String> {
+    /// Opens one client; `Ok(false)` when the broker's listen queue is
+    /// full and the connect should be tried again after a turn.
+    fn open(&mut self, spec: &Spec, serial: usize) -> Result<bool, String> {
         let stream = match &self.opts.target {
             Target::Unix(path) => Stream::unix(path),
             Target::Tcp(addr) => Stream::tcp(*addr, self.source(*addr, serial)),
-        }
-        .map_err(|e| err("connect", e))?;
+        };
+        let stream = match stream {
+            Ok(stream) => stream,
+            // A Unix socket's connect fails at once with EAGAIN while the
+            // listener's backlog is full (a TCP SYN would wait instead).
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(err("connect", e)),
+        };
         let (pubs, subs) = self.opts.shape();
         let qos = self.opts.qos;
         let (role, filter, letter) = match spec.role {
@@ -215,6 +223,7 @@ impl Engine {
             password: None,
         };
         encode(&Packet::Connect(Box::new(connect)), &mut client.output);
+        client.write_early();
         let entry = self.clients.vacant_entry();
         let key = entry.key();
         client
@@ -228,7 +237,7 @@ impl Engine {
             SpecRole::Idle => {}
         }
         self.connecting += 1;
-        Ok(())
+        Ok(true)
     }
 
     /// The source address of the `serial`th TCP client: 127.0.0.1 to
@@ -250,7 +259,9 @@ impl Engine {
         while self.ready < specs.len() {
             while self.connecting < self.opts.concurrency {
                 let Some(spec) = specs.get(next) else { break };
-                self.open(spec, next)?;
+                if !self.open(spec, next)? {
+                    break;
+                }
                 next += 1;
             }
             self.turn(Some(Duration::from_millis(50)))?;

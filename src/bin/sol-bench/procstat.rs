@@ -5,7 +5,12 @@
 //! clock ticks of `USER_HZ`, which Linux fixes at 100 for user space on every
 //! mainstream architecture; the crate has no `libc` to ask `sysconf`, so the
 //! resolution is 10 ms, 0.3 % of a 3-second run at full load. RSS is `VmRSS`
-//! from `/proc/PID/status`.
+//! from `/proc/PID/status`. Sleeps are the `voluntary_ctxt_switches` of every
+//! thread (`/proc/PID/task/*/status`): how often the process blocked, each
+//! time in a poll that found nothing to do. Waking a process that sleeps
+//! costs the one that wakes it, on another CPU (an inter-processor
+//! interrupt, dear on a virtual machine), so a broker that sleeps often
+//! makes its clients pay.
 
 use std::fs;
 use std::time::Duration;
@@ -18,6 +23,8 @@ const TICKS_PER_SECOND: u64 = 100;
 pub struct Sample {
     pub cpu: Duration,
     pub rss_kb: u64,
+    /// Voluntary context switches, all threads; `None` if unreadable.
+    pub sleeps: Option<u64>,
 }
 
 /// Reads process `pid` ("self" for the bench itself).
@@ -31,7 +38,25 @@ pub fn sample(pid: &str) -> Result<Sample, String> {
     Ok(Sample {
         cpu: Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND),
         rss_kb,
+        sleeps: sleeps(pid),
     })
+}
+
+/// The sum of `voluntary_ctxt_switches` over the threads of `pid`.
+fn sleeps(pid: &str) -> Option<u64> {
+    let mut total = 0u64;
+    for task in fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let status = fs::read_to_string(task.ok()?.path().join("status")).ok()?;
+        total = total.checked_add(voluntary_switches(&status)?)?;
+    }
+    Some(total)
+}
+
+fn voluntary_switches(status: &str) -> Option<u64> {
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("voluntary_ctxt_switches:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// `utime + stime`. The command name (field 2) is in parentheses and may
@@ -70,8 +95,19 @@ mod tests {
     }
 
     #[test]
+    fn parses_voluntary_switches() {
+        let status = "Name:\tsol\nvoluntary_ctxt_switches:\t17\nnonvoluntary_ctxt_switches:\t4\n";
+        assert_eq!(voluntary_switches(status), Some(17));
+        assert_eq!(voluntary_switches("Name: x\n"), None);
+    }
+
+    #[test]
     fn reads_this_process() {
-        let s = sample("self").unwrap();
-        assert!(s.rss_kb > 0);
+        let before = sample("self").unwrap();
+        assert!(before.rss_kb > 0);
+        // A sleep is a voluntary context switch.
+        std::thread::sleep(Duration::from_millis(5));
+        let after = sample("self").unwrap();
+        assert!(after.sleeps.unwrap() > before.sleeps.unwrap());
     }
 }

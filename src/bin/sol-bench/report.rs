@@ -20,6 +20,8 @@ pub struct Measures {
     pub broker_cpu: Option<Duration>,
     pub broker_rss_before_kb: Option<u64>,
     pub broker_rss_after_kb: Option<u64>,
+    /// How often the broker blocked in its poll over the measured stage.
+    pub broker_sleeps: Option<u64>,
     pub bench_cpu: Duration,
 }
 
@@ -36,6 +38,9 @@ impl Measures {
                 .map(|(a, b)| b.cpu.saturating_sub(a.cpu)),
             broker_rss_before_kb: broker_before.map(|s| s.rss_kb),
             broker_rss_after_kb: broker_after.map(|s| s.rss_kb),
+            broker_sleeps: broker_before
+                .zip(broker_after)
+                .and_then(|(a, b)| Some(b.sleeps?.saturating_sub(a.sleeps?))),
             bench_cpu: bench_after.cpu.saturating_sub(bench_before.cpu),
         }
     }
@@ -152,6 +157,7 @@ fn common(j: &mut Json, o: &Options, m: &Measures) {
         "broker_rss_after_kb",
         m.broker_rss_after_kb.map(|v| v as f64),
     );
+    j.num("broker_sleeps", m.broker_sleeps.map(|v| v as f64));
 }
 
 fn fmt_rate(v: Option<f64>) -> String {
@@ -315,6 +321,16 @@ impl ConnsResult {
                 .broker_cpu
                 .map(|d| d.as_secs_f64() * 1e6 / self.conns.max(1) as f64),
         );
+        j.num(
+            "bench_cpu_us_per_connect",
+            Some(self.measures.bench_cpu.as_secs_f64() * 1e6 / self.conns.max(1) as f64),
+        );
+        j.num(
+            "broker_sleeps_per_connect",
+            self.measures
+                .broker_sleeps
+                .map(|v| v as f64 / self.conns.max(1) as f64),
+        );
         j.num("broker_rss_held_kb", self.rss_held_kb.map(|v| v as f64));
         j.num("rss_per_conn_bytes", self.rss_per_conn());
         j.bool("verified", true);
@@ -348,6 +364,12 @@ impl ConnsResult {
                     .map_or("- (no --pid)".to_string(), |d| {
                         format!("{:.2} s", d.as_secs_f64())
                     }),
+            ),
+            (
+                "broker sleeps while connecting",
+                self.measures
+                    .broker_sleeps
+                    .map_or("-".to_string(), |n| n.to_string()),
             ),
             ("broker RSS before", kb(self.measures.broker_rss_before_kb)),
             (
