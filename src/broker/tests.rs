@@ -646,3 +646,50 @@ fn retained_delivery_stops_at_the_first_message_the_subscriber_cannot_take() {
     // other filters' walks were made.
     assert_eq!(h.broker.stats().messages_dropped, 1);
 }
+
+/// The PUBLISH a subscriber should receive from a live forward: DUP 0,
+/// retain cleared.
+fn forwarded(t: &str, payload: &str, qos: QoS, pid: Option<u16>) -> Packet {
+    publish(t, payload, qos, pid, false)
+}
+
+/// An outbox that knows only packets: it gets `send_bytes` from the trait.
+#[derive(Default)]
+struct PacketsOnly {
+    sent: Vec<(ConnId, Packet)>,
+}
+
+impl Outbox for PacketsOnly {
+    fn send(&mut self, conn: ConnId, packet: &Packet) {
+        self.sent.push((conn, packet.clone()));
+    }
+    fn pending(&self, _conn: ConnId) -> usize {
+        0
+    }
+    fn close(&mut self, _conn: ConnId) {}
+}
+
+#[test]
+fn send_bytes_by_default_decodes_into_packets_and_sends_each() {
+    let conn = ConnId { key: 1, serial: 1 };
+    let mut out = PacketsOnly::default();
+    let bytes = [0x30, 4, 0, 1, b't', b'p', 0xD0, 0, 0x40, 2, 0x01, 0x02];
+    out.send_bytes(conn, &bytes);
+    assert_eq!(
+        out.sent,
+        vec![
+            (conn, forwarded("t", "p", QoS::AtMostOnce, None)),
+            (conn, Packet::Pingresp),
+            (conn, Packet::Puback(id(0x0102))),
+        ]
+    );
+    // A truncated or broken tail is not sent; what came before it is.
+    let mut out = PacketsOnly::default();
+    out.send_bytes(conn, &[0xD0, 0, 0x40, 2, 0x01]);
+    out.send_bytes(conn, &[0xD0, 0, 0x10, 0]);
+    out.send_bytes(conn, &[]);
+    assert_eq!(
+        out.sent,
+        vec![(conn, Packet::Pingresp), (conn, Packet::Pingresp)]
+    );
+}
