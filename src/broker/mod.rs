@@ -345,6 +345,9 @@ pub struct Broker {
     id_keys: RandomState,
     /// Reused between calls so that routing a message allocates nothing.
     matches: Vec<(usize, QoS)>,
+    /// The routed message's encodings, one per QoS, shared by all its
+    /// receivers; their buffers are reused from one message to the next.
+    encodings: publish::Encodings,
     fired: Vec<Timer>,
     stats: Stats,
     /// The time of the event being handled, set by every entry point, so
@@ -385,6 +388,7 @@ impl Broker {
             generated_ids: 0,
             id_keys: RandomState::new(),
             matches: Vec::new(),
+            encodings: publish::Encodings::default(),
             fired: Vec::new(),
             stats: Stats::default(),
             now,
