@@ -41,11 +41,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use log::{debug, info, warn};
+use bytes::BytesMut;
+use log::{debug, error, info, warn};
 use slab::Slab;
 
 use crate::config::Config;
-use crate::protocol::{Connack, DecodeError, Packet, QoS, Will};
+use crate::protocol::{Connack, DecodeError, Decoder, Packet, QoS, Will};
 use crate::session::Session;
 use crate::timer::{TimerId, TimerWheel};
 use crate::trie::{RetainedTrie, SubscriptionTrie};
@@ -70,6 +71,34 @@ pub struct ConnId {
 pub trait Outbox {
     /// Queues `packet` for `conn`. A closed or unknown `conn` is ignored.
     fn send(&mut self, conn: ConnId, packet: &Packet);
+    /// Queues `bytes`, whole packets already encoded, for `conn`, as
+    /// [`Outbox::send`] queues the packets they encode: a closed or unknown
+    /// `conn` is ignored. This is how a PUBLISH routed to many subscribers
+    /// is encoded once for all of them
+    /// ([`SharedPublish`](crate::protocol::SharedPublish)).
+    ///
+    /// The default decodes the bytes back into packets and sends each one:
+    /// right for an outbox that deals in packets (a test's, a harness's),
+    /// but slow. An outbox that ends in bytes anyway (the network layer's)
+    /// copies them instead.
+    fn send_bytes(&mut self, conn: ConnId, bytes: &[u8]) {
+        let mut buf = BytesMut::from(bytes);
+        let mut decoder = Decoder::client(bytes.len());
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(packet)) => self.send(conn, &packet),
+                Ok(None) if buf.is_empty() => return,
+                Ok(None) => {
+                    error!("{} bytes of a truncated packet not sent.", buf.len());
+                    return;
+                }
+                Err(e) => {
+                    error!("Encoded bytes that do not decode not sent: {e}.");
+                    return;
+                }
+            }
+        }
+    }
     /// Bytes queued for `conn` and not yet written to its socket.
     fn pending(&self, conn: ConnId) -> usize;
     /// Closes `conn` after what is already queued for it has been written
@@ -316,6 +345,9 @@ pub struct Broker {
     id_keys: RandomState,
     /// Reused between calls so that routing a message allocates nothing.
     matches: Vec<(usize, QoS)>,
+    /// The routed message's encodings, one per QoS, shared by all its
+    /// receivers; their buffers are reused from one message to the next.
+    encodings: publish::Encodings,
     fired: Vec<Timer>,
     stats: Stats,
     /// The time of the event being handled, set by every entry point, so
@@ -356,6 +388,7 @@ impl Broker {
             generated_ids: 0,
             id_keys: RandomState::new(),
             matches: Vec::new(),
+            encodings: publish::Encodings::default(),
             fired: Vec::new(),
             stats: Stats::default(),
             now,

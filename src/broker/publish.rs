@@ -10,7 +10,7 @@ use bytes::Bytes;
 use log::debug;
 
 use super::{retry, Broker, ConnId, Outbox, SessionSlot, Stats, OUTPUT_HIGH_WATER};
-use crate::protocol::{Packet, PacketId, Publish, QoS, TopicName, Will};
+use crate::protocol::{Packet, PacketId, Publish, QoS, SharedPublish, TopicName, Will};
 use crate::session::{Message, Pushed};
 
 /// A retained message as stored: the last message published with the retain
@@ -151,12 +151,18 @@ impl Broker {
     /// session with a matching subscription: one copy per session, at the
     /// highest QoS any of its matching subscriptions granted, never above
     /// the QoS it was published with.
+    ///
+    /// The copies that go out at once share one encoding per QoS
+    /// ([`Encodings`]): a fan-out to a thousand subscribers encodes the
+    /// PUBLISH at most three times, and each subscriber costs a copy of its
+    /// bytes, not a packet of its own.
     pub(super) fn route(&mut self, message: Message, out: &mut dyn Outbox) {
         if message.retain {
             self.retain(&message);
         }
         let size = message.stored_size();
         let mut matches = std::mem::take(&mut self.matches);
+        let mut encodings = std::mem::take(&mut self.encodings);
         matches.clear();
         let filters = self
             .subscriptions
@@ -174,15 +180,11 @@ impl Broker {
             if !self.may_receive(key, &message.topic) {
                 continue;
             }
-            let copy = Message {
-                topic: message.topic.clone(),
-                payload: message.payload.clone(),
-                qos: message.qos.min(granted),
-                // [MQTT-3.3.1-9]: live forwarding clears the retain flag.
-                retain: false,
-            };
-            self.deliver(key, copy, out);
+            let qos = message.qos.min(granted);
+            self.deliver(key, &message, qos, &mut encodings, out);
         }
+        encodings.clear();
+        self.encodings = encodings;
         // Every copy is now queued, in flight or in an output buffer.
         let copies = matches.len() + usize::from(message.retain);
         self.matches = matches;
@@ -207,13 +209,32 @@ impl Broker {
         }
     }
 
-    /// Hands `message` to session `key`: straight out for QoS 0, through the
-    /// session's window and queue for QoS 1 and 2.
-    pub(super) fn deliver(&mut self, key: usize, message: Message, out: &mut dyn Outbox) {
-        if let Some(slot) = self.sessions.get_mut(key) {
-            if deliver_to(slot, message, self.now, &mut self.stats, out) == Delivery::Sent {
-                retry::arm(&mut self.timers, slot, self.now, &self.settings);
-            }
+    /// Hands the routed `message` to session `key` at `qos`: straight out
+    /// for QoS 0, through the session's window and queue for QoS 1 and 2.
+    /// What goes out at once is the shared encoding; only a session that
+    /// may have to send the message again (QoS 1 and 2) keeps a copy.
+    fn deliver(
+        &mut self,
+        key: usize,
+        message: &Message,
+        qos: QoS,
+        encodings: &mut Encodings,
+        out: &mut dyn Outbox,
+    ) {
+        let Some(slot) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let stored = || Message {
+            topic: message.topic.clone(),
+            payload: message.payload.clone(),
+            qos,
+            // [MQTT-3.3.1-9]: live forwarding clears the retain flag.
+            retain: false,
+        };
+        let wire = Wire::Shared(encodings, message);
+        let delivery = deliver_with(slot, qos, stored, wire, self.now, &mut self.stats, out);
+        if delivery == Delivery::Sent {
+            retry::arm(&mut self.timers, slot, self.now, &self.settings);
         }
     }
 
@@ -244,10 +265,10 @@ pub(super) enum Delivery {
     Dropped,
 }
 
-/// Delivers `message` to one session at `now`. A free function over the
-/// fields it needs, so that callers can walk the retained trie while
-/// delivering. The caller arms the resend check ([`retry::arm`]) after a
-/// [`Delivery::Sent`].
+/// Delivers `message` to one session at `now`, as a packet of its own. A
+/// free function over the fields it needs, so that callers can walk the
+/// retained trie while delivering. The caller arms the resend check
+/// ([`retry::arm`]) after a [`Delivery::Sent`].
 pub(super) fn deliver_to(
     slot: &mut SessionSlot,
     message: Message,
@@ -255,7 +276,108 @@ pub(super) fn deliver_to(
     stats: &mut Stats,
     out: &mut dyn Outbox,
 ) -> Delivery {
-    if message.qos == QoS::AtMostOnce {
+    let qos = message.qos;
+    let publish = message.to_publish(None, false);
+    deliver_with(
+        slot,
+        qos,
+        || message,
+        Wire::Packet(publish),
+        now,
+        stats,
+        out,
+    )
+}
+
+/// The encodings of the message being routed, one per QoS it goes out at,
+/// each made when the first subscriber at that QoS needs it. Kept by the
+/// broker between messages so that their buffers are reused.
+#[derive(Debug, Default)]
+pub(super) struct Encodings {
+    qos0: Encoding,
+    qos1: Encoding,
+    qos2: Encoding,
+}
+
+#[derive(Debug, Default)]
+struct Encoding {
+    /// Whether `publish` holds the routed message yet.
+    made: bool,
+    publish: SharedPublish,
+}
+
+impl Encodings {
+    /// The PUBLISH that carries `message` at `qos`, encoded now if this is
+    /// its first receiver at that QoS.
+    fn at(&mut self, message: &Message, qos: QoS) -> &mut SharedPublish {
+        let encoding = match qos {
+            QoS::AtMostOnce => &mut self.qos0,
+            QoS::AtLeastOnce => &mut self.qos1,
+            QoS::ExactlyOnce => &mut self.qos2,
+        };
+        if !encoding.made {
+            // [MQTT-3.3.1-9]: live forwarding clears the retain flag.
+            encoding
+                .publish
+                .encode(&message.topic, &message.payload, qos, false);
+            encoding.made = true;
+        }
+        &mut encoding.publish
+    }
+
+    /// Forgets the routed message; the next one is encoded afresh.
+    fn clear(&mut self) {
+        for encoding in [&mut self.qos0, &mut self.qos1, &mut self.qos2] {
+            encoding.made = false;
+            encoding.publish.clear();
+        }
+    }
+}
+
+/// How a PUBLISH reaches a connection.
+enum Wire<'a> {
+    /// A packet of its own, encoded into the connection's output.
+    Packet(Publish),
+    /// The routed message's shared encoding: the same bytes for every
+    /// receiver at one QoS, with each one's packet id patched in.
+    Shared(&'a mut Encodings, &'a Message),
+}
+
+impl Wire<'_> {
+    /// Sends the PUBLISH at `qos` to `conn`, with `id` at QoS 1 and 2.
+    fn send(self, out: &mut dyn Outbox, conn: ConnId, qos: QoS, id: Option<PacketId>) {
+        match self {
+            Wire::Packet(publish) => {
+                let publish = Publish {
+                    packet_id: id,
+                    ..publish
+                };
+                out.send(conn, &Packet::Publish(publish));
+            }
+            Wire::Shared(encodings, message) => {
+                let shared = encodings.at(message, qos);
+                if let Some(id) = id {
+                    shared.set_id(id);
+                }
+                out.send_bytes(conn, shared.bytes());
+            }
+        }
+    }
+}
+
+/// Delivers a message at `qos` to one session, sending it over `wire`. Only
+/// QoS 1 and 2 call `stored` for the copy the session keeps: QoS 0 is sent
+/// or dropped, never kept.
+fn deliver_with(
+    slot: &mut SessionSlot,
+    qos: QoS,
+    stored: impl FnOnce() -> Message,
+    wire: Wire<'_>,
+    now: Instant,
+    stats: &mut Stats,
+    out: &mut dyn Outbox,
+) -> Delivery {
+    if qos == QoS::AtMostOnce {
         // QoS 0 is not queued for offline sessions (mosquitto's default)
         // and not buffered without bound for a client that does not read.
         let Some(conn) = slot.conn else {
@@ -265,20 +387,15 @@ pub(super) fn deliver_to(
             stats.messages_dropped += 1;
             return Delivery::Dropped;
         }
-        out.send(conn, &Packet::Publish(message.to_publish(None, false)));
+        wire.send(out, conn, qos, None);
         stats.messages_sent += 1;
         return Delivery::Sent;
     }
     let conn = slot.conn;
-    let publish = message.to_publish(None, false);
-    match slot.session.push(message, conn.is_some(), now) {
+    match slot.session.push(stored(), conn.is_some(), now) {
         Pushed::Send(id) => {
             if let Some(conn) = conn {
-                let publish = Publish {
-                    packet_id: Some(id),
-                    ..publish
-                };
-                out.send(conn, &Packet::Publish(publish));
+                wire.send(out, conn, qos, Some(id));
                 stats.messages_sent += 1;
             }
             Delivery::Sent
@@ -288,5 +405,48 @@ pub(super) fn deliver_to(
             stats.messages_dropped += 1;
             Delivery::Dropped
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(payload: &'static [u8]) -> Message {
+        Message {
+            topic: TopicName::new("t").unwrap(),
+            payload: Bytes::from_static(payload),
+            qos: QoS::ExactlyOnce,
+            retain: true,
+        }
+    }
+
+    #[test]
+    fn each_qos_is_encoded_once_per_message_and_afresh_for_the_next() {
+        let mut encodings = Encodings::default();
+        let first = message(b"one");
+        encodings
+            .at(&first, QoS::AtLeastOnce)
+            .set_id(PacketId::new(9).unwrap());
+        // Not encoded again: the id patched in is still there.
+        assert_eq!(
+            encodings.at(&first, QoS::AtLeastOnce).bytes(),
+            [0x32, 8, 0, 1, b't', 0, 9, b'o', b'n', b'e']
+        );
+        // Each QoS has its own encoding, retain cleared ([MQTT-3.3.1-9]).
+        assert_eq!(
+            encodings.at(&first, QoS::AtMostOnce).bytes(),
+            [0x30, 6, 0, 1, b't', b'o', b'n', b'e']
+        );
+        assert_eq!(
+            encodings.at(&first, QoS::ExactlyOnce).bytes(),
+            [0x34, 8, 0, 1, b't', 0, 1, b'o', b'n', b'e']
+        );
+        encodings.clear();
+        let second = message(b"2");
+        assert_eq!(
+            encodings.at(&second, QoS::AtLeastOnce).bytes(),
+            [0x32, 6, 0, 1, b't', 0, 1, b'2']
+        );
     }
 }

@@ -5,9 +5,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
+
 use super::{Broker, CloseReason, ConnId, Outbox, Traffic};
 use crate::config::Config;
-use crate::protocol::{Connack, Connect, ConnectReturnCode, Packet, PacketId};
+use crate::protocol::{encode, Connack, Connect, ConnectReturnCode, Decoder, Packet, PacketId};
 
 /// Records what the core sends and closes; `pending` and `traffic` are what
 /// the test says the network holds.
@@ -17,11 +19,33 @@ pub(super) struct Recorder {
     pub(super) closed: Vec<ConnId>,
     pub(super) pending: HashMap<ConnId, usize>,
     pub(super) traffic: Traffic,
+    /// Packets that came through [`Outbox::send_bytes`]: already encoded.
+    pub(super) sent_as_bytes: usize,
 }
 
 impl Outbox for Recorder {
     fn send(&mut self, conn: ConnId, packet: &Packet) {
         self.sent.entry(conn).or_default().push(packet.clone());
+    }
+    /// Decodes the bytes with sol's own client-side decoder, as a
+    /// subscriber would, and records the packets like [`Outbox::send`]
+    /// does, so that tests keep asserting on packets. Each packet must
+    /// encode back to exactly the bytes it came from: every conversation
+    /// test checks what a shared encoding puts on the wire.
+    fn send_bytes(&mut self, conn: ConnId, bytes: &[u8]) {
+        let mut buf = BytesMut::from(bytes);
+        let mut decoder = Decoder::client(usize::MAX);
+        let mut again = BytesMut::new();
+        while !buf.is_empty() {
+            let packet = match decoder.decode(&mut buf) {
+                Ok(Some(packet)) => packet,
+                other => panic!("{bytes:02x?} do not decode: {other:?}"),
+            };
+            encode(&packet, &mut again);
+            self.send(conn, &packet);
+            self.sent_as_bytes += 1;
+        }
+        assert_eq!(&again[..], bytes, "encoded differently from its packets");
     }
     fn pending(&self, conn: ConnId) -> usize {
         self.pending.get(&conn).copied().unwrap_or(0)

@@ -646,3 +646,190 @@ fn retained_delivery_stops_at_the_first_message_the_subscriber_cannot_take() {
     // other filters' walks were made.
     assert_eq!(h.broker.stats().messages_dropped, 1);
 }
+
+/// The PUBLISH a subscriber should receive from a live forward: DUP 0,
+/// retain cleared.
+fn forwarded(t: &str, payload: &str, qos: QoS, pid: Option<u16>) -> Packet {
+    publish(t, payload, qos, pid, false)
+}
+
+#[test]
+fn one_publish_reaches_each_qos_with_each_sessions_own_packet_id() {
+    let mut h = Harness::new();
+    let publisher = h.connect(connect("pub", true), false);
+    let q0 = h.connect(connect("q0", true), false);
+    let q1 = h.connect(connect("q1", true), false);
+    let q1_busy = h.connect(connect("q1-busy", true), false);
+    let q2 = h.connect(connect("q2", true), false);
+    let q2_overlap = h.connect(connect("q2-overlap", true), false);
+    h.send(q0, subscribe(1, &[("room/#", QoS::AtMostOnce)]));
+    h.send(q1, subscribe(1, &[("room/+", QoS::AtLeastOnce)]));
+    h.send(q1_busy, subscribe(1, &[("room/temp", QoS::AtLeastOnce)]));
+    h.send(q1_busy, subscribe(2, &[("warm-up", QoS::AtLeastOnce)]));
+    h.send(q2, subscribe(1, &[("room/temp", QoS::ExactlyOnce)]));
+    h.send(q2, subscribe(2, &[("warm-up", QoS::ExactlyOnce)]));
+    // Two filters match: one copy, at the higher QoS.
+    let overlapping = [("room/#", QoS::AtMostOnce), ("room/temp", QoS::ExactlyOnce)];
+    h.send(q2_overlap, subscribe(1, &overlapping));
+    // Move two sessions' next packet ids away from 1: q1-busy and q2 each
+    // get two messages (ids 1 and 2); q2 acknowledges the first.
+    for n in 1..=2 {
+        h.send(
+            publisher,
+            publish("warm-up", "w", QoS::AtLeastOnce, Some(n), false),
+        );
+    }
+    h.send(q2, Packet::Puback(id(1)));
+    let everyone = [publisher, q0, q1, q1_busy, q2, q2_overlap];
+    for conn in everyone {
+        h.take(conn);
+    }
+    let shared_before = h.out.sent_as_bytes;
+
+    // Published at QoS 2 with retain: each copy at its own QoS, retain
+    // cleared ([MQTT-3.3.1-9]), DUP 0, and the id its session picked.
+    h.send(
+        publisher,
+        publish("room/temp", "21.5", QoS::ExactlyOnce, Some(7), true),
+    );
+    assert_eq!(h.take(publisher), vec![Packet::Pubrec(id(7))]);
+    let expected = [
+        (q0, forwarded("room/temp", "21.5", QoS::AtMostOnce, None)),
+        (
+            q1,
+            forwarded("room/temp", "21.5", QoS::AtLeastOnce, Some(1)),
+        ),
+        (
+            q1_busy,
+            forwarded("room/temp", "21.5", QoS::AtLeastOnce, Some(3)),
+        ),
+        (
+            q2,
+            forwarded("room/temp", "21.5", QoS::ExactlyOnce, Some(3)),
+        ),
+        (
+            q2_overlap,
+            forwarded("room/temp", "21.5", QoS::ExactlyOnce, Some(1)),
+        ),
+    ];
+    for (conn, packet) in &expected {
+        assert_eq!(h.take(*conn), vec![packet.clone()], "{conn:?}");
+    }
+    assert_eq!(
+        h.out.sent_as_bytes - shared_before,
+        expected.len(),
+        "every live copy went out as shared bytes"
+    );
+
+    // The next message is encoded afresh, and each id moves on.
+    h.send(
+        publisher,
+        publish("room/temp", "22", QoS::AtLeastOnce, Some(8), false),
+    );
+    assert_eq!(h.take(publisher), vec![Packet::Puback(id(8))]);
+    let expected = [
+        (q0, forwarded("room/temp", "22", QoS::AtMostOnce, None)),
+        (q1, forwarded("room/temp", "22", QoS::AtLeastOnce, Some(2))),
+        (
+            q1_busy,
+            forwarded("room/temp", "22", QoS::AtLeastOnce, Some(4)),
+        ),
+        (q2, forwarded("room/temp", "22", QoS::AtLeastOnce, Some(4))),
+        (
+            q2_overlap,
+            forwarded("room/temp", "22", QoS::AtLeastOnce, Some(2)),
+        ),
+    ];
+    for (conn, packet) in &expected {
+        assert_eq!(h.take(*conn), vec![packet.clone()], "{conn:?}");
+    }
+    assert_eq!(h.broker.stats().messages_sent, 4 + 10);
+}
+
+#[test]
+fn a_shared_delivery_is_kept_for_resend_and_resent_as_its_own_packet() {
+    let mut h = Harness::new();
+    let sub = h.connect(connect("sub", false), false);
+    let publisher = h.connect(connect("pub", true), false);
+    h.send(sub, subscribe(1, &[("t", QoS::ExactlyOnce)]));
+    h.take(sub);
+    h.send(
+        publisher,
+        publish("t", "kept", QoS::ExactlyOnce, Some(1), false),
+    );
+    assert_eq!(
+        h.take(sub),
+        vec![forwarded("t", "kept", QoS::ExactlyOnce, Some(1))]
+    );
+    // The client goes away without acknowledging; on its return the
+    // session's own copy is sent again, DUP set ([MQTT-4.4.0-1]).
+    h.drop_conn(sub);
+    let sub = h.connect(connect("sub", false), true);
+    let again = Packet::Publish(Publish {
+        dup: true,
+        ..match forwarded("t", "kept", QoS::ExactlyOnce, Some(1)) {
+            Packet::Publish(p) => p,
+            _ => unreachable!(),
+        }
+    });
+    assert_eq!(h.take(sub), vec![again]);
+}
+
+#[test]
+fn qos0_for_an_offline_session_is_neither_sent_nor_encoded() {
+    let mut h = Harness::new();
+    let sub = h.connect(connect("sub", false), false);
+    let publisher = h.connect(connect("pub", true), false);
+    h.send(sub, subscribe(1, &[("t", QoS::AtMostOnce)]));
+    h.drop_conn(sub);
+    let shared_before = h.out.sent_as_bytes;
+    h.send(publisher, publish("t", "m", QoS::AtMostOnce, None, false));
+    assert_eq!(h.out.sent_as_bytes, shared_before);
+    assert_eq!(h.broker.stats().messages_sent, 0);
+    assert_eq!(
+        h.broker.stats().messages_dropped,
+        0,
+        "offline QoS 0 is not counted"
+    );
+}
+
+/// An outbox that knows only packets: it gets `send_bytes` from the trait.
+#[derive(Default)]
+struct PacketsOnly {
+    sent: Vec<(ConnId, Packet)>,
+}
+
+impl Outbox for PacketsOnly {
+    fn send(&mut self, conn: ConnId, packet: &Packet) {
+        self.sent.push((conn, packet.clone()));
+    }
+    fn pending(&self, _conn: ConnId) -> usize {
+        0
+    }
+    fn close(&mut self, _conn: ConnId) {}
+}
+
+#[test]
+fn send_bytes_by_default_decodes_into_packets_and_sends_each() {
+    let conn = ConnId { key: 1, serial: 1 };
+    let mut out = PacketsOnly::default();
+    let bytes = [0x30, 4, 0, 1, b't', b'p', 0xD0, 0, 0x40, 2, 0x01, 0x02];
+    out.send_bytes(conn, &bytes);
+    assert_eq!(
+        out.sent,
+        vec![
+            (conn, forwarded("t", "p", QoS::AtMostOnce, None)),
+            (conn, Packet::Pingresp),
+            (conn, Packet::Puback(id(0x0102))),
+        ]
+    );
+    // A truncated or broken tail is not sent; what came before it is.
+    let mut out = PacketsOnly::default();
+    out.send_bytes(conn, &[0xD0, 0, 0x40, 2, 0x01]);
+    out.send_bytes(conn, &[0xD0, 0, 0x10, 0]);
+    out.send_bytes(conn, &[]);
+    assert_eq!(
+        out.sent,
+        vec![(conn, Packet::Pingresp), (conn, Packet::Pingresp)]
+    );
+}

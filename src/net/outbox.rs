@@ -1,6 +1,7 @@
 //! The broker's [`Outbox`], as the network layer implements it.
 //!
-//! Sending only encodes into a connection's output buffer and puts the
+//! Sending only encodes into a connection's output buffer (or, for bytes
+//! encoded once for many receivers, copies them there) and puts the
 //! connection in the dirty list; nothing is written to a socket here. The
 //! loop flushes each dirty connection once, at the end of its turn, so a
 //! burst of packets to one client costs one system call, not one each.
@@ -44,8 +45,10 @@ pub(crate) fn live(conns: &mut Slab<Connection>, id: ConnId) -> Option<&mut Conn
     conns.get_mut(id.key).filter(|conn| conn.id == id)
 }
 
-impl Outbox for NetOutbox<'_> {
-    fn send(&mut self, conn: ConnId, packet: &Packet) {
+impl NetOutbox<'_> {
+    /// Runs `append` on the output of `conn`, unless it is gone or closing,
+    /// then counts what it added and marks the connection dirty.
+    fn append(&mut self, conn: ConnId, append: impl FnOnce(&mut Connection)) {
         let Some(c) = live(self.conns, conn) else {
             return;
         };
@@ -53,10 +56,21 @@ impl Outbox for NetOutbox<'_> {
             return;
         }
         let before = c.output.len();
-        c.queue(packet);
+        append(c);
         let added = c.output.len().saturating_sub(before);
         self.traffic.output_buffered = self.traffic.output_buffered.saturating_add(added);
         c.mark_dirty(self.dirty);
+    }
+}
+
+impl Outbox for NetOutbox<'_> {
+    fn send(&mut self, conn: ConnId, packet: &Packet) {
+        self.append(conn, |c| c.queue(packet));
+    }
+
+    /// A plain copy: the bytes were encoded once for every receiver.
+    fn send_bytes(&mut self, conn: ConnId, bytes: &[u8]) {
+        self.append(conn, |c| c.output.extend_from_slice(bytes));
     }
 
     fn pending(&self, conn: ConnId) -> usize {
@@ -173,6 +187,48 @@ mod tests {
         assert_eq!(dirty, vec![ids[1], ids[0]]);
         assert!(slab[ids[0].key].closing);
         assert!(slab[ids[1].key].closing);
+    }
+
+    #[test]
+    fn send_bytes_copies_the_bytes_counts_them_and_marks_dirty_once() {
+        let (mut slab, ids) = conns(&[4, 5]);
+        let mut dirty = Vec::new();
+        let mut traffic = Traffic::default();
+        let mut out = NetOutbox::new(&mut slab, &mut dirty, &mut traffic);
+        let publish = [0x30, 4, 0, 1, b't', b'p'];
+        out.send(ids[0], &Packet::Pingresp);
+        out.send_bytes(ids[0], &publish);
+        out.send_bytes(ids[1], &publish);
+        out.send_bytes(ids[0], &publish);
+        assert_eq!(out.pending(ids[0]), 2 + 2 * publish.len());
+        assert_eq!(out.traffic().output_buffered, 2 + 3 * publish.len());
+        assert_eq!(dirty, vec![ids[0], ids[1]]);
+        assert_eq!(
+            &slab[ids[0].key].output[..],
+            b"\xD0\x00\x30\x04\x00\x01tp\x30\x04\x00\x01tp"
+        );
+        assert_eq!(&slab[ids[1].key].output[..], publish);
+    }
+
+    #[test]
+    fn send_bytes_to_a_stale_unknown_or_closing_connection_is_dropped() {
+        let (mut slab, ids) = conns(&[1, 2]);
+        let mut dirty = Vec::new();
+        let mut traffic = Traffic::default();
+        let mut out = NetOutbox::new(&mut slab, &mut dirty, &mut traffic);
+        let stale = ConnId {
+            key: ids[0].key,
+            serial: 9,
+        };
+        let unknown = ConnId { key: 99, serial: 1 };
+        out.close(ids[1]);
+        for conn in [stale, unknown, ids[1]] {
+            out.send_bytes(conn, &[0xD0, 0]);
+        }
+        assert_eq!(out.pending(ids[0]), 0);
+        assert_eq!(out.pending(ids[1]), 0);
+        assert_eq!(out.traffic().output_buffered, 0);
+        assert_eq!(dirty, vec![ids[1]], "only the close marked anything");
     }
 
     #[test]

@@ -21,6 +21,14 @@
 //! different topic or a corrupt payload; a length field that wrapped around
 //! would desynchronise the whole stream.
 //!
+//! # One PUBLISH, many subscribers
+//!
+//! A message routed to a hundred subscribers is, on the wire, a hundred
+//! copies of the same bytes but for the packet identifier, which each
+//! receiving session picks for itself. [`SharedPublish`] encodes such a
+//! PUBLISH once; the identifier sits at a fixed offset (right after the
+//! topic), so each copy only patches those two bytes.
+//!
 //! **Architecture Invariant:** the encoder writes what the packet says and
 //! makes no protocol decisions; which packets to send is the broker's job.
 //! Explained in docs/02-fixed-header.md.
@@ -31,7 +39,8 @@ use super::packet::packet_type::{
     CONNACK, CONNECT, DISCONNECT, PINGREQ, PINGRESP, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL,
     SUBACK, SUBSCRIBE, UNSUBACK, UNSUBSCRIBE,
 };
-use super::packet::{Connect, Packet, Publish};
+use super::packet::{Connect, Packet, PacketId, QoS};
+use super::topic::TopicName;
 
 /// The largest remaining length four bytes can encode (section 2.2.3).
 const MAX_REMAINING_LENGTH: usize = 268_435_455;
@@ -70,6 +79,99 @@ pub fn encoded_len(packet: &Packet) -> usize {
     body_size(packet).map_or(0, total_len)
 }
 
+/// A PUBLISH encoded once, to be sent to many subscribers.
+///
+/// Every copy of a routed message that goes out at the same QoS is the same
+/// packet but for its identifier, which each receiving session picks. So the
+/// packet is encoded once, and before each QoS 1 or 2 send
+/// [`SharedPublish::set_id`] writes the receiver's identifier into the two
+/// bytes that hold it. They come right after the topic, so where they are
+/// is known as soon as the topic is written; the remaining length does not
+/// change with the identifier's value.
+///
+/// DUP is always 0: only first deliveries are shared. A resend (DUP 1)
+/// belongs to one session and is encoded from its own [`Packet`].
+///
+/// The buffer is kept from one message to the next, so encoding the next
+/// one allocates nothing unless it is larger.
+#[derive(Debug, Default)]
+pub struct SharedPublish {
+    bytes: BytesMut,
+    /// Where the packet identifier's two bytes start: `None` at QoS 0,
+    /// which has none, and when nothing is encoded.
+    id_at: Option<usize>,
+}
+
+impl SharedPublish {
+    /// Above this capacity, [`SharedPublish::clear`] frees the buffer instead
+    /// of keeping it for the next message: one large message must not pin
+    /// its size for good.
+    pub const KEPT_CAPACITY: usize = 64 * 1024;
+
+    /// Encodes a PUBLISH of `payload` on `topic` at `qos`, DUP 0 and RETAIN
+    /// as `retain` says, in place of what was held. At QoS 1 and 2 it
+    /// carries packet identifier 1 until [`SharedPublish::set_id`] writes
+    /// another: whatever is sent is always a valid packet.
+    ///
+    /// Returns `false`, holds nothing and logs an error when the packet
+    /// cannot be encoded (a topic over 65535 bytes, a body over
+    /// 268,435,455: see the module documentation), as [`encode`] does.
+    pub fn encode(&mut self, topic: &TopicName, payload: &[u8], qos: QoS, retain: bool) -> bool {
+        self.bytes.clear();
+        self.id_at = None;
+        let placeholder = (qos != QoS::AtMostOnce).then_some(PacketId::FIRST);
+        let mut counter = Counter(0);
+        let fits = publish_body(topic, placeholder, payload, &mut counter).is_ok()
+            && counter.0 <= MAX_REMAINING_LENGTH;
+        if !fits {
+            log::error!(
+                "PUBLISH on a topic of {} bytes not encoded: a field is over 65535 bytes or \
+                 the body over {MAX_REMAINING_LENGTH}",
+                topic.as_str().len()
+            );
+            return false;
+        }
+        let size = counter.0;
+        self.bytes.reserve(total_len(size));
+        self.bytes
+            .put_u8(PUBLISH << 4 | publish_flags(false, qos, retain));
+        put_remaining_length(size, &mut self.bytes);
+        // The topic's two length bytes, then the topic: the identifier is next.
+        let id_at = self.bytes.len() + 2 + topic.as_str().len();
+        // Cannot fail: the counter walked the same fields with the same checks.
+        let _ = publish_body(topic, placeholder, payload, &mut self.bytes);
+        self.id_at = placeholder.map(|_| id_at);
+        true
+    }
+
+    /// The encoded packet; empty when nothing is encoded.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Writes `id` as the packet identifier. At QoS 0, which carries none,
+    /// it does nothing.
+    pub fn set_id(&mut self, id: PacketId) {
+        let Some(at) = self.id_at else {
+            return;
+        };
+        if let Some(slot) = self.bytes.get_mut(at..at.saturating_add(2)) {
+            slot.copy_from_slice(&id.get().to_be_bytes());
+        }
+    }
+
+    /// Forgets the packet. The buffer is kept for the next one, unless it
+    /// grew over [`SharedPublish::KEPT_CAPACITY`].
+    pub fn clear(&mut self) {
+        self.id_at = None;
+        if self.bytes.capacity() > Self::KEPT_CAPACITY {
+            self.bytes = BytesMut::new();
+        } else {
+            self.bytes.clear();
+        }
+    }
+}
+
 /// A packet's length from the size of its body: the first byte, the
 /// remaining length, the body.
 fn total_len(size: usize) -> usize {
@@ -106,7 +208,7 @@ fn first_byte(packet: &Packet) -> u8 {
     let (packet_type, flags) = match packet {
         Packet::Connect(_) => (CONNECT, 0),
         Packet::Connack(_) => (CONNACK, 0),
-        Packet::Publish(publish) => (PUBLISH, publish_flags(publish)),
+        Packet::Publish(p) => (PUBLISH, publish_flags(p.dup, p.qos, p.retain)),
         Packet::Puback(_) => (PUBACK, 0),
         Packet::Pubrec(_) => (PUBREC, 0),
         // [MQTT-3.6.1-1], [MQTT-3.8.1-1], [MQTT-3.10.1-1]
@@ -124,8 +226,8 @@ fn first_byte(packet: &Packet) -> u8 {
 }
 
 /// DUP, the two QoS bits, RETAIN (section 3.3.1).
-fn publish_flags(publish: &Publish) -> u8 {
-    u8::from(publish.dup) << 3 | (publish.qos as u8) << 1 | u8::from(publish.retain)
+fn publish_flags(dup: bool, qos: QoS, retain: bool) -> u8 {
+    u8::from(dup) << 3 | (qos as u8) << 1 | u8::from(retain)
 }
 
 /// The size of the body, or `None` when the packet cannot be encoded.
@@ -186,12 +288,7 @@ fn body(packet: &Packet, sink: &mut impl Sink) -> Result<(), FieldTooLong> {
             sink.u8(connack.code as u8);
         }
         Packet::Publish(publish) => {
-            sink.field(publish.topic.as_str().as_bytes())?;
-            if let Some(packet_id) = publish.packet_id {
-                sink.u16(packet_id.get());
-            }
-            // The payload is the rest of the packet: no length of its own.
-            sink.put(&publish.payload);
+            publish_body(&publish.topic, publish.packet_id, &publish.payload, sink)?;
         }
         Packet::Puback(packet_id)
         | Packet::Pubrec(packet_id)
@@ -219,6 +316,24 @@ fn body(packet: &Packet, sink: &mut impl Sink) -> Result<(), FieldTooLong> {
         }
         Packet::Pingreq | Packet::Pingresp | Packet::Disconnect => {}
     }
+    Ok(())
+}
+
+/// PUBLISH (section 3.3): the topic, the packet identifier when there is
+/// one, the payload. [`SharedPublish`] relies on this order: the identifier
+/// starts right after the topic.
+fn publish_body(
+    topic: &TopicName,
+    packet_id: Option<PacketId>,
+    payload: &[u8],
+    sink: &mut impl Sink,
+) -> Result<(), FieldTooLong> {
+    sink.field(topic.as_str().as_bytes())?;
+    if let Some(packet_id) = packet_id {
+        sink.u16(packet_id.get());
+    }
+    // The payload is the rest of the packet: no length of its own.
+    sink.put(payload);
     Ok(())
 }
 
@@ -268,7 +383,8 @@ mod tests {
         CONNECT_MIN, LENGTHS,
     };
     use crate::protocol::packet::{
-        Connack, ConnectReturnCode, Protocol, QoS, Suback, SubackCode, Subscribe, Unsubscribe, Will,
+        Connack, ConnectReturnCode, Protocol, Publish, Suback, SubackCode, Subscribe, Unsubscribe,
+        Will,
     };
     use crate::protocol::{Decoder, TopicName};
 
@@ -580,6 +696,127 @@ mod tests {
             }
         }
         assert!(checked > 10_000, "only {checked} packets checked");
+    }
+
+    /// What [`encode`] writes for the PUBLISH a [`SharedPublish`] stands for.
+    fn encoded_publish(
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+        packet_id: Option<u16>,
+    ) -> Vec<u8> {
+        encoded(&Packet::Publish(Publish {
+            retain,
+            ..publish(qos, packet_id, topic, payload)
+        }))
+    }
+
+    #[test]
+    fn a_shared_publish_is_byte_for_byte_what_encode_writes_with_each_id() {
+        let long_topic = "level/".repeat(40) + "end";
+        let topics = ["a", "sensors/room1/temperature", long_topic.as_str()];
+        // Empty, small, large, and the sizes that put the body of each topic
+        // on either side of the remaining length's one/two and two/three
+        // byte boundaries (127/128, 16383/16384).
+        let mut payloads = vec![0, 1, 16, 1000, 20_000];
+        for topic in &topics {
+            let fixed = 2 + topic.len() + 2; // topic field and packet id
+            for body in [127_usize, 128, 16_383, 16_384] {
+                payloads.extend(body.checked_sub(fixed));
+            }
+        }
+        let mut shared = SharedPublish::default();
+        let mut checked = 0;
+        for topic in topics {
+            for &size in &payloads {
+                let payload: Vec<u8> = (0..size).map(|i| i as u8).collect();
+                for retain in [false, true] {
+                    assert!(shared.encode(&name(topic), &payload, QoS::AtMostOnce, retain));
+                    let expected = encoded_publish(topic, &payload, QoS::AtMostOnce, retain, None);
+                    assert_eq!(shared.bytes(), expected);
+                    // QoS 0 has no identifier to patch.
+                    shared.set_id(id(513));
+                    assert_eq!(shared.bytes(), expected);
+                    for qos in [QoS::AtLeastOnce, QoS::ExactlyOnce] {
+                        assert!(shared.encode(&name(topic), &payload, qos, retain));
+                        let first = encoded_publish(topic, &payload, qos, retain, Some(1));
+                        assert_eq!(shared.bytes(), first, "the placeholder is id 1");
+                        for n in [1, 256, 65_535, 2] {
+                            shared.set_id(id(n));
+                            let expected = encoded_publish(topic, &payload, qos, retain, Some(n));
+                            assert_eq!(shared.bytes(), expected, "{topic} {size} {qos:?} {n}");
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 3 * payloads.len() * 2 * 2 * 4);
+    }
+
+    #[test]
+    fn a_shared_publish_takes_one_and_two_byte_remaining_lengths() {
+        let mut shared = SharedPublish::default();
+        // "t": 3 bytes of topic field and 2 of id; 122 + 5 = 127, 123 + 5 = 128.
+        assert!(shared.encode(&name("t"), &[9; 122], QoS::AtLeastOnce, false));
+        shared.set_id(id(0x0102));
+        assert_eq!(&shared.bytes()[..8], [0x32, 127, 0, 1, b't', 1, 2, 9]);
+        assert!(shared.encode(&name("t"), &[9; 123], QoS::ExactlyOnce, false));
+        shared.set_id(id(0xFFFF));
+        assert_eq!(
+            &shared.bytes()[..9],
+            [0x34, 0x80, 0x01, 0, 1, b't', 0xFF, 0xFF, 9]
+        );
+        assert_eq!(shared.bytes().len(), 3 + 128);
+    }
+
+    #[test]
+    fn a_shared_publish_reused_for_a_smaller_message_holds_only_that_one() {
+        let mut shared = SharedPublish::default();
+        assert!(shared.encode(&name("a/long/topic"), &[1; 300], QoS::ExactlyOnce, true));
+        shared.set_id(id(77));
+        assert!(shared.encode(&name("b"), b"x", QoS::AtLeastOnce, false));
+        assert_eq!(
+            shared.bytes(),
+            encoded_publish("b", b"x", QoS::AtLeastOnce, false, Some(1))
+        );
+        assert!(shared.encode(&name("c"), b"y", QoS::AtMostOnce, false));
+        shared.set_id(id(77));
+        assert_eq!(shared.bytes(), [0x30, 4, 0, 1, b'c', b'y']);
+    }
+
+    #[test]
+    fn a_shared_publish_that_cannot_be_encoded_holds_nothing() {
+        let mut shared = SharedPublish::default();
+        assert!(shared.encode(&name("t"), b"p", QoS::AtLeastOnce, false));
+        let topic = TopicName::new("x".repeat(65_536)).unwrap();
+        assert!(!shared.encode(&topic, b"p", QoS::AtLeastOnce, false));
+        assert!(shared.bytes().is_empty());
+        shared.set_id(id(5));
+        assert!(shared.bytes().is_empty());
+        // A body one byte over the limit (allocated zeroed, never touched).
+        let payload = vec![0; MAX_REMAINING_LENGTH - 2];
+        assert!(!shared.encode(&name("t"), &payload, QoS::AtMostOnce, false));
+        assert!(shared.bytes().is_empty());
+    }
+
+    #[test]
+    fn clearing_frees_a_buffer_a_large_message_grew() {
+        let mut shared = SharedPublish::default();
+        assert!(shared.encode(&name("t"), &[0; 100], QoS::AtMostOnce, false));
+        shared.clear();
+        assert!(shared.bytes().is_empty());
+        let small = shared.bytes.capacity();
+        assert!((100..=SharedPublish::KEPT_CAPACITY).contains(&small));
+        assert!(shared.encode(&name("t"), &vec![0; 100_000], QoS::AtLeastOnce, false));
+        assert!(shared.bytes.capacity() > SharedPublish::KEPT_CAPACITY);
+        shared.clear();
+        assert!(shared.bytes().is_empty());
+        assert!(shared.bytes.capacity() <= SharedPublish::KEPT_CAPACITY);
+        // Cleared, it has no identifier to patch.
+        shared.set_id(id(3));
+        assert!(shared.bytes().is_empty());
     }
 
     #[test]

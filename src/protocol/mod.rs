@@ -16,6 +16,6 @@ mod packet;
 mod topic;
 
 pub use decode::{DecodeError, Decoder, CONNECT_MAX_SIZE};
-pub use encode::{encode, encoded_len};
+pub use encode::{encode, encoded_len, SharedPublish};
 pub use packet::*;
 pub use topic::{TopicError, TopicFilter, TopicName, MAX_TOPIC_LEVELS};
