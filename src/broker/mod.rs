@@ -3,8 +3,9 @@
 //! The network layer calls [`Broker::open`] when a socket is accepted,
 //! [`Broker::packet`] for every packet it decodes, [`Broker::closed`] when a
 //! socket goes away, and [`Broker::tick`] when [`Broker::next_deadline`]
-//! passes. The core answers through an [`Outbox`]: packets to send to any
-//! connection, and connections to close.
+//! passes. The core answers through an [`Outbox`]: packets (or bytes
+//! already encoded, for a PUBLISH shared by many subscribers) to send to
+//! any connection, and connections to close.
 //!
 //! **Architecture invariant:** this module never touches a socket, never
 //! reads the clock (`now` is always passed in) and never blocks. That is what
