@@ -26,6 +26,18 @@ fn publish(qos: QoS, size: usize) -> Packet {
     })
 }
 
+/// A QoS 0 PUBLISH of 16 bytes to `topic`, for the decode cases.
+fn publish_qos0_to(topic: &str) -> Packet {
+    Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::AtMostOnce,
+        retain: false,
+        topic: TopicName::new(topic).unwrap(),
+        packet_id: None,
+        payload: Bytes::from(vec![0xa5; 16]),
+    })
+}
+
 fn connect() -> Packet {
     Packet::Connect(Box::new(Connect {
         protocol: Protocol::V311,
@@ -38,15 +50,15 @@ fn connect() -> Packet {
     }))
 }
 
-/// A server decoder that has seen its CONNECT, and a buffer of `n` copies of
-/// `packet`'s encoding.
-fn stream_of(packet: &Packet, n: usize) -> (Decoder, BytesMut) {
+/// A server decoder that has seen its CONNECT, and a buffer of `n` packets
+/// taken from `packets` in turn.
+fn stream_of(packets: &[Packet], n: usize) -> (Decoder, BytesMut) {
     let mut decoder = Decoder::new(1 << 20);
     let mut first = BytesMut::new();
     encode(&connect(), &mut first);
     decoder.decode(&mut first).unwrap().unwrap();
     let mut buf = BytesMut::new();
-    for _ in 0..n {
+    for packet in packets.iter().cycle().take(n) {
         encode(packet, &mut buf);
     }
     (decoder, buf)
@@ -58,27 +70,36 @@ fn decode(c: &mut Criterion) {
     let mut g = c.benchmark_group("decode");
     g.throughput(Throughput::Elements(BURST as u64));
     let cases = [
-        ("publish_qos0_16B", publish(QoS::AtMostOnce, 16)),
-        ("publish_qos1_16B", publish(QoS::AtLeastOnce, 16)),
-        ("publish_qos1_1KiB", publish(QoS::AtLeastOnce, 1024)),
-        ("puback", Packet::Puback(PacketId::new(7).unwrap())),
+        ("publish_qos0_16B", vec![publish(QoS::AtMostOnce, 16)]),
+        // Every topic differs from the one before it: what a publisher to
+        // ever-changing topics costs, with no repeated topic to reuse.
+        (
+            "publish_qos0_16B_topic_changes",
+            vec![
+                publish_qos0_to(TOPIC),
+                publish_qos0_to("sensors/room2/temperature"),
+            ],
+        ),
+        ("publish_qos1_16B", vec![publish(QoS::AtLeastOnce, 16)]),
+        ("publish_qos1_1KiB", vec![publish(QoS::AtLeastOnce, 1024)]),
+        ("puback", vec![Packet::Puback(PacketId::new(7).unwrap())]),
         (
             "subscribe_1_filter",
-            Packet::Subscribe(Subscribe {
+            vec![Packet::Subscribe(Subscribe {
                 packet_id: PacketId::new(1).unwrap(),
                 filters: vec![(
                     TopicFilter::new("sensors/+/temperature").unwrap(),
                     QoS::AtLeastOnce,
                 )],
-            }),
+            })],
         ),
     ];
-    for (name, packet) in cases {
+    for (name, packets) in cases {
         // Each iteration decodes a burst of packets from one buffer, as the
         // broker does after a large read; the copy of the buffer is setup.
         g.bench_function(name, |b| {
             b.iter_batched(
-                || stream_of(&packet, BURST),
+                || stream_of(&packets, BURST),
                 |(mut decoder, mut buf)| {
                     while let Some(p) = decoder.decode(&mut buf).unwrap() {
                         black_box(p);

@@ -23,8 +23,11 @@
 //!
 //! Only when the whole body is buffered is it copied off the front of the
 //! buffer, into an allocation of exactly its size, and parsed. Payloads,
-//! will messages and passwords are slices of that body; strings are copied,
-//! because they are validated as UTF-8 and kept as `String`. The body is
+//! will messages and passwords are slices of that body. Strings are checked
+//! where they lie in the body (one UTF-8 check, and for topics one pass of
+//! the topic rules) and copied out only once they are valid. A PUBLISH
+//! whose topic is the same as the previous PUBLISH's is not copied at all:
+//! the decoder keeps the last topic and hands out a clone of it. The body is
 //! copied rather than sliced from the read buffer so that a stored message
 //! never pins the (much larger) buffer it arrived in.
 //!
@@ -68,8 +71,16 @@ enum Side {
     Client,
 }
 
+// Sizes are kept as `u32` (a remaining length is below 2^28) and used as
+// `usize` byte counts, which is lossless on every target sol builds for.
+const _: () = assert!(usize::BITS >= u32::BITS);
+
 /// Where the decoder is within the packet in progress.
-#[derive(Debug)]
+///
+/// Sizes are `u32`, not `usize`: a remaining length never exceeds
+/// 268,435,455 (section 2.2.3), and small fields are part of what keeps a
+/// decoder with its topic cache as small as one without.
+#[derive(Clone, Copy, Debug)]
 enum State {
     /// Waiting for the first byte of a packet.
     Start,
@@ -77,22 +88,52 @@ enum State {
     /// `value` holds the `digits` seven-bit digits read so far.
     Length {
         first_byte: u8,
-        value: usize,
-        digits: u32,
+        value: u32,
+        digits: u8,
     },
     /// The size is known and within the limit; waiting for `size` bytes.
-    Body { first_byte: u8, size: usize },
+    Body { first_byte: u8, size: u32 },
+}
+
+/// Decodes MQTT packets from a byte stream, one call at a time.
+///
+/// A connection holds one for its whole life, so its size counts in the
+/// memory of every idle connection: 40 bytes on x86-64, what it was before
+/// it cached a topic (a test checks).
+#[derive(Debug)]
+pub struct Decoder {
+    mode: Mode,
+}
+
+/// A decoder that has found a protocol violation needs neither its limit,
+/// nor its progress, nor its cached topic any more: the error takes their
+/// place, in the same bytes.
+#[derive(Debug)]
+enum Mode {
+    Running(Running),
     /// A protocol violation was found. The connection is being closed, so
     /// nothing more is read: every later call returns the same error.
     Failed(DecodeError),
 }
 
-/// Decodes MQTT packets from a byte stream, one call at a time.
+/// A decoder that has found nothing wrong so far.
 #[derive(Debug)]
-pub struct Decoder {
+struct Running {
     side: Side,
     max_size: usize,
     state: State,
+    /// The topic of the last PUBLISH decoded. Publishers nearly always
+    /// publish to the same few topics, so when the next PUBLISH names the
+    /// same bytes this one is reused (a reference count, no allocation, no
+    /// validation: validity depends on the bytes alone, and these were
+    /// found valid). Any other topic is validated and replaces it.
+    ///
+    /// It holds at most one topic string per connection, never a payload or
+    /// a packet body: at most 65,535 bytes (a string's two-byte length) and
+    /// never more than the size limit, less than the connection's input
+    /// buffer may hold while a packet arrives. It is dropped when the
+    /// decoder fails or the connection goes.
+    last_topic: Option<TopicName>,
 }
 
 impl Decoder {
@@ -103,20 +144,23 @@ impl Decoder {
     /// included: the broker itself closes on a second one) with a size of at
     /// most `max_size`.
     pub fn new(max_size: usize) -> Decoder {
-        Decoder {
-            side: Side::Server { connected: false },
-            max_size,
-            state: State::Start,
-        }
+        Decoder::running(Side::Server { connected: false }, max_size)
     }
 
     /// Client side (tests, future bridges): decodes server-to-client
     /// packets, each of size at most `max_size`; there is no CONNECT gate.
     pub fn client(max_size: usize) -> Decoder {
+        Decoder::running(Side::Client, max_size)
+    }
+
+    fn running(side: Side, max_size: usize) -> Decoder {
         Decoder {
-            side: Side::Client,
-            max_size,
-            state: State::Start,
+            mode: Mode::Running(Running {
+                side,
+                max_size,
+                state: State::Start,
+                last_topic: None,
+            }),
         }
     }
 
@@ -130,12 +174,13 @@ impl Decoder {
     /// The decoder never grows `buf`: how much to buffer is the caller's
     /// business, and [`Decoder::needed`] tells it how much is worth it.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, DecodeError> {
-        if let State::Failed(error) = &self.state {
-            return Err(error.clone());
-        }
-        let result = self.step(buf);
+        let running = match &mut self.mode {
+            Mode::Running(running) => running,
+            Mode::Failed(error) => return Err(error.clone()),
+        };
+        let result = running.step(buf);
         if let Err(error) = &result {
-            self.state = State::Failed(error.clone());
+            self.mode = Mode::Failed(error.clone());
         }
         result
     }
@@ -145,12 +190,17 @@ impl Decoder {
     /// The network layer uses it as a hint to reserve space; it is never more
     /// than the size limit allows, because the size was checked first.
     pub fn needed(&self, buffered: usize) -> usize {
-        match self.state {
-            State::Body { size, .. } => size.saturating_sub(buffered),
+        match self.mode {
+            Mode::Running(Running {
+                state: State::Body { size, .. },
+                ..
+            }) => (size as usize).saturating_sub(buffered),
             _ => 0,
         }
     }
+}
 
+impl Running {
     /// The largest size the next packet may have.
     fn limit(&self) -> usize {
         match self.side {
@@ -184,10 +234,10 @@ impl Decoder {
                     // At most four digits are read, so the shift is at most
                     // 21 and the value below 2^28: no overflow, even on a
                     // 32-bit target.
-                    let value = value + (usize::from(byte & 0x7F) << (7 * digits));
+                    let value = value + (u32::from(byte & 0x7F) << (7 * digits));
                     let digits = digits + 1;
                     if byte & 0x80 == 0 {
-                        self.check_size(first_byte, value)?;
+                        self.check_size(first_byte, value as usize)?;
                         self.state = State::Body {
                             first_byte,
                             size: value,
@@ -204,6 +254,7 @@ impl Decoder {
                     }
                 }
                 State::Body { first_byte, size } => {
+                    let size = size as usize;
                     if buf.len() < size {
                         return Ok(None);
                     }
@@ -215,7 +266,7 @@ impl Decoder {
                     let body = Bytes::copy_from_slice(buf.get(..size).unwrap_or_default());
                     buf.advance(size);
                     self.state = State::Start;
-                    let packet = parse(first_byte, body)?;
+                    let packet = parse(first_byte, body, &mut self.last_topic)?;
                     if let (Packet::Connect(_), Side::Server { connected }) =
                         (&packet, &mut self.side)
                     {
@@ -223,7 +274,6 @@ impl Decoder {
                     }
                     return Ok(Some(packet));
                 }
-                State::Failed(ref error) => return Err(error.clone()),
             }
         }
     }
@@ -303,13 +353,18 @@ fn check_publish_flags(flags: u8) -> Result<(), DecodeError> {
 }
 
 /// Parses one whole body. The first byte has already been checked, so the
-/// packet type is one of the fourteen and its flags are valid.
-fn parse(first_byte: u8, body: Bytes) -> Result<Packet, DecodeError> {
+/// packet type is one of the fourteen and its flags are valid. `last_topic`
+/// is the decoder's cache of the last PUBLISH topic.
+fn parse(
+    first_byte: u8,
+    body: Bytes,
+    last_topic: &mut Option<TopicName>,
+) -> Result<Packet, DecodeError> {
     let mut cursor = Cursor { rest: body };
     let packet = match first_byte >> 4 {
         CONNECT => Packet::Connect(Box::new(connect(&mut cursor)?)),
         CONNACK => Packet::Connack(connack(&mut cursor)?),
-        PUBLISH => Packet::Publish(publish(first_byte, &mut cursor)?),
+        PUBLISH => Packet::Publish(publish(first_byte, &mut cursor, last_topic)?),
         PUBACK => Packet::Puback(cursor.packet_id()?),
         PUBREC => Packet::Pubrec(cursor.packet_id()?),
         PUBREL => Packet::Pubrel(cursor.packet_id()?),
@@ -417,10 +472,14 @@ fn connack(cursor: &mut Cursor) -> Result<Connack, DecodeError> {
 
 /// PUBLISH (section 3.3). The payload is the rest of the body, so there is
 /// no trailing-bytes check.
-fn publish(first_byte: u8, cursor: &mut Cursor) -> Result<Publish, DecodeError> {
+fn publish(
+    first_byte: u8,
+    cursor: &mut Cursor,
+    last_topic: &mut Option<TopicName>,
+) -> Result<Publish, DecodeError> {
     // The flags were checked on the first byte, so QoS 3 cannot reach here.
     let qos = QoS::from_u8((first_byte >> 1) & 0b11).ok_or(DecodeError::PublishQoS3)?;
-    let topic = cursor.topic_name()?;
+    let topic = cursor.publish_topic(last_topic)?;
     let packet_id = match qos {
         QoS::AtMostOnce => None,
         QoS::AtLeastOnce | QoS::ExactlyOnce => Some(cursor.packet_id()?),
@@ -528,25 +587,61 @@ impl Cursor {
         self.take(usize::from(len))
     }
 
+    /// Runs `read` on the bytes of the next string field (two bytes of
+    /// length, then that many) where they lie in the body, then steps past
+    /// them. A string is checked before it is copied out, and no slice of
+    /// the body is made for it.
+    fn in_place<T>(
+        &mut self,
+        read: impl FnOnce(&[u8]) -> Result<T, DecodeError>,
+    ) -> Result<T, DecodeError> {
+        let len = usize::from(self.u16()?);
+        // [MQTT-3.1.4-1], [MQTT-4.8.0-1]
+        let raw = self.rest.get(..len).ok_or(DecodeError::Truncated)?;
+        let value = read(raw)?;
+        // Cannot panic: the bytes were just read.
+        self.rest.advance(len);
+        Ok(value)
+    }
+
     /// A UTF-8 encoded string (section 1.5.3). A leading U+FEFF is kept as
     /// it is [MQTT-1.5.3-3].
     fn string(&mut self) -> Result<String, DecodeError> {
-        let raw = self.binary()?;
-        // from_utf8 refuses surrogates and overlong forms [MQTT-1.5.3-1].
-        let s = std::str::from_utf8(&raw).map_err(|_| DecodeError::InvalidUtf8)?;
-        if s.contains('\0') {
-            // [MQTT-1.5.3-2]
-            return Err(DecodeError::NullCharacter);
-        }
-        Ok(s.to_owned())
+        self.in_place(|raw| {
+            let s = utf8(raw)?;
+            if s.contains('\0') {
+                // [MQTT-1.5.3-2]
+                return Err(DecodeError::NullCharacter);
+            }
+            Ok(s.to_owned())
+        })
     }
 
+    /// A topic name (a will's): one UTF-8 check, then one pass of the topic
+    /// rules, which include U+0000.
     fn topic_name(&mut self) -> Result<TopicName, DecodeError> {
-        TopicName::new(self.string()?).map_err(DecodeError::Topic)
+        self.in_place(|raw| TopicName::new(utf8(raw)?).map_err(topic_error))
     }
 
+    /// A PUBLISH's topic name, through the decoder's one-entry cache: the
+    /// same bytes as the last topic give the same `TopicName` (a reference
+    /// count, no validation, no allocation); other bytes are validated and
+    /// become the cached topic.
+    fn publish_topic(&mut self, last: &mut Option<TopicName>) -> Result<TopicName, DecodeError> {
+        self.in_place(|raw| {
+            if let Some(topic) = last.as_ref().filter(|t| t.as_str().as_bytes() == raw) {
+                return Ok(topic.clone());
+            }
+            let topic = TopicName::new(utf8(raw)?).map_err(topic_error)?;
+            *last = Some(topic.clone());
+            Ok(topic)
+        })
+    }
+
+    /// A topic filter: one UTF-8 check, one pass of the topic rules, then
+    /// the one copy the filter keeps.
     fn topic_filter(&mut self) -> Result<TopicFilter, DecodeError> {
-        TopicFilter::new(self.string()?).map_err(DecodeError::Topic)
+        self.in_place(|raw| TopicFilter::new(utf8(raw)?).map_err(topic_error))
     }
 
     /// A packet identifier, which is never zero [MQTT-2.3.1-1].
@@ -566,6 +661,21 @@ impl Cursor {
         } else {
             Err(DecodeError::TrailingBytes)
         }
+    }
+}
+
+/// `raw` as UTF-8. `from_utf8` refuses ill-formed sequences, surrogates and
+/// overlong forms [MQTT-1.5.3-1].
+fn utf8(raw: &[u8]) -> Result<&str, DecodeError> {
+    std::str::from_utf8(raw).map_err(|_| DecodeError::InvalidUtf8)
+}
+
+/// A topic's U+0000 is reported like any string's [MQTT-1.5.3-2]; the rest
+/// are the topic rules of section 4.7.
+fn topic_error(error: TopicError) -> DecodeError {
+    match error {
+        TopicError::Null => DecodeError::NullCharacter,
+        other => DecodeError::Topic(other),
     }
 }
 
@@ -1115,6 +1225,135 @@ pub(super) mod tests {
                 assert!(buf.is_empty());
             }
         }
+    }
+
+    // ---- the topic cache ----
+
+    /// A QoS 0 PUBLISH to the raw topic bytes `topic`, payload "p".
+    fn publish_to(topic: &[u8]) -> Vec<u8> {
+        let mut body = (topic.len() as u16).to_be_bytes().to_vec();
+        body.extend_from_slice(topic);
+        body.push(b'p');
+        frame(0x30, &body)
+    }
+
+    fn topic_of(packet: Packet) -> TopicName {
+        match packet {
+            Packet::Publish(publish) => publish.topic,
+            other => panic!("not a PUBLISH: {other:?}"),
+        }
+    }
+
+    /// Whether two names share one allocation (the `Arc` inside is private).
+    fn shared(a: &TopicName, b: &TopicName) -> bool {
+        a.as_str().as_ptr() == b.as_str().as_ptr()
+    }
+
+    #[test]
+    fn a_repeated_topic_is_shared_not_allocated_again() {
+        let mut decoder = connected(MAX);
+        let mut decode = |bytes: &[u8]| topic_of(decode_whole(&mut decoder, bytes).unwrap());
+        let first = decode(&publish_to(b"sensors/room1/t"));
+        let again = decode(&publish_to(b"sensors/room1/t"));
+        assert_eq!(again, name("sensors/room1/t"));
+        assert!(shared(&first, &again));
+        // Whatever the QoS: the packet id after the topic is still read.
+        let qos1 = decode_whole(&mut decoder, &frame(0x32, b"\0\x0fsensors/room1/t\0\x07p"));
+        let Ok(Packet::Publish(qos1)) = qos1 else {
+            panic!("{qos1:?}")
+        };
+        assert_eq!(qos1.packet_id, Some(id(7)));
+        assert_eq!(&qos1.payload[..], b"p");
+        assert!(shared(&first, &qos1.topic));
+
+        let mut decode = |bytes: &[u8]| topic_of(decode_whole(&mut decoder, bytes).unwrap());
+        let other = decode(&publish_to(b"sensors/room2/t"));
+        assert_eq!(other, name("sensors/room2/t"));
+        assert!(!shared(&first, &other));
+        // The new topic replaced the cached one: the first is validated and
+        // allocated again (it cannot land where `first`, still alive, is).
+        let back = decode(&publish_to(b"sensors/room1/t"));
+        assert_eq!(back, first);
+        assert!(!shared(&first, &back));
+        assert!(shared(&back, &decode(&publish_to(b"sensors/room1/t"))));
+    }
+
+    #[test]
+    fn a_topic_close_to_the_cached_one_is_not_taken_for_it() {
+        let pairs: [(&[u8], &str); 5] = [
+            (b"a/b1", "a/b2"),
+            (b"a/b", "a/bc"),
+            (b"a/bc", "a/b"),
+            (b"a/b", "a/B"),
+            ("é/x".as_bytes(), "è/x"),
+        ];
+        for (cached, next) in pairs {
+            let mut decoder = connected(MAX);
+            decode_whole(&mut decoder, &publish_to(cached)).unwrap();
+            let topic = topic_of(decode_whole(&mut decoder, &publish_to(next.as_bytes())).unwrap());
+            assert_eq!(topic.as_str(), next);
+        }
+    }
+
+    #[test]
+    fn an_invalid_topic_after_a_cached_one_is_still_refused() {
+        use DecodeError::*;
+        let deep = "a/".repeat(MAX_TOPIC_LEVELS) + "b";
+        let cases: [(Vec<u8>, DecodeError); 7] = [
+            (publish_to(b"a/+"), Topic(TopicError::WildcardInName)),
+            (publish_to(b"a/b/#"), Topic(TopicError::WildcardInName)),
+            (publish_to(b"a/b\0"), NullCharacter),
+            (publish_to(b"a/\xff"), InvalidUtf8),
+            (publish_to(b""), Topic(TopicError::Empty)),
+            (
+                publish_to(deep.as_bytes()),
+                Topic(TopicError::TooManyLevels),
+            ),
+            // Announces the cached topic's length, holds one byte less.
+            (vec![0x30, 4, 0, 3, b'a', b'/'], Truncated),
+        ];
+        for (bytes, expected) in cases {
+            let mut decoder = connected(MAX);
+            decode_whole(&mut decoder, &publish_to(b"a/b")).unwrap();
+            let mut buf = BytesMut::from(&bytes[..]);
+            assert_eq!(decoder.decode(&mut buf), Err(expected), "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn the_cache_works_when_bytes_arrive_one_at_a_time() {
+        let topics = ["a/b", "a/b", "c", "c", "a/b", "a/bb"];
+        let stream: Vec<u8> = topics
+            .iter()
+            .flat_map(|t| publish_to(t.as_bytes()))
+            .collect();
+        let mut decoder = connected(MAX);
+        let mut buf = BytesMut::new();
+        let mut decoded = Vec::new();
+        for &byte in &stream {
+            buf.extend_from_slice(&[byte]);
+            while let Some(packet) = decoder.decode(&mut buf).unwrap() {
+                decoded.push(topic_of(packet));
+            }
+        }
+        let strings: Vec<&str> = decoded.iter().map(|t| t.as_str()).collect();
+        assert_eq!(strings, topics);
+        assert!(shared(&decoded[0], &decoded[1]));
+        assert!(shared(&decoded[2], &decoded[3]));
+        assert!(!shared(&decoded[0], &decoded[4]));
+        assert!(buf.is_empty());
+    }
+
+    /// A connection holds its decoder for its whole life; the topic cache
+    /// was paid for with smaller size fields, not with more bytes.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn the_decoder_is_no_bigger_with_its_topic_cache() {
+        assert!(
+            std::mem::size_of::<Decoder>() <= 40,
+            "Decoder is {} bytes",
+            std::mem::size_of::<Decoder>()
+        );
     }
 
     #[test]

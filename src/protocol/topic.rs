@@ -49,18 +49,69 @@ impl fmt::Display for TopicError {
 
 impl std::error::Error for TopicError {}
 
-fn check_common(s: &str) -> Result<(), TopicError> {
-    if s.is_empty() {
-        return Err(TopicError::Empty);
+/// What one pass over a topic's bytes found.
+///
+/// `/`, `+`, `#` and NUL are all ASCII, and in UTF-8 every byte of a
+/// multi-byte character has its high bit set, so a byte loop over a valid
+/// `&str` can never mistake part of a character for one of them: one look at
+/// each byte replaces a search per character and a split on `/`.
+struct Scan {
+    /// `/` bytes: a topic of N levels holds N - 1 of them.
+    separators: usize,
+    /// Whether U+0000 occurs.
+    null: bool,
+    /// Whether `+` or `#` occurs.
+    wildcard: bool,
+    /// Whether a `+` or `#` shares its level with another byte, or a `#`
+    /// is not in the last level ([MQTT-4.7.1-2], [MQTT-4.7.1-3]).
+    misplaced: bool,
+}
+
+impl Scan {
+    fn of(s: &str) -> Scan {
+        let mut scan = Scan {
+            separators: 0,
+            null: false,
+            wildcard: false,
+            misplaced: false,
+        };
+        // The byte before the current one; the start of the string counts as
+        // a separator, so a wildcard may open the first level.
+        let mut previous = b'/';
+        for &byte in s.as_bytes() {
+            match byte {
+                b'/' => scan.separators += 1,
+                0 => scan.null = true,
+                b'+' | b'#' => {
+                    scan.wildcard = true;
+                    // A wildcard opens its level...
+                    scan.misplaced |= previous != b'/';
+                }
+                _ => {}
+            }
+            // ...and closes it: `+` is followed by a separator or the end,
+            // `#` only by the end.
+            scan.misplaced |= (previous == b'+' && byte != b'/') || previous == b'#';
+            previous = byte;
+        }
+        scan
     }
-    if s.contains('\0') {
-        return Err(TopicError::Null);
+
+    /// The rules names and filters share, in the order they are reported:
+    /// not empty [MQTT-4.7.3-1], no U+0000 [MQTT-4.7.3-2], at most
+    /// [`MAX_TOPIC_LEVELS`] levels.
+    fn check_common(&self, s: &str) -> Result<(), TopicError> {
+        if s.is_empty() {
+            return Err(TopicError::Empty);
+        }
+        if self.null {
+            return Err(TopicError::Null);
+        }
+        if self.separators >= MAX_TOPIC_LEVELS {
+            return Err(TopicError::TooManyLevels);
+        }
+        Ok(())
     }
-    // A topic of N levels holds N - 1 separators.
-    if s.bytes().filter(|&b| b == b'/').count() >= MAX_TOPIC_LEVELS {
-        return Err(TopicError::TooManyLevels);
-    }
-    Ok(())
 }
 
 /// A topic a message is published to: no `+`, no `#`, not empty.
@@ -71,14 +122,17 @@ fn check_common(s: &str) -> Result<(), TopicError> {
 pub struct TopicName(Arc<str>);
 
 impl TopicName {
-    /// Validates `s` as a topic name.
-    pub fn new(s: impl Into<String>) -> Result<TopicName, TopicError> {
-        let s = s.into();
-        check_common(&s)?;
-        if s.contains(['+', '#']) {
+    /// Validates `s` as a topic name. The string is checked in place and
+    /// copied once, into the shared allocation, only when it is valid.
+    pub fn new(s: impl AsRef<str>) -> Result<TopicName, TopicError> {
+        let s = s.as_ref();
+        let scan = Scan::of(s);
+        scan.check_common(s)?;
+        if scan.wildcard {
+            // [MQTT-3.3.2-2], [MQTT-4.7.1-1]
             return Err(TopicError::WildcardInName);
         }
-        Ok(TopicName(s.into()))
+        Ok(TopicName(Arc::from(s)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -113,18 +167,10 @@ impl TopicFilter {
     /// Validates `s` as a topic filter.
     pub fn new(s: impl Into<String>) -> Result<TopicFilter, TopicError> {
         let s = s.into();
-        check_common(&s)?;
-        let mut levels = s.split('/').peekable();
-        while let Some(level) = levels.next() {
-            let is_last = levels.peek().is_none();
-            let ok = match level {
-                "#" => is_last,
-                "+" => true,
-                other => !other.contains(['+', '#']),
-            };
-            if !ok {
-                return Err(TopicError::MisplacedWildcard);
-            }
+        let scan = Scan::of(&s);
+        scan.check_common(&s)?;
+        if scan.misplaced {
+            return Err(TopicError::MisplacedWildcard);
         }
         Ok(TopicFilter(s))
     }
@@ -209,6 +255,155 @@ mod tests {
         assert!(TopicName::new(deep.as_str()).is_ok());
         let deeper = "a/".repeat(MAX_TOPIC_LEVELS) + "a";
         assert_eq!(TopicName::new(deeper), Err(TopicError::TooManyLevels));
+    }
+
+    #[test]
+    fn multi_byte_characters_next_to_separators_and_wildcards() {
+        // 2-, 3- and 4-byte characters: none of their bytes is ASCII.
+        for ok in ["é/ü", "€/a/€", "𝄞/𝄞", "/é/", "é//€"] {
+            assert!(TopicName::new(ok).is_ok(), "{ok}");
+            assert!(TopicFilter::new(ok).is_ok(), "{ok}");
+        }
+        for ok in ["é/+/ü", "é/#", "+/€", "𝄞/+/#", "+/𝄞/+"] {
+            assert!(TopicFilter::new(ok).is_ok(), "{ok}");
+            assert_eq!(TopicName::new(ok), Err(TopicError::WildcardInName), "{ok}");
+        }
+        for bad in ["é+", "+é", "é#", "#é", "a/é#", "€+/a", "a/+𝄞", "𝄞#"] {
+            assert_eq!(
+                TopicFilter::new(bad),
+                Err(TopicError::MisplacedWildcard),
+                "{bad}"
+            );
+            assert_eq!(
+                TopicName::new(bad),
+                Err(TopicError::WildcardInName),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn null_anywhere_is_refused_before_the_other_rules() {
+        for bad in ["a/\0/b", "\0", "a\0", "\0a", "é\0€", "a/+\0", "#\0", "\0a#"] {
+            assert_eq!(TopicName::new(bad), Err(TopicError::Null), "{bad:?}");
+            assert_eq!(TopicFilter::new(bad), Err(TopicError::Null), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn empty_levels_are_levels() {
+        for ok in ["/", "//", "a//b", "/a", "a/"] {
+            assert_eq!(name(ok).levels().count(), ok.matches('/').count() + 1);
+            assert!(TopicFilter::new(ok).is_ok(), "{ok}");
+        }
+        for ok in ["/+/", "+//#", "//#", "+/", "/+"] {
+            assert!(TopicFilter::new(ok).is_ok(), "{ok}");
+        }
+        // 200 empty levels are allowed, 201 are not.
+        let most = "/".repeat(MAX_TOPIC_LEVELS - 1);
+        assert!(TopicName::new(most.as_str()).is_ok());
+        assert!(TopicFilter::new(most.as_str()).is_ok());
+        let over = "/".repeat(MAX_TOPIC_LEVELS);
+        assert_eq!(
+            TopicName::new(over.as_str()),
+            Err(TopicError::TooManyLevels)
+        );
+        assert_eq!(TopicFilter::new(over), Err(TopicError::TooManyLevels));
+    }
+
+    #[test]
+    fn filter_levels_are_capped_and_counted_before_wildcards() {
+        let most = "+/".repeat(MAX_TOPIC_LEVELS - 1) + "#";
+        assert_eq!(filter(&most).levels().count(), MAX_TOPIC_LEVELS);
+        let over = "+/".repeat(MAX_TOPIC_LEVELS) + "#";
+        assert_eq!(TopicFilter::new(over), Err(TopicError::TooManyLevels));
+        // Too many levels is reported before a wildcard in a name or a
+        // misplaced one in a filter, as it always was.
+        let deep_name = "a/".repeat(MAX_TOPIC_LEVELS) + "+";
+        assert_eq!(TopicName::new(deep_name), Err(TopicError::TooManyLevels));
+        let deep_filter = "a/".repeat(MAX_TOPIC_LEVELS) + "a#";
+        assert_eq!(
+            TopicFilter::new(deep_filter),
+            Err(TopicError::TooManyLevels)
+        );
+    }
+
+    #[test]
+    fn names_accept_borrowed_and_owned_strings() {
+        let owned = String::from("a/b");
+        assert_eq!(TopicName::new(&owned), TopicName::new(owned.clone()));
+        assert_eq!(TopicName::new(owned.as_str()).unwrap().as_str(), "a/b");
+    }
+
+    /// The rules as they were first written, one search per rule: the
+    /// reference the one-pass scan must always agree with.
+    fn reference_name(s: &str) -> Result<(), TopicError> {
+        reference_common(s)?;
+        if s.contains(['+', '#']) {
+            return Err(TopicError::WildcardInName);
+        }
+        Ok(())
+    }
+
+    fn reference_filter(s: &str) -> Result<(), TopicError> {
+        reference_common(s)?;
+        let mut levels = s.split('/').peekable();
+        while let Some(level) = levels.next() {
+            let ok = match level {
+                "#" => levels.peek().is_none(),
+                "+" => true,
+                other => !other.contains(['+', '#']),
+            };
+            if !ok {
+                return Err(TopicError::MisplacedWildcard);
+            }
+        }
+        Ok(())
+    }
+
+    fn reference_common(s: &str) -> Result<(), TopicError> {
+        if s.is_empty() {
+            return Err(TopicError::Empty);
+        }
+        if s.contains('\0') {
+            return Err(TopicError::Null);
+        }
+        if s.split('/').count() > MAX_TOPIC_LEVELS {
+            return Err(TopicError::TooManyLevels);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn one_pass_agrees_with_the_reference_rules() {
+        // Pieces that meet at every boundary the scan must get right.
+        const PIECES: [&str; 10] = ["a", "/", "+", "#", "\0", "é", "€", "𝄞", "//", "ab"];
+        let mut rng = crate::protocol::decode::tests::XorShift(0x2545_F491_4F6C_DD1D);
+        for _ in 0..50_000 {
+            let len = rng.below(8);
+            let s: String = (0..len).map(|_| PIECES[rng.below(PIECES.len())]).collect();
+            assert_eq!(
+                TopicName::new(s.as_str()).map(|_| ()),
+                reference_name(&s),
+                "name {s:?}"
+            );
+            assert_eq!(
+                TopicFilter::new(s.as_str()).map(|_| ()),
+                reference_filter(&s),
+                "filter {s:?}"
+            );
+        }
+        // Near the level cap, where only the count decides.
+        for levels in MAX_TOPIC_LEVELS - 2..MAX_TOPIC_LEVELS + 2 {
+            for level in ["", "a", "+", "é"] {
+                let s = vec![level; levels].join("/");
+                assert_eq!(TopicName::new(s.as_str()).map(|_| ()), reference_name(&s));
+                assert_eq!(
+                    TopicFilter::new(s.as_str()).map(|_| ()),
+                    reference_filter(&s)
+                );
+            }
+        }
     }
 
     #[test]
