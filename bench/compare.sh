@@ -55,6 +55,7 @@ SCENARIOS=(
     "fanin10_q1|fanin --pubs 10 --qos 1 --size 16"
     "fanout100_q0|fanout --subs 100 --qos 0 --size 16"
     "fanout1000_q0|fanout --subs 1000 --qos 0 --size 16"
+    "fanout10000_q0|fanout --subs 10000 --qos 0 --size 16 --sources 4"
     "fanout100_q1|fanout --subs 100 --qos 1 --size 16"
     "pairs100_q0|pairs --pairs 100 --qos 0 --size 16"
     "pairs100_q1|pairs --pairs 100 --qos 1 --size 16"

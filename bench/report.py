@@ -31,6 +31,7 @@ ROWS = [
     ("fanin10_q1", "fan-in, 10 pubs, QoS 1, 16 B", "msgs_per_broker_cpu_s", True, 2.0),
     ("fanout100_q0", "fan-out, 100 subs, QoS 0", "msgs_per_broker_cpu_s", True, 1.5),
     ("fanout1000_q0", "fan-out, 1000 subs, QoS 0", "msgs_per_broker_cpu_s", True, 1.5),
+    ("fanout10000_q0", "fan-out, 10 000 subs, QoS 0", "msgs_per_broker_cpu_s", True, 1.5),
     ("fanout100_q1", "fan-out, 100 subs, QoS 1", "msgs_per_broker_cpu_s", True, 1.5),
     ("pairs100_q0", "pairs, 100, QoS 0", "msgs_per_broker_cpu_s", True, 2.0),
     ("pairs100_q1", "pairs, 100, QoS 1", "msgs_per_broker_cpu_s", True, 2.0),
