@@ -129,12 +129,17 @@ struct Running {
     /// found valid). Any other topic is validated and replaces it.
     ///
     /// It holds at most one topic string per connection, never a payload or
-    /// a packet body: at most 65,535 bytes (a string's two-byte length) and
-    /// never more than the size limit, less than the connection's input
-    /// buffer may hold while a packet arrives. It is dropped when the
+    /// a packet body, and only a topic of at most [`CACHED_TOPIC_MAX`]
+    /// bytes: an idle connection frees its buffers, and should not keep a
+    /// long topic it happened to publish to once. It is dropped when the
     /// decoder fails or the connection goes.
     last_topic: Option<TopicName>,
 }
+
+/// The longest topic the decoder keeps for reuse. Real topics are far
+/// shorter ("sensors/room1/temperature"); a longer one is decoded the
+/// ordinary way every time, and costs an idle connection nothing.
+const CACHED_TOPIC_MAX: usize = 256;
 
 impl Decoder {
     /// Broker side: decodes what clients send. The first packet must be
@@ -633,7 +638,7 @@ impl Cursor {
                 return Ok(topic.clone());
             }
             let topic = TopicName::new(utf8(raw)?).map_err(topic_error)?;
-            *last = Some(topic.clone());
+            *last = (raw.len() <= CACHED_TOPIC_MAX).then(|| topic.clone());
             Ok(topic)
         })
     }
@@ -1276,6 +1281,30 @@ pub(super) mod tests {
         assert_eq!(back, first);
         assert!(!shared(&first, &back));
         assert!(shared(&back, &decode(&publish_to(b"sensors/room1/t"))));
+    }
+
+    #[test]
+    fn a_long_topic_is_not_kept() {
+        let mut decoder = connected(MAX);
+        let long = "a/".repeat(CACHED_TOPIC_MAX / 2) + "b";
+        assert!(long.len() > CACHED_TOPIC_MAX);
+        let first = topic_of(decode_whole(&mut decoder, &publish_to(long.as_bytes())).unwrap());
+        let again = topic_of(decode_whole(&mut decoder, &publish_to(long.as_bytes())).unwrap());
+        assert_eq!(first, again);
+        assert!(
+            !shared(&first, &again),
+            "a topic over the cap is decoded afresh"
+        );
+        // Nor does it keep a shorter topic cached before it.
+        let short = topic_of(decode_whole(&mut decoder, &publish_to(b"s/t")).unwrap());
+        decode_whole(&mut decoder, &publish_to(long.as_bytes())).unwrap();
+        let short_again = topic_of(decode_whole(&mut decoder, &publish_to(b"s/t")).unwrap());
+        assert!(!shared(&short, &short_again));
+        // At the cap it is kept.
+        let at_cap = "c".repeat(CACHED_TOPIC_MAX);
+        let a = topic_of(decode_whole(&mut decoder, &publish_to(at_cap.as_bytes())).unwrap());
+        let b = topic_of(decode_whole(&mut decoder, &publish_to(at_cap.as_bytes())).unwrap());
+        assert!(shared(&a, &b));
     }
 
     #[test]
