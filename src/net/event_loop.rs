@@ -621,7 +621,15 @@ impl<C: Core> EventLoop<C> {
     /// make the core send to others (a will), so the list is drained until
     /// empty.
     fn flush_dirty(&mut self, now: Instant) {
-        while let Some(id) = self.dirty.pop() {
+        // In the order the connections were marked, which is the order the
+        // core answered in: a PUBLISH routed to a subscriber goes out before
+        // the PUBACK to its publisher, so the delivery is not kept waiting
+        // behind a write (and the wake-up of the publisher) that nobody
+        // downstream needs first. A connection marked during the loop (a
+        // will, sent when a failed flush ends a connection) is flushed too.
+        let mut next = 0;
+        while let Some(&id) = self.dirty.get(next) {
+            next += 1;
             let Some(conn) = live(&mut self.conns, id) else {
                 continue;
             };
@@ -642,6 +650,7 @@ impl<C: Core> EventLoop<C> {
                 self.lost(id.key, CloseReason::Io(e), now);
             }
         }
+        self.dirty.clear();
     }
 
     /// After a flush: asks for `WRITABLE` only while output is left, lifts
