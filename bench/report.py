@@ -318,9 +318,9 @@ def curves(args):
     lines += [f"| {k:,} | {ns(v)} | {ns(v / k)} |" for k, v in matching]
     codec = []
     for group, names in [
-        ("decode", ["publish_qos0_16B", "publish_qos1_16B", "publish_qos1_1KiB", "puback", "subscribe_1_filter"]),
+        ("decode", ["publish_qos0_16B", "publish_qos0_16B_topic_changes", "publish_qos1_16B", "publish_qos1_1KiB", "puback", "subscribe_1_filter"]),
         ("encode", ["publish_qos0_16B", "publish_qos1_16B", "publish_qos1_1KiB", "puback"]),
-        ("fanout_100_encode", ["encode_per_subscriber", "encode_once_copy_bytes"]),
+        ("fanout_100_encode", ["encode_per_subscriber", "encode_once_copy_bytes", "shared_publish_qos1_patch_id"]),
     ]:
         for n in names:
             v = estimate(crit, group, n)
