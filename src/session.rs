@@ -239,6 +239,14 @@ impl Session {
         false
     }
 
+    /// Whether `id` names a QoS 1 message awaiting its PUBACK: a PUBREC for
+    /// it would answer a QoS 2 handshake that was never started.
+    pub fn awaits_puback(&self, id: PacketId) -> bool {
+        self.inflight
+            .iter()
+            .any(|sent| sent.id == id && matches!(sent.state, Inflight::AwaitingPuback(_)))
+    }
+
     /// PUBCOMP: the QoS 2 handshake for `id` is over.
     pub fn pubcomp(&mut self, id: PacketId) -> bool {
         self.remove_inflight(id, |state| matches!(state, Inflight::AwaitingPubcomp))

@@ -89,8 +89,11 @@ impl Broker {
         }
     }
 
-    /// PUBREC always gets PUBREL, even for an id the broker no longer
-    /// knows: that lets the client finish its side of the handshake.
+    /// PUBREC gets PUBREL, even for an id the broker no longer knows: that
+    /// lets the client finish its side of the handshake. But a PUBREC for a
+    /// message the broker sent at QoS 1 answers a QoS 2 handshake that was
+    /// never started: the client has the QoS wrong, and is disconnected as
+    /// mosquitto does (the standard names no rule; this is its choice).
     pub(super) fn handle_pubrec(
         &mut self,
         conn: ConnId,
@@ -98,6 +101,12 @@ impl Broker {
         id: PacketId,
         out: &mut dyn Outbox,
     ) {
+        if let Some(slot) = self.sessions.get(session) {
+            if slot.session.awaits_puback(id) {
+                let why = format!("PUBREC for packet id {}, sent at QoS 1", id.get());
+                return self.violation(conn, why, out);
+            }
+        }
         if let Some(slot) = self.sessions.get_mut(session) {
             slot.session.pubrec(id, self.now);
         }

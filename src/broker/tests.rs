@@ -212,6 +212,34 @@ fn outgoing_qos2_handshake_and_inflight_window() {
 }
 
 #[test]
+fn a_pubrec_for_a_qos1_delivery_closes_the_connection() {
+    let mut h = Harness::new();
+    let sub = h.connect(connect("sub", true), false);
+    let publisher = h.connect(connect("pub", true), false);
+    h.send(sub, subscribe(1, &[("t", QoS::AtLeastOnce)]));
+    h.out.take(sub);
+    h.send(
+        publisher,
+        publish("t", "x", QoS::AtLeastOnce, Some(1), false),
+    );
+    let delivered = h.out.take(sub);
+    let Some(Packet::Publish(p)) = delivered.first() else {
+        panic!("{delivered:?}")
+    };
+    assert_eq!(p.qos, QoS::AtLeastOnce);
+    let pid = p.packet_id.unwrap();
+    // An id the broker does not know still gets its PUBREL.
+    let unknown = id(pid.get().wrapping_add(100));
+    h.send(sub, Packet::Pubrec(unknown));
+    assert_eq!(h.out.take(sub), vec![Packet::Pubrel(unknown)]);
+    assert!(!h.is_closed(sub));
+    // The QoS 1 message's own id: the client has the QoS wrong.
+    h.send(sub, Packet::Pubrec(pid));
+    assert!(h.out.take(sub).is_empty(), "no PUBREL for a QoS 1 id");
+    assert!(h.is_closed(sub));
+}
+
+#[test]
 fn retained_messages_are_stored_replaced_deleted_and_sent_on_subscribe() {
     let mut h = Harness::new();
     let publisher = h.connect(connect("pub", true), false);
