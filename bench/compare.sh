@@ -19,7 +19,7 @@
 #               target/compare and docs/ (docs/ is left alone).
 #
 # Writes DIR/results.jsonl (every run, one JSON line each), then
-# bench/report.py turns it into docs/benchmarks-compare.md and
+# bench/report.py turns it into the table in docs/benchmarks.md and
 # docs/benchmarks-compare.svg.
 set -euo pipefail
 
