@@ -12,7 +12,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{connack, connect, puback, publish, suback, subscribe, unique_id, Raw};
+use common::{connack, connect, puback, publish, suback, subscribe, unique_id, Connect, Raw};
 
 /// How long a test waits for the broker to do something it should.
 const WAIT: Duration = Duration::from_secs(10);
@@ -183,6 +183,28 @@ fn sigterm_stops_cleanly_logs_a_summary_and_exits_0() {
     publisher.expect_closed();
     // And nobody is listening any more.
     assert!(TcpStream::connect(sol.addr).is_err());
+}
+
+#[test]
+fn sigterm_publishes_the_wills_of_the_clients_it_disconnects() {
+    // As mosquitto does: the clients lose their connections without
+    // DISCONNECT, so their wills go out, to subscribers still connected.
+    let mut sol = Sol::start("wills", "");
+    let topic = format!("will/{}", unique_id(""));
+    let mut watcher = Raw::connected_clean(sol.addr, &unique_id("watcher"));
+    watcher.send(&subscribe(1, &[(topic.as_str(), 0)]));
+    watcher.expect(&suback(1, &[0]));
+    let connect = Connect::new(&unique_id("w"))
+        .clean(true)
+        .will(&topic, b"gone", 0, false);
+    let mut with_will = Raw::connected(sol.addr, &connect, false);
+    with_will.ping();
+    sol.signal("TERM");
+    let (status, _) = sol.wait_exit();
+    assert_eq!(status.code(), Some(0), "{}", sol.log("sol.log"));
+    watcher.expect_message(&topic, b"gone", 0);
+    watcher.expect_closed();
+    with_will.expect_closed();
 }
 
 #[test]

@@ -290,6 +290,10 @@ impl Clients {
     fn len(&self) -> usize {
         self.len
     }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Client> {
+        self.slots.iter_mut().flatten()
+    }
 }
 
 /// How a connection ended, for the log and for the will.
@@ -307,6 +311,9 @@ enum Ending {
     TakenOver,
     /// The connection was refused at CONNECT.
     Refused,
+    /// The broker is stopping. Wills were published just before, by
+    /// [`Broker::publish_wills_at_shutdown`], while every subscriber was
+    /// still connected to receive them.
     Shutdown,
 }
 
@@ -639,6 +646,38 @@ impl Broker {
                 connected.client_id, will.topic
             );
             self.publish_will(will, out);
+        }
+    }
+
+    /// The broker is stopping: every connected client that set a will is
+    /// about to lose its connection without sending DISCONNECT, so its will
+    /// is published now, as mosquitto does, before any connection is
+    /// closed, so that every subscriber still connected receives it in the
+    /// final flush, and a retained will is stored. Each will is taken, so
+    /// the closing that follows cannot publish it twice.
+    pub(super) fn publish_wills_at_shutdown(&mut self, out: &mut dyn Outbox) {
+        let mut wills = Vec::new();
+        for client in self.clients.iter_mut() {
+            let ClientState::Connected(connected) = &mut client.state else {
+                continue;
+            };
+            let Some(will) = connected.will.take() else {
+                continue;
+            };
+            let username = self
+                .sessions
+                .get(connected.session)
+                .and_then(|slot| slot.username.clone());
+            wills.push((Arc::clone(&connected.client_id), username, *will));
+        }
+        for (client_id, username, will) in wills {
+            if self.may_publish_will(&client_id, username.as_deref(), &will.topic) {
+                debug!(
+                    "Publishing the will of {client_id} on {} at shutdown.",
+                    will.topic
+                );
+                self.publish_will(will, out);
+            }
         }
     }
 

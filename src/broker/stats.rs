@@ -236,9 +236,11 @@ impl Broker {
         values
     }
 
-    /// The server is stopping: logs what the broker did and holds.
-    pub fn shutdown(&mut self, now: Instant, _out: &mut dyn Outbox) {
+    /// The server is stopping: logs what the broker did and holds, and
+    /// publishes the wills of the clients about to be disconnected.
+    pub fn shutdown(&mut self, now: Instant, out: &mut dyn Outbox) {
         self.now = now;
+        self.publish_wills_at_shutdown(out);
         let uptime = now.saturating_duration_since(self.publisher.started);
         info!(
             "Shutting down after {} s: {} client(s) connected, {} session(s) held; \

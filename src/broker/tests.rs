@@ -477,6 +477,60 @@ fn takeover_closes_the_old_connection_and_publishes_its_will() {
 }
 
 #[test]
+fn shutdown_publishes_every_will_once_before_closing() {
+    let mut h = Harness::new();
+    // The watcher is closed first, as the network layer may well do: the
+    // wills must already be in its output by then.
+    let watcher = h.connect(connect("watcher", true), false);
+    h.send(watcher, subscribe(1, &[("will/#", QoS::AtLeastOnce)]));
+    h.out.take(watcher);
+    let with_will = |id: &str, t: &str, retain: bool| {
+        let mut c = connect(id, true);
+        c.will = Some(Will {
+            topic: topic(t),
+            payload: Bytes::from(id.to_string()),
+            qos: QoS::AtLeastOnce,
+            retain,
+        });
+        c
+    };
+    let a = h.connect(with_will("a", "will/a", false), false);
+    let b = h.connect(with_will("b", "will/b", true), false);
+    // A will aimed at $SOL is dropped like any client write there.
+    let sol = h.connect(with_will("s", "$SOL/x", false), false);
+    let plain = h.connect(connect("plain", true), false);
+
+    h.broker.shutdown(h.now, &mut h.out);
+    for conn in [watcher, a, b, sol, plain] {
+        h.broker
+            .closed(conn, CloseReason::Shutdown, h.now, &mut h.out);
+    }
+    let got = h.out.take(watcher);
+    let mut wills: Vec<(String, String, bool)> = got
+        .iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) => Some((
+                p.topic.to_string(),
+                String::from_utf8_lossy(&p.payload).into_owned(),
+                p.retain,
+            )),
+            _ => None,
+        })
+        .collect();
+    wills.sort();
+    assert_eq!(
+        wills,
+        vec![
+            ("will/a".to_string(), "a".to_string(), false),
+            ("will/b".to_string(), "b".to_string(), false),
+        ],
+        "each will once, none for $SOL or a client without one: {got:?}"
+    );
+    // The retained will is stored.
+    assert_eq!(h.broker.retained_count(), 1);
+}
+
+#[test]
 fn disconnect_discards_the_will() {
     let mut h = Harness::new();
     let watcher = h.connect(connect("watcher", true), false);
