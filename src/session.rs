@@ -239,12 +239,13 @@ impl Session {
         false
     }
 
-    /// Whether `id` names a QoS 1 message awaiting its PUBACK: a PUBREC for
-    /// it would answer a QoS 2 handshake that was never started.
-    pub fn awaits_puback(&self, id: PacketId) -> bool {
+    /// Where the message sent under `id` is in its handshake, if it is in
+    /// flight: what an acknowledgement for `id` must match.
+    pub fn inflight_state(&self, id: PacketId) -> Option<&Inflight> {
         self.inflight
             .iter()
-            .any(|sent| sent.id == id && matches!(sent.state, Inflight::AwaitingPuback(_)))
+            .find(|sent| sent.id == id)
+            .map(|sent| &sent.state)
     }
 
     /// PUBCOMP: the QoS 2 handshake for `id` is over.

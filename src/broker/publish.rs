@@ -11,7 +11,7 @@ use log::debug;
 
 use super::{retry, Broker, ConnId, Outbox, SessionSlot, Stats, OUTPUT_HIGH_WATER};
 use crate::protocol::{Packet, PacketId, Publish, QoS, SharedPublish, TopicName, Will};
-use crate::session::{Message, Pushed};
+use crate::session::{Inflight, Message, Pushed};
 
 /// A retained message as stored: the last message published with the retain
 /// flag on its topic ([MQTT-3.3.1-5]).
@@ -73,6 +73,45 @@ impl Broker {
         }
     }
 
+    /// An acknowledgement that does not fit the handshake its id is in: a
+    /// PUBACK for a message sent at QoS 2, a PUBREC for one sent at QoS 1,
+    /// a PUBCOMP before the PUBREC or for QoS 1. The client has the QoS or
+    /// the order wrong, and mosquitto disconnects it; so does sol (the
+    /// standard names no rule for it). An id the broker does not know is
+    /// not a mismatch: the client may be finishing a handshake the broker
+    /// already forgot.
+    fn mismatched_ack(
+        &mut self,
+        conn: ConnId,
+        session: usize,
+        ack: Packet,
+        out: &mut dyn Outbox,
+    ) -> bool {
+        let Some(state) = self
+            .sessions
+            .get(session)
+            .and_then(|slot| slot.session.inflight_state(ack_id(&ack)?))
+        else {
+            return false;
+        };
+        let fits = match (&ack, state) {
+            (Packet::Puback(_), Inflight::AwaitingPuback(_)) => true,
+            (Packet::Pubrec(_), Inflight::AwaitingPubrec(_) | Inflight::AwaitingPubcomp) => true,
+            (Packet::Pubcomp(_), Inflight::AwaitingPubcomp) => true,
+            _ => false,
+        };
+        if !fits {
+            let stage = match state {
+                Inflight::AwaitingPuback(_) => "sent at QoS 1, awaiting PUBACK",
+                Inflight::AwaitingPubrec(_) => "sent at QoS 2, awaiting PUBREC",
+                Inflight::AwaitingPubcomp => "sent at QoS 2, awaiting PUBCOMP",
+            };
+            let why = format!("{} for a message {stage}", ack.name());
+            self.violation(conn, why, out);
+        }
+        !fits
+    }
+
     pub(super) fn handle_puback(
         &mut self,
         conn: ConnId,
@@ -80,6 +119,9 @@ impl Broker {
         id: PacketId,
         out: &mut dyn Outbox,
     ) {
+        if self.mismatched_ack(conn, session, Packet::Puback(id), out) {
+            return;
+        }
         let done = self
             .sessions
             .get_mut(session)
@@ -90,10 +132,7 @@ impl Broker {
     }
 
     /// PUBREC gets PUBREL, even for an id the broker no longer knows: that
-    /// lets the client finish its side of the handshake. But a PUBREC for a
-    /// message the broker sent at QoS 1 answers a QoS 2 handshake that was
-    /// never started: the client has the QoS wrong, and is disconnected as
-    /// mosquitto does (the standard names no rule; this is its choice).
+    /// lets the client finish its side of the handshake.
     pub(super) fn handle_pubrec(
         &mut self,
         conn: ConnId,
@@ -101,11 +140,8 @@ impl Broker {
         id: PacketId,
         out: &mut dyn Outbox,
     ) {
-        if let Some(slot) = self.sessions.get(session) {
-            if slot.session.awaits_puback(id) {
-                let why = format!("PUBREC for packet id {}, sent at QoS 1", id.get());
-                return self.violation(conn, why, out);
-            }
+        if self.mismatched_ack(conn, session, Packet::Pubrec(id), out) {
+            return;
         }
         if let Some(slot) = self.sessions.get_mut(session) {
             slot.session.pubrec(id, self.now);
@@ -134,6 +170,9 @@ impl Broker {
         id: PacketId,
         out: &mut dyn Outbox,
     ) {
+        if self.mismatched_ack(conn, session, Packet::Pubcomp(id), out) {
+            return;
+        }
         let done = self
             .sessions
             .get_mut(session)
@@ -260,6 +299,14 @@ impl Broker {
             out.send(conn, &Packet::Publish(message.to_publish(Some(id), false)));
             self.stats.messages_sent += 1;
         }
+    }
+}
+
+/// The packet id of an acknowledgement.
+fn ack_id(ack: &Packet) -> Option<PacketId> {
+    match ack {
+        Packet::Puback(id) | Packet::Pubrec(id) | Packet::Pubcomp(id) => Some(*id),
+        _ => None,
     }
 }
 

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use super::test_support::{id, Harness};
 use super::*;
 use crate::protocol::{
-    Connect, ConnectReturnCode, Protocol, Publish, QoS, Suback, SubackCode, Subscribe, TopicFilter,
-    TopicName, Unsubscribe, Will,
+    Connect, ConnectReturnCode, PacketId, Protocol, Publish, QoS, Suback, SubackCode, Subscribe,
+    TopicFilter, TopicName, Unsubscribe, Will,
 };
 
 fn topic(s: &str) -> TopicName {
@@ -211,32 +211,61 @@ fn outgoing_qos2_handshake_and_inflight_window() {
     assert_eq!(payloads(&h.out.take(sub)), vec!["2"]);
 }
 
-#[test]
-fn a_pubrec_for_a_qos1_delivery_closes_the_connection() {
+/// A subscriber at `qos` that has just been sent one message: the harness,
+/// the subscriber, and the packet id the message went out under.
+fn one_delivery_at(qos: QoS) -> (Harness, ConnId, PacketId) {
     let mut h = Harness::new();
     let sub = h.connect(connect("sub", true), false);
     let publisher = h.connect(connect("pub", true), false);
-    h.send(sub, subscribe(1, &[("t", QoS::AtLeastOnce)]));
+    h.send(sub, subscribe(1, &[("t", qos)]));
     h.out.take(sub);
-    h.send(
-        publisher,
-        publish("t", "x", QoS::AtLeastOnce, Some(1), false),
-    );
+    h.send(publisher, publish("t", "x", qos, Some(1), false));
     let delivered = h.out.take(sub);
     let Some(Packet::Publish(p)) = delivered.first() else {
         panic!("{delivered:?}")
     };
-    assert_eq!(p.qos, QoS::AtLeastOnce);
+    assert_eq!(p.qos, qos);
     let pid = p.packet_id.unwrap();
-    // An id the broker does not know still gets its PUBREL.
+    (h, sub, pid)
+}
+
+#[test]
+fn an_acknowledgement_for_an_unknown_id_is_answered_as_its_handshake_expects() {
+    let (mut h, sub, pid) = one_delivery_at(QoS::AtLeastOnce);
     let unknown = id(pid.get().wrapping_add(100));
     h.send(sub, Packet::Pubrec(unknown));
     assert_eq!(h.out.take(sub), vec![Packet::Pubrel(unknown)]);
+    h.send(sub, Packet::Puback(unknown));
+    h.send(sub, Packet::Pubcomp(unknown));
+    assert!(h.out.take(sub).is_empty());
     assert!(!h.is_closed(sub));
-    // The QoS 1 message's own id: the client has the QoS wrong.
+}
+
+#[test]
+fn an_acknowledgement_that_does_not_fit_its_handshake_closes_the_connection() {
+    // (QoS the message went out at, the wrong acknowledgement for it)
+    let cases: [(QoS, fn(PacketId) -> Packet); 4] = [
+        (QoS::AtLeastOnce, Packet::Pubrec),
+        (QoS::AtLeastOnce, Packet::Pubcomp),
+        (QoS::ExactlyOnce, Packet::Puback),
+        // PUBCOMP before PUBREC.
+        (QoS::ExactlyOnce, Packet::Pubcomp),
+    ];
+    for (qos, ack) in cases {
+        let (mut h, sub, pid) = one_delivery_at(qos);
+        h.send(sub, ack(pid));
+        assert!(h.out.take(sub).is_empty(), "{qos:?} {:?}", ack(pid));
+        assert!(h.is_closed(sub), "{qos:?} {:?}", ack(pid));
+    }
+    // A duplicate PUBREC, after the PUBREL went out, still fits.
+    let (mut h, sub, pid) = one_delivery_at(QoS::ExactlyOnce);
     h.send(sub, Packet::Pubrec(pid));
-    assert!(h.out.take(sub).is_empty(), "no PUBREL for a QoS 1 id");
-    assert!(h.is_closed(sub));
+    h.send(sub, Packet::Pubrec(pid));
+    assert_eq!(
+        h.out.take(sub),
+        vec![Packet::Pubrel(pid), Packet::Pubrel(pid)]
+    );
+    assert!(!h.is_closed(sub));
 }
 
 #[test]

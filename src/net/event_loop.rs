@@ -616,10 +616,11 @@ impl<C: Core> EventLoop<C> {
 
     // ----- writing
 
-    /// Flushes every dirty connection once. Closing connections go away
-    /// after their flush; a failed write is a lost connection, which may
-    /// make the core send to others (a will), so the list is drained until
-    /// empty.
+    /// Flushes every dirty connection, in the order they were marked.
+    /// Closing connections go away after their flush; a failed write is a
+    /// lost connection, which may make the core send to others (a will),
+    /// so connections marked during the loop, even one already flushed in
+    /// it, are flushed too before the list is cleared.
     fn flush_dirty(&mut self, now: Instant) {
         // In the order the connections were marked, which is the order the
         // core answered in: a PUBLISH routed to a subscriber goes out before

@@ -250,7 +250,6 @@ impl Client {
         }
     }
 
-    /// Writes as much buffered output as the socket takes.
     /// Writes the CONNECT as soon as the socket is created, as a blocking
     /// client does right after `connect` returns. On the loopback the
     /// handshake completes inside the `connect` call, so the broker finds
@@ -267,6 +266,7 @@ impl Client {
         }
     }
 
+    /// Writes as much buffered output as the socket takes.
     pub fn flush(&mut self) -> io::Result<()> {
         if !self.connected {
             return Ok(());
