@@ -94,12 +94,15 @@ impl Broker {
         else {
             return false;
         };
-        let fits = match (&ack, state) {
-            (Packet::Puback(_), Inflight::AwaitingPuback(_)) => true,
-            (Packet::Pubrec(_), Inflight::AwaitingPubrec(_) | Inflight::AwaitingPubcomp) => true,
-            (Packet::Pubcomp(_), Inflight::AwaitingPubcomp) => true,
-            _ => false,
-        };
+        let fits = matches!(
+            (&ack, state),
+            (Packet::Puback(_), Inflight::AwaitingPuback(_))
+                | (
+                    Packet::Pubrec(_),
+                    Inflight::AwaitingPubrec(_) | Inflight::AwaitingPubcomp
+                )
+                | (Packet::Pubcomp(_), Inflight::AwaitingPubcomp)
+        );
         if !fits {
             let stage = match state {
                 Inflight::AwaitingPuback(_) => "sent at QoS 1, awaiting PUBACK",

@@ -244,7 +244,8 @@ fn an_acknowledgement_for_an_unknown_id_is_answered_as_its_handshake_expects() {
 #[test]
 fn an_acknowledgement_that_does_not_fit_its_handshake_closes_the_connection() {
     // (QoS the message went out at, the wrong acknowledgement for it)
-    let cases: [(QoS, fn(PacketId) -> Packet); 4] = [
+    type Ack = fn(PacketId) -> Packet;
+    let cases: [(QoS, Ack); 4] = [
         (QoS::AtLeastOnce, Packet::Pubrec),
         (QoS::AtLeastOnce, Packet::Pubcomp),
         (QoS::ExactlyOnce, Packet::Puback),
