@@ -96,6 +96,21 @@ pub enum Pushed {
     Dropped,
 }
 
+/// What an acknowledgement from the client (PUBACK, PUBREC, PUBCOMP) found
+/// in the inflight window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ack {
+    /// It fitted its message's handshake, and moved it on or ended it.
+    Done,
+    /// No message is in flight under its id: the client may be finishing a
+    /// handshake the broker already forgot.
+    Unknown,
+    /// Its id names a message at another stage: a PUBACK for QoS 2, a
+    /// PUBREC or PUBCOMP for QoS 1, a PUBCOMP before the PUBREC. The client
+    /// has the QoS or the order wrong. Nothing changed.
+    Mismatch,
+}
+
 impl Inflight {
     /// The message this step of the handshake still holds, if any.
     fn message(&self) -> Option<&Message> {
@@ -216,40 +231,33 @@ impl Session {
         ready
     }
 
-    /// PUBACK: the QoS 1 message `id` is delivered. Returns whether it was
-    /// known (an unknown id is ignored, as mosquitto does).
-    pub fn puback(&mut self, id: PacketId) -> bool {
+    /// PUBACK: the QoS 1 message `id` is delivered.
+    pub fn puback(&mut self, id: PacketId) -> Ack {
         self.remove_inflight(id, |state| matches!(state, Inflight::AwaitingPuback(_)))
     }
 
-    /// PUBREC: the QoS 2 message `id` was received; the broker answers with
-    /// PUBREL (at `now`) whatever this returns, and waits for PUBCOMP.
-    pub fn pubrec(&mut self, id: PacketId, now: Instant) -> bool {
-        for sent in self.inflight.iter_mut() {
-            if sent.id == id {
-                if let Inflight::AwaitingPubrec(message) = &sent.state {
-                    // Delivered: only the id is needed from here on.
-                    self.stored_bytes = self.stored_bytes.saturating_sub(message.stored_size());
-                    sent.state = Inflight::AwaitingPubcomp;
-                }
-                sent.at = now;
-                return true;
+    /// PUBREC: the QoS 2 message `id` was received (at `now`); the broker
+    /// answers with PUBREL, unless the id is at another stage, and waits for
+    /// PUBCOMP. A repeated PUBREC fits: its PUBREL may have been lost.
+    pub fn pubrec(&mut self, id: PacketId, now: Instant) -> Ack {
+        let Some(sent) = self.inflight.iter_mut().find(|sent| sent.id == id) else {
+            return Ack::Unknown;
+        };
+        match &sent.state {
+            Inflight::AwaitingPuback(_) => return Ack::Mismatch,
+            Inflight::AwaitingPubrec(message) => {
+                // Delivered: only the id is needed from here on.
+                self.stored_bytes = self.stored_bytes.saturating_sub(message.stored_size());
+                sent.state = Inflight::AwaitingPubcomp;
             }
+            Inflight::AwaitingPubcomp => {}
         }
-        false
-    }
-
-    /// Where the message sent under `id` is in its handshake, if it is in
-    /// flight: what an acknowledgement for `id` must match.
-    pub fn inflight_state(&self, id: PacketId) -> Option<&Inflight> {
-        self.inflight
-            .iter()
-            .find(|sent| sent.id == id)
-            .map(|sent| &sent.state)
+        sent.at = now;
+        Ack::Done
     }
 
     /// PUBCOMP: the QoS 2 handshake for `id` is over.
-    pub fn pubcomp(&mut self, id: PacketId) -> bool {
+    pub fn pubcomp(&mut self, id: PacketId) -> Ack {
         self.remove_inflight(id, |state| matches!(state, Inflight::AwaitingPubcomp))
     }
 
@@ -405,18 +413,25 @@ impl Session {
         id
     }
 
-    fn remove_inflight(&mut self, id: PacketId, state_ok: impl Fn(&Inflight) -> bool) -> bool {
-        let position = self
+    fn remove_inflight(&mut self, id: PacketId, state_ok: impl Fn(&Inflight) -> bool) -> Ack {
+        let Some((index, fits)) = self
             .inflight
             .iter()
-            .position(|sent| sent.id == id && state_ok(&sent.state));
-        let Some(removed) = position.and_then(|index| self.inflight.remove(index)) else {
-            return false;
+            .enumerate()
+            .find(|(_, sent)| sent.id == id)
+            .map(|(index, sent)| (index, state_ok(&sent.state)))
+        else {
+            return Ack::Unknown;
         };
-        if let Some(message) = removed.state.message() {
-            self.stored_bytes = self.stored_bytes.saturating_sub(message.stored_size());
+        if !fits {
+            return Ack::Mismatch;
         }
-        true
+        if let Some(removed) = self.inflight.remove(index) {
+            if let Some(message) = removed.state.message() {
+                self.stored_bytes = self.stored_bytes.saturating_sub(message.stored_size());
+            }
+        }
+        Ack::Done
     }
 }
 
@@ -558,9 +573,10 @@ mod tests {
             Pushed::Dropped
         );
         assert_eq!(s.dropped, 1);
-        assert!(s.puback(id(1)));
-        assert!(
-            !s.puback(id(1)),
+        assert_eq!(s.puback(id(1)), Ack::Done);
+        assert_eq!(
+            s.puback(id(1)),
+            Ack::Unknown,
             "a second PUBACK for the same id is unknown"
         );
         let ready = s.fill_window(now);
@@ -582,6 +598,25 @@ mod tests {
     }
 
     #[test]
+    fn an_acknowledgement_at_the_wrong_stage_changes_nothing() {
+        let mut s = Session::new("c", false, 5, 5);
+        let now = Instant::now();
+        s.push(message(1, QoS::AtLeastOnce), true, now);
+        assert_eq!(s.pubrec(id(1), now), Ack::Mismatch);
+        assert_eq!(s.pubcomp(id(1)), Ack::Mismatch);
+        assert_eq!(s.inflight_len(), 1);
+        assert_eq!(s.puback(id(1)), Ack::Done);
+        assert_eq!(s.pubrec(id(1), now), Ack::Unknown);
+        assert_eq!(s.stored_bytes(), 0);
+        // A PUBREC repeated after the PUBREL went out still fits.
+        s.push(message(2, QoS::ExactlyOnce), true, now);
+        assert_eq!(s.pubrec(id(2), now), Ack::Done);
+        assert_eq!(s.pubrec(id(2), now), Ack::Done);
+        assert_eq!(s.pubcomp(id(2)), Ack::Done);
+        assert_eq!(s.inflight_len(), 0);
+    }
+
+    #[test]
     fn qos2_outgoing_handshake() {
         let mut s = Session::new("c", false, 5, 5);
         let now = Instant::now();
@@ -589,13 +624,18 @@ mod tests {
             s.push(message(1, QoS::ExactlyOnce), true, now),
             Pushed::Send(id(1))
         );
-        assert!(!s.pubcomp(id(1)), "PUBCOMP before PUBREC does not complete");
-        assert!(s.pubrec(id(1), now));
+        assert_eq!(
+            s.pubcomp(id(1)),
+            Ack::Mismatch,
+            "PUBCOMP before PUBREC does not complete"
+        );
+        assert_eq!(s.puback(id(1)), Ack::Mismatch, "nor does a PUBACK");
+        assert_eq!(s.pubrec(id(1), now), Ack::Done);
         assert_eq!(
             s.inflight().next().map(|(_, st)| st),
             Some(&Inflight::AwaitingPubcomp)
         );
-        assert!(s.pubcomp(id(1)));
+        assert_eq!(s.pubcomp(id(1)), Ack::Done);
         assert_eq!(s.inflight_len(), 0);
     }
 
@@ -619,7 +659,7 @@ mod tests {
             s.push(message(n, QoS::AtLeastOnce), true, now);
         }
         // Message 1 was received (PUBREC): it stays whatever `keep` says.
-        assert!(s.pubrec(id(1), now));
+        assert_eq!(s.pubrec(id(1), now), Ack::Done);
         let dropped = s.retain_messages(|m| m.payload[0] % 2 == 0);
         // 3 (inflight) and 5 (queued) go; 1 awaits PUBCOMP and stays.
         assert_eq!(dropped, 2);
@@ -631,7 +671,7 @@ mod tests {
             s.stored_bytes(),
             3 * message(2, QoS::AtLeastOnce).stored_size()
         );
-        assert!(s.pubcomp(id(1)));
+        assert_eq!(s.pubcomp(id(1)), Ack::Done);
         // The freed room takes the queue in order.
         let ready: Vec<u8> = s
             .fill_window(now)
@@ -688,16 +728,16 @@ mod tests {
         assert_eq!(s.stored_len(), 3);
 
         // Moving from the queue into the window changes nothing.
-        assert!(s.puback(id(1)));
+        assert_eq!(s.puback(id(1)), Ack::Done);
         assert_eq!(s.stored_bytes(), all - a.stored_size());
         assert_eq!(s.fill_window(now), vec![(id(2), b.clone())]);
         assert_eq!(s.stored_bytes(), all - a.stored_size());
 
         // After PUBREC only the id is held.
-        assert!(s.pubrec(id(2), now));
+        assert_eq!(s.pubrec(id(2), now), Ack::Done);
         assert_eq!(s.stored_bytes(), c.stored_size());
         assert_eq!(s.stored_len(), 1);
-        assert!(s.pubcomp(id(2)));
+        assert_eq!(s.pubcomp(id(2)), Ack::Done);
         assert_eq!(s.stored_bytes(), c.stored_size());
 
         assert_eq!(s.drop_oldest_queued(), Some(c.stored_size()));
@@ -726,7 +766,7 @@ mod tests {
         assert_eq!(s.oldest_queued(), Some(t0 + SECOND));
         s.drop_oldest_queued();
         assert_eq!(s.oldest_queued(), Some(t0 + 2 * SECOND));
-        assert!(s.puback(id(1)));
+        assert_eq!(s.puback(id(1)), Ack::Done);
         assert_eq!(
             s.fill_window(t0),
             vec![(id(2), message(3, QoS::AtLeastOnce))]
@@ -743,7 +783,7 @@ mod tests {
         s.push(message(1, QoS::AtLeastOnce), true, t0);
         s.push(message(2, QoS::ExactlyOnce), true, t0 + 2 * SECOND);
         s.push(message(3, QoS::ExactlyOnce), true, t0 + 4 * SECOND);
-        assert!(s.pubrec(id(3), t0 + 5 * SECOND));
+        assert_eq!(s.pubrec(id(3), t0 + 5 * SECOND), Ack::Done);
         assert_eq!(s.next_overdue(interval), Some(t0 + interval));
 
         assert_eq!(s.take_overdue(t0 + 9 * SECOND, interval), vec![]);
@@ -761,7 +801,7 @@ mod tests {
             s.take_overdue(t0 + 15 * SECOND, interval),
             vec![Resend::Pubrel(id(3))]
         );
-        assert!(s.puback(id(1)));
+        assert_eq!(s.puback(id(1)), Ack::Done);
         assert_eq!(s.next_overdue(interval), Some(t0 + 22 * SECOND));
         s.resent(t0 + 30 * SECOND);
         assert_eq!(s.next_overdue(interval), Some(t0 + 40 * SECOND));

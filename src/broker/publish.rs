@@ -11,7 +11,7 @@ use log::debug;
 
 use super::{retry, Broker, ConnId, Outbox, SessionSlot, Stats, OUTPUT_HIGH_WATER};
 use crate::protocol::{Packet, PacketId, Publish, QoS, SharedPublish, TopicName, Will};
-use crate::session::{Inflight, Message, Pushed};
+use crate::session::{Ack, Message, Pushed};
 
 /// A retained message as stored: the last message published with the retain
 /// flag on its topic ([MQTT-3.3.1-5]).
@@ -73,46 +73,31 @@ impl Broker {
         }
     }
 
-    /// An acknowledgement that does not fit the handshake its id is in: a
-    /// PUBACK for a message sent at QoS 2, a PUBREC for one sent at QoS 1,
-    /// a PUBCOMP before the PUBREC or for QoS 1. The client has the QoS or
-    /// the order wrong, and mosquitto disconnects it; so does sol (the
-    /// standard names no rule for it). An id the broker does not know is
-    /// not a mismatch: the client may be finishing a handshake the broker
-    /// already forgot.
-    fn mismatched_ack(
+    /// What the session's window said of an acknowledgement. A mismatch (a
+    /// PUBACK for a message sent at QoS 2, a PUBREC or PUBCOMP for one sent
+    /// at QoS 1, a PUBCOMP before the PUBREC) means the client has the QoS
+    /// or the order wrong: mosquitto disconnects it, and so does sol (the
+    /// standard names no rule for it). An id the broker does not know is not
+    /// a mismatch: the client may be finishing a handshake the broker
+    /// already forgot. Returns whether the acknowledgement completed its
+    /// message, so the window has room.
+    fn acknowledged(
         &mut self,
         conn: ConnId,
-        session: usize,
-        ack: Packet,
+        ack: Ack,
+        what: &str,
+        id: PacketId,
         out: &mut dyn Outbox,
     ) -> bool {
-        let Some(state) = self
-            .sessions
-            .get(session)
-            .and_then(|slot| slot.session.inflight_state(ack_id(&ack)?))
-        else {
-            return false;
-        };
-        let fits = matches!(
-            (&ack, state),
-            (Packet::Puback(_), Inflight::AwaitingPuback(_))
-                | (
-                    Packet::Pubrec(_),
-                    Inflight::AwaitingPubrec(_) | Inflight::AwaitingPubcomp
-                )
-                | (Packet::Pubcomp(_), Inflight::AwaitingPubcomp)
-        );
-        if !fits {
-            let stage = match state {
-                Inflight::AwaitingPuback(_) => "sent at QoS 1, awaiting PUBACK",
-                Inflight::AwaitingPubrec(_) => "sent at QoS 2, awaiting PUBREC",
-                Inflight::AwaitingPubcomp => "sent at QoS 2, awaiting PUBCOMP",
-            };
-            let why = format!("{} for a message {stage}", ack.name());
-            self.violation(conn, why, out);
+        match ack {
+            Ack::Done => true,
+            Ack::Unknown => false,
+            Ack::Mismatch => {
+                let why = format!("{what} for packet id {}, at another stage", id.get());
+                self.violation(conn, why, out);
+                false
+            }
         }
-        !fits
     }
 
     pub(super) fn handle_puback(
@@ -122,14 +107,11 @@ impl Broker {
         id: PacketId,
         out: &mut dyn Outbox,
     ) {
-        if self.mismatched_ack(conn, session, Packet::Puback(id), out) {
-            return;
-        }
-        let done = self
+        let ack = self
             .sessions
             .get_mut(session)
-            .is_some_and(|slot| slot.session.puback(id));
-        if done {
+            .map_or(Ack::Unknown, |slot| slot.session.puback(id));
+        if self.acknowledged(conn, ack, "PUBACK", id, out) {
             self.flush_queue(conn, session, out);
         }
     }
@@ -143,11 +125,13 @@ impl Broker {
         id: PacketId,
         out: &mut dyn Outbox,
     ) {
-        if self.mismatched_ack(conn, session, Packet::Pubrec(id), out) {
+        let ack = self
+            .sessions
+            .get_mut(session)
+            .map_or(Ack::Unknown, |slot| slot.session.pubrec(id, self.now));
+        if ack == Ack::Mismatch {
+            self.acknowledged(conn, ack, "PUBREC", id, out);
             return;
-        }
-        if let Some(slot) = self.sessions.get_mut(session) {
-            slot.session.pubrec(id, self.now);
         }
         out.send(conn, &Packet::Pubrel(id));
     }
@@ -173,14 +157,11 @@ impl Broker {
         id: PacketId,
         out: &mut dyn Outbox,
     ) {
-        if self.mismatched_ack(conn, session, Packet::Pubcomp(id), out) {
-            return;
-        }
-        let done = self
+        let ack = self
             .sessions
             .get_mut(session)
-            .is_some_and(|slot| slot.session.pubcomp(id));
-        if done {
+            .map_or(Ack::Unknown, |slot| slot.session.pubcomp(id));
+        if self.acknowledged(conn, ack, "PUBCOMP", id, out) {
             self.flush_queue(conn, session, out);
         }
     }
@@ -302,14 +283,6 @@ impl Broker {
             out.send(conn, &Packet::Publish(message.to_publish(Some(id), false)));
             self.stats.messages_sent += 1;
         }
-    }
-}
-
-/// The packet id of an acknowledgement.
-fn ack_id(ack: &Packet) -> Option<PacketId> {
-    match ack {
-        Packet::Puback(id) | Packet::Pubrec(id) | Packet::Pubcomp(id) => Some(*id),
-        _ => None,
     }
 }
 
