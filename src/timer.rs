@@ -43,11 +43,13 @@ use slab::Slab;
 pub const DEFAULT_TICK: Duration = Duration::from_millis(10);
 
 /// The default number of slots. 512 slots of 10 ms make a turn of 5.12 s:
-/// connect timeouts and short retries fit in one turn, so their slot holds
-/// only them, while keepalives of a minute or more wait a dozen turns in a
-/// slot shared evenly with the others. It costs 12 KiB, and recomputing the
-/// earliest deadline after a sweep reads 512 slot headers, well under a
-/// microsecond.
+/// the memory check (every second) fits in one turn, a connect timeout
+/// (10 s by default) waits one turn more in its slot, a resend check (20 s)
+/// three, the keepalive check of a client with a keepalive of a minute
+/// (90 s) seventeen, in slots shared evenly with the others. A timer that
+/// waits costs a comparison each time its slot is swept. The slots take
+/// 12 KiB, and recomputing the earliest deadline after a sweep reads 512
+/// slot headers, well under a microsecond.
 pub const DEFAULT_SLOTS: usize = 512;
 
 /// The link that leads nowhere: no previous entry, no next one, an empty
