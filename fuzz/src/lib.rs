@@ -28,11 +28,11 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use sol::acl::{Access, AclFile};
-use sol::auth::PasswordFile;
 use sol::broker::{Broker, CloseReason, ConnId, Outbox};
 use sol::config::{parse_args, Config};
 use sol::protocol::{encode, encoded_len, DecodeError, Decoder, Packet, TopicFilter, TopicName};
+use sol::security::acl::{Access, AclFile};
+use sol::security::passwords::PasswordFile;
 
 pub mod seeds;
 

@@ -22,8 +22,8 @@
 //! Explained in docs/03-connect-sessions-keepalive.md, docs/09-timer-wheel.md
 //! and docs/13-housekeeping.md.
 
-mod auth;
 mod connect;
+mod guard;
 mod memory;
 mod publish;
 mod retry;
@@ -52,7 +52,7 @@ use crate::session::Session;
 use crate::timer::{TimerId, TimerWheel};
 use crate::trie::{RetainedTrie, SubscriptionTrie};
 
-pub use auth::{AuthFiles, MAX_ROUNDS};
+pub use guard::{AuthFiles, MAX_ROUNDS};
 pub use publish::Retained;
 pub use stats::Traffic;
 
@@ -210,7 +210,7 @@ struct Pending {
     peer: String,
     /// Set once the TLS handshake completed: the connection came to the
     /// TLS listener, and this is what its certificate proved.
-    tls: Option<auth::TlsPeer>,
+    tls: Option<guard::TlsPeer>,
 }
 
 struct Connected {
@@ -367,7 +367,7 @@ pub struct Broker {
     /// Accounting for `max_memory`.
     memory: memory::Memory,
     /// Passwords, ACL, and what they allow.
-    guard: auth::Guard,
+    guard: guard::Guard,
 }
 
 impl Broker {
@@ -402,7 +402,7 @@ impl Broker {
             now,
             publisher,
             memory: memory::Memory::new(config.max_memory),
-            guard: auth::Guard::new(&config.security),
+            guard: guard::Guard::new(&config.security),
         }
     }
 

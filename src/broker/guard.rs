@@ -4,8 +4,8 @@
 //! This module owns loading the password and ACL files named in the config
 //! (at start and again on [`Broker::reload`]), the decision on a CONNECT's
 //! credentials, and the per-topic checks: on PUBLISH, on SUBSCRIBE, on every
-//! delivery and on wills. The file formats are [`crate::auth`]'s and
-//! [`crate::acl`]'s; this module only asks them.
+//! delivery and on wills. The file formats are [`crate::security::passwords`]'s and
+//! [`crate::security::acl`]'s; this module only asks them.
 //!
 //! It must not know about sockets or TLS libraries: the network layer hands
 //! in what the handshake proved ([`Broker::tls_established`]) as a plain
@@ -44,10 +44,10 @@ use std::time::{Duration, Instant};
 use log::{debug, error, info, warn};
 
 use super::{Broker, ClientState, ConnId, Outbox};
-use crate::acl::{self, Access, AclFile};
-use crate::auth::{PasswordFile, VerifyCache};
 use crate::config::{ConfigError, ConfigPath, SecurityConfig};
 use crate::protocol::{Connect, ConnectReturnCode, TopicFilter, TopicName};
+use crate::security::acl::{self, Access, AclFile};
+use crate::security::passwords::{PasswordFile, VerifyCache};
 
 /// The most `rounds=` a password hash may ask for. SHA-512 crypt costs about
 /// 0.18 µs a round in a release build: 100 000 rounds is some 18 ms, the
