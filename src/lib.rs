@@ -64,3 +64,5 @@ pub mod timer;
 pub mod trie;
 
 mod textfile;
+
+pub use textfile::LineError;

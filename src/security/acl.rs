@@ -88,10 +88,10 @@
 //! Explained in docs/12-tls-and-auth.md.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::Path;
 
 use crate::protocol::{TopicError, TopicFilter, TopicName};
+use crate::LineError;
 
 /// The largest ACL file [`AclFile::load`] reads.
 pub const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
@@ -108,39 +108,6 @@ pub enum Access {
     /// Publish to it.
     Write,
 }
-
-/// One mistake in an ACL file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AclError {
-    /// The 1-based line the mistake is on; 0 when it is about the file as a
-    /// whole (it could not be read).
-    pub line: usize,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl AclError {
-    fn new(line: usize, message: impl Into<String>) -> AclError {
-        AclError {
-            line,
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for AclError {
-    /// `line N: message`; an error about the whole file (line 0) is just its
-    /// message, which names the file.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line == 0 {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "line {}: {}", self.line, self.message)
-        }
-    }
-}
-
-impl std::error::Error for AclError {}
 
 /// What one rule gives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -325,7 +292,7 @@ impl AclFile {
     /// Parses the text of an ACL file.
     ///
     /// On failure returns every error found, in line order.
-    pub fn parse(text: &str) -> Result<AclFile, Vec<AclError>> {
+    pub fn parse(text: &str) -> Result<AclFile, Vec<LineError>> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut acl = AclFile::default();
         let mut errors = Vec::new();
@@ -343,7 +310,7 @@ impl AclFile {
             };
             match keyword {
                 "user" if rest.is_empty() => {
-                    errors.push(AclError::new(line, "`user` needs a username"));
+                    errors.push(LineError::new(line, "`user` needs a username"));
                 }
                 "user" => user = Some(rest),
                 "topic" | "pattern" => {
@@ -354,10 +321,10 @@ impl AclFile {
                             None => acl.anonymous.push(rule),
                             Some(name) => acl.users.entry(name.to_string()).or_default().push(rule),
                         },
-                        Err(message) => errors.push(AclError::new(line, message)),
+                        Err(message) => errors.push(LineError::new(line, message)),
                     }
                 }
-                other => errors.push(AclError::new(
+                other => errors.push(LineError::new(
                     line,
                     format!(
                         "unknown keyword `{}`: expected topic, pattern or user",
@@ -380,9 +347,9 @@ impl AclFile {
     /// [`MAX_FILE_SIZE`]) gives one error on line 0 whose message names the
     /// path; bytes that are not UTF-8 give one error on the line where they
     /// are.
-    pub fn load(path: &Path) -> Result<AclFile, Vec<AclError>> {
+    pub fn load(path: &Path) -> Result<AclFile, Vec<LineError>> {
         let text = crate::textfile::read_text(path, "ACL file", MAX_FILE_SIZE)
-            .map_err(|(line, message)| vec![AclError::new(line, message)])?;
+            .map_err(|(line, message)| vec![LineError::new(line, message)])?;
         AclFile::parse(&text)
     }
 

@@ -43,6 +43,8 @@ use std::time::{Duration, Instant};
 
 use sha_crypt::{sha512_crypt_b64, Sha512Params, ROUNDS_DEFAULT, ROUNDS_MAX, ROUNDS_MIN};
 
+use crate::LineError;
+
 /// The largest password file [`PasswordFile::load`] reads. At about 120
 /// bytes a line that is over a hundred thousand users; the cap exists so a
 /// wrong path (a log, a disk image) fails fast instead of filling memory.
@@ -70,39 +72,6 @@ const DUMMY_HASH: &str = "$6$solDummySaltXYZ0$sbx.UNpl4cusRTQIVXdK8jFkN2yMQBg02q
 /// Gives every parsed file its own number, so a [`VerifyCache`] notices
 /// when it is handed a reloaded file and forgets what it knew.
 static NEXT_FILE_ID: AtomicU64 = AtomicU64::new(1);
-
-/// One mistake in a password file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthError {
-    /// The 1-based line the mistake is on; 0 when it is about the file as a
-    /// whole (it could not be read).
-    pub line: usize,
-    /// What is wrong. Never quotes the line: it may hold a password.
-    pub message: String,
-}
-
-impl AuthError {
-    fn new(line: usize, message: impl Into<String>) -> AuthError {
-        AuthError {
-            line,
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for AuthError {
-    /// `line N: message`; an error about the whole file (line 0) is just its
-    /// message, which names the file.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line == 0 {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "line {}: {}", self.line, self.message)
-        }
-    }
-}
-
-impl std::error::Error for AuthError {}
 
 /// A stored `$6$` hash, split into what the check needs.
 #[derive(Clone)]
@@ -220,7 +189,7 @@ impl PasswordFile {
     /// Parses the text of a password file.
     ///
     /// On failure returns every error found, in line order.
-    pub fn parse(text: &str) -> Result<PasswordFile, Vec<AuthError>> {
+    pub fn parse(text: &str) -> Result<PasswordFile, Vec<LineError>> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut users: HashMap<String, Sha512Hash> = HashMap::new();
         let mut first_line: HashMap<String, usize> = HashMap::new();
@@ -233,15 +202,15 @@ impl PasswordFile {
                 continue;
             }
             let Some((username, hash)) = content.split_once(':') else {
-                errors.push(AuthError::new(line, "expected username:hash"));
+                errors.push(LineError::new(line, "expected username:hash"));
                 continue;
             };
             if username.is_empty() {
-                errors.push(AuthError::new(line, "empty username"));
+                errors.push(LineError::new(line, "empty username"));
                 continue;
             }
             if let Some(first) = first_line.get(username) {
-                errors.push(AuthError::new(
+                errors.push(LineError::new(
                     line,
                     format!("duplicate username: already on line {first}"),
                 ));
@@ -252,7 +221,7 @@ impl PasswordFile {
                 Ok(parsed) => {
                     users.insert(username.to_string(), parsed);
                 }
-                Err(message) => errors.push(AuthError::new(line, message)),
+                Err(message) => errors.push(LineError::new(line, message)),
             }
         }
 
@@ -272,9 +241,9 @@ impl PasswordFile {
     /// [`MAX_FILE_SIZE`]) gives one error on line 0 whose message names the
     /// path; bytes that are not UTF-8 give one error on the line where they
     /// are.
-    pub fn load(path: &Path) -> Result<PasswordFile, Vec<AuthError>> {
+    pub fn load(path: &Path) -> Result<PasswordFile, Vec<LineError>> {
         let text = crate::textfile::read_text(path, "password file", MAX_FILE_SIZE)
-            .map_err(|(line, message)| vec![AuthError::new(line, message)])?;
+            .map_err(|(line, message)| vec![LineError::new(line, message)])?;
         PasswordFile::parse(&text)
     }
 
