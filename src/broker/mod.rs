@@ -48,11 +48,11 @@ use slab::Slab;
 
 use crate::config::Config;
 use crate::protocol::{Connack, DecodeError, Decoder, Packet, QoS, Will};
+use crate::security::SecurityFiles;
 use crate::session::Session;
 use crate::timer::{TimerId, TimerWheel};
 use crate::trie::{RetainedTrie, SubscriptionTrie};
 
-pub use guard::{AuthFiles, MAX_ROUNDS};
 pub use publish::Retained;
 pub use stats::Traffic;
 
@@ -371,7 +371,16 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// A core that reads the password and ACL files `config` names itself;
+    /// one that does not load is logged and leaves it refusing every client.
     pub fn new(config: &Config, now: Instant) -> Broker {
+        let files = guard::load_or_deny_all(&config.security);
+        Broker::with_security(config, files, now)
+    }
+
+    /// A core that applies password and ACL files already loaded from the
+    /// ones `config` names, so that they are read once at start.
+    pub fn with_security(config: &Config, files: SecurityFiles, now: Instant) -> Broker {
         let mut timers = TimerWheel::new(now);
         let publisher = stats::Publisher::new(config.stats_publish_interval, now);
         if publisher.enabled() {
@@ -402,7 +411,7 @@ impl Broker {
             now,
             publisher,
             memory: memory::Memory::new(config.max_memory),
-            guard: guard::Guard::new(&config.security),
+            guard: guard::Guard::new(&config.security, files),
         }
     }
 

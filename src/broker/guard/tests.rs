@@ -7,7 +7,6 @@ use bytes::Bytes;
 
 use super::super::test_support::{id, Harness};
 use super::super::*;
-use super::MAX_ROUNDS;
 use crate::config::{Config, ConfigPath};
 use crate::protocol::{
     Connect, ConnectReturnCode, Protocol, Publish, QoS, Suback, SubackCode, Subscribe, TopicFilter,
@@ -514,51 +513,6 @@ fn a_resumed_session_keeps_only_what_its_new_user_may_have() {
     h.publish(publisher, "ann/x", "x", false);
     h.publish(publisher, "bob/x", "x", false);
     assert_eq!(h.received(bob), vec!["bob/x"]);
-}
-
-#[test]
-fn files_that_do_not_load_are_reported_against_the_config_line() {
-    let files = Files::new("load-errors");
-    let mut passwd = files.write("passwd", "alice:plain\n\nbob:also-plain\n");
-    passwd.line = 12;
-    let mut acl = files.write("acl", "topic\n");
-    acl.line = 13;
-    let security = crate::config::SecurityConfig {
-        password_file: Some(passwd),
-        acl_file: Some(acl),
-        ..Default::default()
-    };
-    let errors: Vec<String> = AuthFiles::load(&security)
-        .unwrap_err()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    assert_eq!(errors.len(), 3, "{errors:?}");
-    assert!(
-        errors[0].starts_with("line 12: password_file "),
-        "{errors:?}"
-    );
-    assert!(errors[0].ends_with(": line 1: the password is not hashed: run passwd.py on this file"));
-    assert!(errors[1].contains(": line 3: "), "{errors:?}");
-    assert!(errors[2].starts_with("line 13: acl_file "), "{errors:?}");
-    assert!(
-        errors[2].ends_with(": line 1: `topic` needs a topic filter"),
-        "{errors:?}"
-    );
-}
-
-#[test]
-fn hashes_too_costly_for_the_loop_are_refused_at_load() {
-    let files = Files::new("rounds");
-    let hash = |rounds: usize| SECRET.replace("rounds=1000", &format!("rounds={rounds}"));
-    let mut security = crate::config::SecurityConfig {
-        password_file: Some(files.write("ok", &format!("a:{}\n", hash(MAX_ROUNDS)))),
-        ..Default::default()
-    };
-    assert!(AuthFiles::load(&security).is_ok());
-    security.password_file = Some(files.write("slow", &format!("a:{}\n", hash(MAX_ROUNDS + 1))));
-    let errors = AuthFiles::load(&security).unwrap_err();
-    assert!(errors[0].message.contains("100001 rounds"), "{errors:?}");
 }
 
 #[test]
