@@ -47,7 +47,7 @@ use log::{debug, error, info, warn};
 use super::{Broker, ClientState, ConnId, Outbox};
 use crate::config::{ConfigPath, SecurityConfig};
 use crate::protocol::{Connect, ConnectReturnCode, TopicFilter, TopicName};
-use crate::security::acl::{self, Access};
+use crate::security::acl;
 use crate::security::passwords::VerifyCache;
 use crate::security::SecurityFiles;
 
@@ -152,15 +152,19 @@ impl Guard {
         }
     }
 
-    /// May this client publish to `topic`? The one place that decides,
-    /// `$SOL/...` included (see [`acl::topic_allowed`]).
-    pub(super) fn may_write(
+    /// May this client publish to `topic`, itself or by its will? Without
+    /// an ACL file everything is allowed but `$SOL/...`, the broker's own;
+    /// the file refuses `$SOL/...` too, whatever it says.
+    pub(super) fn may_publish(
         &self,
         client_id: &str,
         username: Option<&str>,
         topic: &TopicName,
     ) -> bool {
-        acl::topic_allowed(self.files.acl(), client_id, username, topic, Access::Write)
+        match self.files.acl() {
+            Some(acl) => acl.may_publish(client_id, username, topic),
+            None => !acl::is_broker_topic(topic),
+        }
     }
 
     /// May this client be sent a message published to `topic`?
@@ -170,7 +174,10 @@ impl Guard {
         username: Option<&str>,
         topic: &TopicName,
     ) -> bool {
-        acl::topic_allowed(self.files.acl(), client_id, username, topic, Access::Read)
+        match self.files.acl() {
+            Some(acl) => acl.may_read(client_id, username, topic),
+            None => true,
+        }
     }
 
     /// May this client hold a subscription to `filter`?
@@ -180,7 +187,10 @@ impl Guard {
         username: Option<&str>,
         filter: &TopicFilter,
     ) -> bool {
-        acl::subscribe_allowed(self.files.acl(), client_id, username, filter)
+        match self.files.acl() {
+            Some(acl) => acl.may_subscribe(client_id, username, filter),
+            None => true,
+        }
     }
 
     /// Whether an ACL file is in force: without one every check passes, and
@@ -310,6 +320,9 @@ impl Broker {
         }
     }
 
+    // The broker's side of the same three questions: who `conn` or session
+    // `key` is, then the guard's answer.
+
     /// May the client of `conn` publish to `topic`?
     pub(super) fn may_publish(&self, conn: ConnId, topic: &TopicName) -> bool {
         match self.clients.get(conn).map(|c| &c.state) {
@@ -318,14 +331,14 @@ impl Broker {
                     .sessions
                     .get(c.session)
                     .and_then(|slot| slot.username.as_deref());
-                self.guard.may_write(&c.client_id, username, topic)
+                self.guard.may_publish(&c.client_id, username, topic)
             }
             _ => false,
         }
     }
 
     /// May session `key` be sent a message on `topic`?
-    pub(super) fn may_receive(&self, key: usize, topic: &TopicName) -> bool {
+    pub(super) fn may_read(&self, key: usize, topic: &TopicName) -> bool {
         match self.sessions.get(key) {
             Some(slot) => {
                 self.guard
@@ -344,17 +357,6 @@ impl Broker {
             }
             None => false,
         }
-    }
-
-    /// May a will on `topic` be published for this client? A will is a
-    /// publish made on the client's behalf, so it needs write access.
-    pub(super) fn may_publish_will(
-        &self,
-        client_id: &str,
-        username: Option<&str>,
-        topic: &TopicName,
-    ) -> bool {
-        self.guard.may_write(client_id, username, topic)
     }
 
     /// Removes from session `key` every subscription its client may no

@@ -647,7 +647,9 @@ impl Broker {
         }
         let will = connected.will.map(|will| *will).filter(|will| {
             ending.publishes_will()
-                && self.may_publish_will(&connected.client_id, username.as_deref(), &will.topic)
+                && self
+                    .guard
+                    .may_publish(&connected.client_id, username.as_deref(), &will.topic)
         });
         if let Some(will) = will {
             debug!(
@@ -680,7 +682,10 @@ impl Broker {
             wills.push((Arc::clone(&connected.client_id), username, *will));
         }
         for (client_id, username, will) in wills {
-            if self.may_publish_will(&client_id, username.as_deref(), &will.topic) {
+            if self
+                .guard
+                .may_publish(&client_id, username.as_deref(), &will.topic)
+            {
                 debug!(
                     "Publishing the will of {client_id} on {} at shutdown.",
                     will.topic

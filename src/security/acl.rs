@@ -64,10 +64,10 @@
 //!
 //! # What the file cannot do
 //!
-//! - Without an ACL file, everything is allowed (callers hold an
-//!   `Option<AclFile>`; see [`topic_allowed`]). A file with no rules (empty,
-//!   only comments, only `user` lines) allows nothing (mosquitto
-//!   CVE-2018-12551).
+//! - Without an ACL file, everything is allowed but writing `$SOL/...` (the
+//!   broker's guard holds an `Option<AclFile>` and decides that case). A
+//!   file with no rules (empty, only comments, only `user` lines) allows
+//!   nothing (mosquitto CVE-2018-12551).
 //! - A client id or username cannot widen a pattern (mosquitto
 //!   CVE-2017-7650). If the value a pattern would substitute is empty or
 //!   holds `+`, `#` or `/`, the pattern cannot be evaluated safely: as a
@@ -102,7 +102,7 @@ pub const BROKER_TOPIC_PREFIX: &str = "$SOL";
 
 /// What a client wants to do with a topic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
+enum Access {
     /// Subscribe to it or receive messages published to it.
     Read,
     /// Publish to it.
@@ -361,23 +361,15 @@ impl AclFile {
             + self.users.values().map(RuleSet::len).sum::<usize>()
     }
 
-    /// May this client publish to (`Write`) or receive from (`Read`)
-    /// `topic`? Writes to `$SOL/...` are always refused.
-    pub fn check_topic(
-        &self,
-        client_id: &str,
-        username: Option<&str>,
-        topic: &TopicName,
-        access: Access,
-    ) -> bool {
-        if access == Access::Write && is_broker_topic(topic) {
-            return false;
-        }
-        let client = Client {
-            id: client_id,
-            username,
-        };
-        self.decide(client, access, |rule| rule.matches_topic(client, topic))
+    /// May this client publish to `topic`? Writes to `$SOL/...` are always
+    /// refused, whatever the file says.
+    pub fn may_publish(&self, client_id: &str, username: Option<&str>, topic: &TopicName) -> bool {
+        !is_broker_topic(topic) && self.topic_granted(client_id, username, topic, Access::Write)
+    }
+
+    /// May this client be sent a message published to `topic`?
+    pub fn may_read(&self, client_id: &str, username: Option<&str>, topic: &TopicName) -> bool {
+        self.topic_granted(client_id, username, topic, Access::Read)
     }
 
     /// May this client subscribe to `filter`?
@@ -385,10 +377,10 @@ impl AclFile {
     /// Allowed when one rule granting `read` covers the whole filter (see
     /// [`filter_covers`]) and no deny rule covers it. A filter that only
     /// overlaps a deny (`#` against `deny secret/#`) is allowed: the broker
-    /// checks every delivery with [`AclFile::check_topic`], which keeps the
+    /// checks every delivery with [`AclFile::may_read`], which keeps the
     /// denied messages out. A filter that needs two rules together to be
     /// covered (`+/x` against `a/#` and `b/#`) is refused, as in mosquitto.
-    pub fn check_subscribe(
+    pub fn may_subscribe(
         &self,
         client_id: &str,
         username: Option<&str>,
@@ -401,6 +393,20 @@ impl AclFile {
         self.decide(client, Access::Read, |rule| {
             rule.covers_filter(client, filter)
         })
+    }
+
+    fn topic_granted(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        topic: &TopicName,
+        access: Access,
+    ) -> bool {
+        let client = Client {
+            id: client_id,
+            username,
+        };
+        self.decide(client, access, |rule| rule.matches_topic(client, topic))
     }
 
     /// The client's section and the patterns: any matching deny refuses,
@@ -417,34 +423,6 @@ impl AclFile {
         sets()
             .flat_map(|set| &set.grants)
             .any(|rule| rule.grant.allows(access) && matches(rule))
-    }
-}
-
-/// The caller's view: no ACL file allows everything but writes to
-/// `$SOL/...`; a file decides the rest.
-pub fn topic_allowed(
-    acl: Option<&AclFile>,
-    client_id: &str,
-    username: Option<&str>,
-    topic: &TopicName,
-    access: Access,
-) -> bool {
-    match acl {
-        Some(acl) => acl.check_topic(client_id, username, topic, access),
-        None => access == Access::Read || !is_broker_topic(topic),
-    }
-}
-
-/// The caller's view of a SUBSCRIBE: no ACL file allows every filter.
-pub fn subscribe_allowed(
-    acl: Option<&AclFile>,
-    client_id: &str,
-    username: Option<&str>,
-    filter: &TopicFilter,
-) -> bool {
-    match acl {
-        Some(acl) => acl.check_subscribe(client_id, username, filter),
-        None => true,
     }
 }
 

@@ -7,11 +7,12 @@ use bytes::Bytes;
 
 use super::super::test_support::{id, Harness};
 use super::super::*;
-use crate::config::{Config, ConfigPath};
+use crate::config::{Config, ConfigPath, SecurityConfig};
 use crate::protocol::{
     Connect, ConnectReturnCode, Protocol, Publish, QoS, Suback, SubackCode, Subscribe, TopicFilter,
     TopicName, Will,
 };
+use crate::security::SecurityFiles;
 
 // `openssl passwd -6 -salt 'rounds=1000$fastsalt' secret`: the cheapest cost.
 const SECRET: &str = "$6$rounds=1000$fastsalt$QUh6pcssLqL9TTIo8uuXvjOuE15BI8RaB407ulJHJSw7xoZdBHxJidPusc4FQzMxJMFEv99YlsyJ7QtdXDELg.";
@@ -527,4 +528,25 @@ fn a_broker_whose_files_vanished_refuses_rather_than_opens() {
     h.refused(user("c", "alice", Some("secret")), None, 4);
     let anon = h.login(client("anon"));
     assert_eq!(h.subscribe(anon, &["#"]), vec![SubackCode::Failure]);
+}
+
+#[test]
+fn without_an_acl_file_everything_but_writing_broker_topics_is_allowed() {
+    let open = super::Guard::new(&SecurityConfig::default(), SecurityFiles::default());
+    let t = TopicName::new("a/b").unwrap();
+    assert!(open.may_read("c", None, &t));
+    assert!(open.may_publish("c", None, &t));
+    assert!(open.may_subscribe("c", None, &TopicFilter::new("#").unwrap()));
+    for sol in ["$SOL/broker/uptime", "$SOL"] {
+        let sol = TopicName::new(sol).unwrap();
+        assert!(open.may_read("c", None, &sol));
+        assert!(!open.may_publish("c", None, &sol));
+    }
+    // Only `$SOL` itself is reserved, not every name that starts so.
+    assert!(open.may_publish("c", None, &TopicName::new("$SOLAR/x").unwrap()));
+
+    let closed = super::Guard::new(&SecurityConfig::default(), SecurityFiles::deny_all());
+    assert!(!closed.may_read("c", None, &t));
+    assert!(!closed.may_publish("c", None, &t));
+    assert!(!closed.may_subscribe("c", None, &TopicFilter::new("a").unwrap()));
 }
