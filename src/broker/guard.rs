@@ -3,9 +3,11 @@
 //!
 //! This module owns the [`Guard`]: the password and ACL files in force
 //! (handed in at start, read again on [`Broker::reload`]), the decision on
-//! a CONNECT's credentials, and the per-topic checks: on PUBLISH, on
-//! SUBSCRIBE, on every delivery and on wills. The file formats, and reading
-//! them, are [`crate::security`]'s; this module only asks them.
+//! a CONNECT's credentials, and the three per-topic questions, asked
+//! nowhere else: `may_publish` (every PUBLISH and every will), `may_read`
+//! (every delivery, retained ones included) and `may_subscribe` (every
+//! SUBSCRIBE filter). The file formats, and reading them, are
+//! [`crate::security`]'s; this module only asks them.
 //!
 //! It must not know about sockets or TLS libraries: the network layer hands
 //! in what the handshake proved ([`Broker::tls_established`]) as a plain
@@ -193,8 +195,8 @@ impl Guard {
         }
     }
 
-    /// Whether an ACL file is in force: without one every check passes, and
-    /// the per-delivery work can be skipped.
+    /// Whether an ACL file is in force: without one every subscription and
+    /// every read is allowed, and the per-session work can be skipped.
     fn has_acl(&self) -> bool {
         self.files.acl().is_some()
     }

@@ -167,6 +167,12 @@ struct Client<'a> {
     username: Option<&'a str>,
 }
 
+impl<'a> Client<'a> {
+    fn new(id: &'a str, username: Option<&'a str>) -> Client<'a> {
+        Client { id, username }
+    }
+}
+
 /// A value that may be put into a pattern's level: it must be one whole,
 /// literal level, so that it cannot match more than its owner's own topics.
 fn is_safe_substitution(value: &str) -> bool {
@@ -364,12 +370,19 @@ impl AclFile {
     /// May this client publish to `topic`? Writes to `$SOL/...` are always
     /// refused, whatever the file says.
     pub fn may_publish(&self, client_id: &str, username: Option<&str>, topic: &TopicName) -> bool {
-        !is_broker_topic(topic) && self.topic_granted(client_id, username, topic, Access::Write)
+        let client = Client::new(client_id, username);
+        !is_broker_topic(topic)
+            && self.decide(client, Access::Write, |rule| {
+                rule.matches_topic(client, topic)
+            })
     }
 
     /// May this client be sent a message published to `topic`?
     pub fn may_read(&self, client_id: &str, username: Option<&str>, topic: &TopicName) -> bool {
-        self.topic_granted(client_id, username, topic, Access::Read)
+        let client = Client::new(client_id, username);
+        self.decide(client, Access::Read, |rule| {
+            rule.matches_topic(client, topic)
+        })
     }
 
     /// May this client subscribe to `filter`?
@@ -386,27 +399,10 @@ impl AclFile {
         username: Option<&str>,
         filter: &TopicFilter,
     ) -> bool {
-        let client = Client {
-            id: client_id,
-            username,
-        };
+        let client = Client::new(client_id, username);
         self.decide(client, Access::Read, |rule| {
             rule.covers_filter(client, filter)
         })
-    }
-
-    fn topic_granted(
-        &self,
-        client_id: &str,
-        username: Option<&str>,
-        topic: &TopicName,
-        access: Access,
-    ) -> bool {
-        let client = Client {
-            id: client_id,
-            username,
-        };
-        self.decide(client, access, |rule| rule.matches_topic(client, topic))
     }
 
     /// The client's section and the patterns: any matching deny refuses,
