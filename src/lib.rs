@@ -20,6 +20,8 @@
 //! - [`broker`]: the protocol core. Packets in, packets out. No `mio`. Its
 //!   guard checks a CONNECT's credentials and every topic a client touches.
 //! - [`config`]: the `sol.conf` parser and the command line.
+//! - [`LineError`]: the one error of `sol.conf`, the password file and the
+//!   ACL file: a line number and what is wrong on it.
 //! - [`security`]: the password file (SHA-512 crypt hashes) and the
 //!   mosquitto-style ACL file: who may log in, and who may publish, read and
 //!   subscribe where. It answers; the core's guard asks it at CONNECT and on
