@@ -18,7 +18,9 @@
 //! - [`session`]: what the broker remembers about one client id:
 //!   subscriptions, QoS 1 and 2 messages in flight, the offline queue.
 //! - [`broker`]: the protocol core. Packets in, packets out. No `mio`.
-//! - [`config`]: the `sol.conf` parser and the command line.
+//! - [`config`]: the `sol.conf` parser: flat keys, `listener` and
+//!   `connection` blocks, one key table.
+//! - [`cli`]: the command line.
 //! - [`auth`]: password files and checking a CONNECT's credentials.
 //! - [`acl`]: mosquitto-style ACL files: who may publish and subscribe where.
 //! - [`net`]: the event loop, listeners and connections, TLS included; the
@@ -52,6 +54,7 @@
 pub mod acl;
 pub mod auth;
 pub mod broker;
+pub mod cli;
 pub mod config;
 pub mod guide;
 pub mod logging;

@@ -31,7 +31,8 @@ use bytes::BytesMut;
 use sol::acl::{Access, AclFile};
 use sol::auth::PasswordFile;
 use sol::broker::{Broker, CloseReason, ConnId, Outbox};
-use sol::config::{parse_args, Config};
+use sol::cli::parse_args;
+use sol::config::Config;
 use sol::protocol::{encode, encoded_len, DecodeError, Decoder, Packet, TopicFilter, TopicName};
 
 pub mod seeds;
