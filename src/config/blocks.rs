@@ -198,8 +198,8 @@ pub enum BridgeProtocol {
 }
 
 impl ListenerConfig {
-    /// A block whose `listener` line is wrong: it still takes its keys, so
-    /// that they are not blamed on the block before it.
+    /// The block of a `listener` line that is wrong: it takes the block's
+    /// keys, and the file is refused anyway.
     pub(super) fn broken(line: usize) -> ListenerConfig {
         ListenerConfig {
             line,
@@ -587,52 +587,51 @@ pub(super) fn check_connections(
     let mut errors = Vec::new();
     let mut names: HashMap<&str, usize> = HashMap::new();
     for (bridge, keys) in connections.iter().zip(blocks) {
-        let mut error = |key: &str, message: String| {
-            let line = keys.get(key).copied().unwrap_or(bridge.line);
-            errors.push(ConfigError::new(line, message));
-        };
         if bridge.name.is_empty() {
             // A `connection` line whose name was refused: said already.
             continue;
         }
         if let Some(first) = names.get(bridge.name.as_str()) {
-            error(
-                "connection",
+            errors.push(ConfigError::new(
+                bridge.line,
                 format!(
                     "duplicate connection name `{}`: already used on line {first}",
                     bridge.name
                 ),
-            );
+            ));
         } else {
             names.insert(&bridge.name, bridge.line);
         }
         if bridge.addresses.is_empty() && !keys.contains_key("address") {
-            error(
-                "connection",
+            errors.push(ConfigError::new(
+                bridge.line,
                 format!("connection `{}` needs an address", bridge.name),
-            );
+            ));
         }
-        let pairs = [
-            ("bridge_certfile", "bridge_keyfile"),
-            ("bridge_keyfile", "bridge_certfile"),
-            ("remote_password", "remote_username"),
+        // A key that needs another: (the key, what it needs, whether that
+        // is there).
+        let given = |key| keys.contains_key(key);
+        let rules = [
+            ("bridge_certfile", "bridge_keyfile", given("bridge_keyfile")),
+            (
+                "bridge_keyfile",
+                "bridge_certfile",
+                given("bridge_certfile"),
+            ),
+            (
+                "remote_password",
+                "remote_username",
+                given("remote_username"),
+            ),
+            // TLS to the remote broker is on with a CA to check it against.
+            ("bridge_certfile", "bridge_cafile", given("bridge_cafile")),
+            ("bridge_insecure", "bridge_cafile", given("bridge_cafile")),
+            ("tree_id", "tree true", bridge.tree),
+            ("tree_priority", "tree true", bridge.tree),
         ];
-        for (key, needs) in pairs {
-            if keys.contains_key(key) && !keys.contains_key(needs) {
-                error(key, format!("{key} needs {needs}"));
-            }
-        }
-        // TLS to the remote broker is on with a CA to check it against.
-        for key in ["bridge_certfile", "bridge_insecure"] {
-            if keys.contains_key(key) && bridge.bridge_cafile.is_none() {
-                error(key, format!("{key} needs bridge_cafile"));
-            }
-        }
-        if !bridge.tree {
-            for key in ["tree_id", "tree_priority"] {
-                if keys.contains_key(key) {
-                    error(key, format!("{key} needs tree true"));
-                }
+        for (key, needs, met) in rules {
+            if let (Some(&line), false) = (keys.get(key), met) {
+                errors.push(ConfigError::new(line, format!("{key} needs {needs}")));
             }
         }
     }

@@ -320,24 +320,26 @@ impl Config {
             "listener" => {
                 sections.current = Section::Listener;
                 sections.listeners.push(KeyLines::new());
-                let listener = blocks::parse_listener(value, line);
-                self.listeners.push(match &listener {
-                    Ok(listener) => listener.clone(),
-                    Err(_) => blocks::ListenerConfig::broken(line),
-                });
-                return block_value(name, value, listener.map(drop));
+                // A wrong `listener` line still opens its block, so that the
+                // keys after it are not blamed on the block before.
+                let (listener, parsed) = match blocks::parse_listener(value, line) {
+                    Ok(listener) => (listener, Ok(())),
+                    Err(message) => (ListenerConfig::broken(line), Err(message)),
+                };
+                self.listeners.push(listener);
+                return block_value(name, value, parsed);
             }
             "connection" => {
                 sections.current = Section::Connection;
-                sections
-                    .connections
-                    .push(KeyLines::from([("connection", line)]));
-                let name_of = blocks::parse_connection_name(value);
+                sections.connections.push(KeyLines::new());
                 // A refused name stays empty, so its block is not checked.
-                let bridge_name = name_of.clone().unwrap_or_default();
+                let (bridge_name, parsed) = match blocks::parse_connection_name(value) {
+                    Ok(bridge_name) => (bridge_name, Ok(())),
+                    Err(message) => (String::new(), Err(message)),
+                };
                 self.connections
                     .push(ConnectionConfig::new(bridge_name, line));
-                return block_value(name, value, name_of.map(drop));
+                return block_value(name, value, parsed);
             }
             _ => {}
         }
