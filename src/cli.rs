@@ -32,7 +32,8 @@ Options:
 /// What the command line asks for when it asks to run the broker.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Args {
-    /// `-c FILE`: the config file. Without it, [`DEFAULT_CONFIG_PATH`](crate::config::DEFAULT_CONFIG_PATH) if it
+    /// `-c FILE`: the config file. Without it,
+    /// [`DEFAULT_CONFIG_PATH`](crate::config::DEFAULT_CONFIG_PATH) if it
     /// exists, else the defaults.
     pub config_path: Option<PathBuf>,
     /// `-v`: log at DEBUG whatever the file says.

@@ -102,7 +102,8 @@ pub(super) fn find(name: &str) -> Option<&'static Key> {
     KEYS.iter().find(|key| key.name == name)
 }
 
-/// A row that no section takes yet; the rows below fill in theirs.
+/// A row that no section takes yet; the builders below fill in the
+/// sections that take it.
 const fn key(name: &'static str) -> Key {
     Key {
         name,
@@ -110,6 +111,36 @@ const fn key(name: &'static str) -> Key {
         listener: None,
         connection: None,
         repeats: false,
+    }
+}
+
+impl Key {
+    const fn broker(self, store: Store<Config>) -> Key {
+        Key {
+            broker: Some(store),
+            ..self
+        }
+    }
+
+    const fn listener(self, store: Store<ListenerConfig>) -> Key {
+        Key {
+            listener: Some(store),
+            ..self
+        }
+    }
+
+    const fn connection(self, store: Store<ConnectionConfig>) -> Key {
+        Key {
+            connection: Some(store),
+            ..self
+        }
+    }
+
+    const fn repeats(self) -> Key {
+        Key {
+            repeats: true,
+            ..self
+        }
     }
 }
 
@@ -138,243 +169,122 @@ fn port(value: &str) -> Result<u16, String> {
 /// Every key, in the order README.md and sol.conf document them.
 pub(super) static KEYS: &[Key] = &[
     // The broker and its default listeners.
-    Key {
-        broker: Some(|c, v, _| {
-            if v.parse::<IpAddr>().is_err() {
-                return Err(format!(
-                    "`{}` is not an IP address (such as 127.0.0.1 or ::1)",
-                    v.escape_debug()
-                ));
-            }
-            c.ip_address = v.to_string();
-            Ok(())
-        }),
-        ..key("ip_address")
-    },
-    Key {
-        broker: Some(|c, v, _| set(&mut c.ip_port, port(v)?)),
-        ..key("ip_port")
-    },
-    Key {
-        broker: Some(|c, v, _| set(&mut c.unix_socket, Some(PathBuf::from(v)))),
-        ..key("unix_socket")
-    },
-    Key {
-        broker: Some(|c, v, _| set(&mut c.log_level, parse_log_level(v)?)),
-        ..key("log_level")
-    },
-    Key {
-        broker: Some(|c, v, _| set(&mut c.log_path, Some(PathBuf::from(v)))),
-        ..key("log_path")
-    },
-    Key {
-        broker: Some(|c, v, _| {
-            set(
-                &mut c.tcp_backlog,
-                parse_whole(v, 1, MAX_TCP_BACKLOG, "a backlog")?,
-            )
-        }),
-        ..key("tcp_backlog")
-    },
-    Key {
-        broker: Some(|c, v, _| set(&mut c.max_request_size, parse_request_size(v)?)),
-        ..key("max_request_size")
-    },
-    Key {
-        broker: Some(|c, v, _| set(&mut c.connect_timeout, parse_timeout(v)?)),
-        ..key("connect_timeout")
-    },
-    Key {
-        broker: Some(|c, v, _| {
-            set(
-                &mut c.max_inflight_messages,
-                parse_whole(v, 1, MAX_INFLIGHT, "a count")?,
-            )
-        }),
-        ..key("max_inflight_messages")
-    },
-    Key {
-        // usize is at most 64 bits on every target Rust supports.
-        broker: Some(|c, v, _| {
-            set(
-                &mut c.max_queued_messages,
-                parse_whole(v, 0, usize::MAX as u64, "a count")?,
-            )
-        }),
-        ..key("max_queued_messages")
-    },
-    Key {
-        broker: Some(|c, v, _| set(&mut c.stats_publish_interval, parse_period(v)?)),
-        ..key("stats_publish_interval")
-    },
-    Key {
-        broker: Some(|c, v, _| set(&mut c.max_memory, parse_memory(v)?)),
-        ..key("max_memory")
-    },
-    Key {
-        // Flat: every client connection of the broker. In a block, as in
-        // mosquitto: that listener's connections.
-        broker: Some(|c, v, _| set(&mut c.max_connections, parse_max_connections(v)?)),
-        listener: Some(|l, v, _| set(&mut l.max_connections, parse_max_connections(v)?)),
-        ..key("max_connections")
-    },
-    Key {
-        broker: Some(|c, v, _| {
-            set(
-                &mut c.max_keepalive,
-                parse_whole(v, 0, u16::MAX.into(), "a number of seconds")?,
-            )
-        }),
-        ..key("max_keepalive")
-    },
-    Key {
-        broker: Some(|c, v, _| set(&mut c.retry_interval, parse_period(v)?)),
-        ..key("retry_interval")
-    },
+    key("ip_address").broker(|c, v, _| {
+        if v.parse::<IpAddr>().is_err() {
+            return Err(format!(
+                "`{}` is not an IP address (such as 127.0.0.1 or ::1)",
+                v.escape_debug()
+            ));
+        }
+        c.ip_address = v.to_string();
+        Ok(())
+    }),
+    key("ip_port").broker(|c, v, _| set(&mut c.ip_port, port(v)?)),
+    key("unix_socket").broker(|c, v, _| set(&mut c.unix_socket, Some(PathBuf::from(v)))),
+    key("log_level").broker(|c, v, _| set(&mut c.log_level, parse_log_level(v)?)),
+    key("log_path").broker(|c, v, _| set(&mut c.log_path, Some(PathBuf::from(v)))),
+    key("tcp_backlog").broker(|c, v, _| {
+        set(
+            &mut c.tcp_backlog,
+            parse_whole(v, 1, MAX_TCP_BACKLOG, "a backlog")?,
+        )
+    }),
+    key("max_request_size").broker(|c, v, _| set(&mut c.max_request_size, parse_request_size(v)?)),
+    key("connect_timeout").broker(|c, v, _| set(&mut c.connect_timeout, parse_timeout(v)?)),
+    key("max_inflight_messages").broker(|c, v, _| {
+        set(
+            &mut c.max_inflight_messages,
+            parse_whole(v, 1, MAX_INFLIGHT, "a count")?,
+        )
+    }),
+    // usize is at most 64 bits on every target Rust supports.
+    key("max_queued_messages").broker(|c, v, _| {
+        set(
+            &mut c.max_queued_messages,
+            parse_whole(v, 0, usize::MAX as u64, "a count")?,
+        )
+    }),
+    key("stats_publish_interval")
+        .broker(|c, v, _| set(&mut c.stats_publish_interval, parse_period(v)?)),
+    key("max_memory").broker(|c, v, _| set(&mut c.max_memory, parse_memory(v)?)),
+    // Flat: every client connection of the broker. In a block, as in
+    // mosquitto: that listener's connections.
+    key("max_connections")
+        .broker(|c, v, _| set(&mut c.max_connections, parse_max_connections(v)?))
+        .listener(|l, v, _| set(&mut l.max_connections, parse_max_connections(v)?)),
+    key("max_keepalive").broker(|c, v, _| {
+        set(
+            &mut c.max_keepalive,
+            parse_whole(v, 0, u16::MAX.into(), "a number of seconds")?,
+        )
+    }),
+    key("retry_interval").broker(|c, v, _| set(&mut c.retry_interval, parse_period(v)?)),
     // Security: the TLS listener, authentication, authorization. The flat
     // TLS keys configure the `tls_port` listener; inside a `listener` block
     // they make that listener a TLS one.
-    Key {
-        broker: Some(|c, v, _| set(&mut c.security.tls_port, Some(port(v)?))),
-        ..key("tls_port")
-    },
-    Key {
-        broker: Some(|c, v, line| set(&mut c.security.certfile, path(v, line))),
-        listener: Some(|l, v, line| set(&mut tls(l).certfile, path(v, line))),
-        ..key("certfile")
-    },
-    Key {
-        broker: Some(|c, v, line| set(&mut c.security.keyfile, path(v, line))),
-        listener: Some(|l, v, line| set(&mut tls(l).keyfile, path(v, line))),
-        ..key("keyfile")
-    },
-    Key {
-        broker: Some(|c, v, line| set(&mut c.security.cafile, path(v, line))),
-        listener: Some(|l, v, line| set(&mut tls(l).cafile, path(v, line))),
-        ..key("cafile")
-    },
-    Key {
-        broker: Some(|c, v, _| set(&mut c.security.tls_protocols, security::parse_protocols(v)?)),
-        listener: Some(|l, v, _| set(&mut tls(l).tls_protocols, security::parse_protocols(v)?)),
-        ..key("tls_protocols")
-    },
-    Key {
-        broker: Some(|c, v, _| set(&mut c.security.require_certificate, parse_bool(v)?)),
-        listener: Some(|l, v, _| set(&mut tls(l).require_certificate, parse_bool(v)?)),
-        ..key("require_certificate")
-    },
-    Key {
-        broker: Some(|c, v, _| set(&mut c.security.use_identity_as_username, parse_bool(v)?)),
-        listener: Some(|l, v, _| set(&mut tls(l).use_identity_as_username, parse_bool(v)?)),
-        ..key("use_identity_as_username")
-    },
-    Key {
-        broker: Some(|c, v, _| set(&mut c.security.allow_anonymous, parse_bool(v)?)),
-        ..key("allow_anonymous")
-    },
-    Key {
-        broker: Some(|c, v, line| set(&mut c.security.password_file, path(v, line))),
-        ..key("password_file")
-    },
-    Key {
-        broker: Some(|c, v, line| set(&mut c.security.acl_file, path(v, line))),
-        ..key("acl_file")
-    },
+    key("tls_port").broker(|c, v, _| set(&mut c.security.tls_port, Some(port(v)?))),
+    key("certfile")
+        .broker(|c, v, line| set(&mut c.security.certfile, path(v, line)))
+        .listener(|l, v, line| set(&mut tls(l).certfile, path(v, line))),
+    key("keyfile")
+        .broker(|c, v, line| set(&mut c.security.keyfile, path(v, line)))
+        .listener(|l, v, line| set(&mut tls(l).keyfile, path(v, line))),
+    key("cafile")
+        .broker(|c, v, line| set(&mut c.security.cafile, path(v, line)))
+        .listener(|l, v, line| set(&mut tls(l).cafile, path(v, line))),
+    key("tls_protocols")
+        .broker(|c, v, _| set(&mut c.security.tls_protocols, security::parse_protocols(v)?))
+        .listener(|l, v, _| set(&mut tls(l).tls_protocols, security::parse_protocols(v)?)),
+    key("require_certificate")
+        .broker(|c, v, _| set(&mut c.security.require_certificate, parse_bool(v)?))
+        .listener(|l, v, _| set(&mut tls(l).require_certificate, parse_bool(v)?)),
+    key("use_identity_as_username")
+        .broker(|c, v, _| set(&mut c.security.use_identity_as_username, parse_bool(v)?))
+        .listener(|l, v, _| set(&mut tls(l).use_identity_as_username, parse_bool(v)?)),
+    key("allow_anonymous").broker(|c, v, _| set(&mut c.security.allow_anonymous, parse_bool(v)?)),
+    key("password_file").broker(|c, v, line| set(&mut c.security.password_file, path(v, line))),
+    key("acl_file").broker(|c, v, line| set(&mut c.security.acl_file, path(v, line))),
     // Inside a `listener` block only.
-    Key {
-        listener: Some(|l, v, _| set(&mut l.protocol, blocks::parse_protocol(v)?)),
-        ..key("protocol")
-    },
+    key("protocol").listener(|l, v, _| set(&mut l.protocol, blocks::parse_protocol(v)?)),
     // Inside a `connection` block only: a bridge to another broker.
-    Key {
-        connection: Some(|b, v, _| set(&mut b.addresses, blocks::parse_addresses(v)?)),
-        ..key("address")
-    },
-    Key {
-        connection: Some(|b, v, _| {
+    key("address").connection(|b, v, _| set(&mut b.addresses, blocks::parse_addresses(v)?)),
+    key("topic")
+        .connection(|b, v, _| {
             b.topics.push(blocks::parse_topic(v)?);
             Ok(())
-        }),
-        repeats: true,
-        ..key("topic")
-    },
-    Key {
-        connection: Some(|b, v, _| set(&mut b.remote_clientid, Some(blocks::parse_client_id(v)?))),
-        ..key("remote_clientid")
-    },
-    Key {
-        connection: Some(|b, v, _| set(&mut b.remote_username, Some(v.to_string()))),
-        ..key("remote_username")
-    },
-    Key {
-        connection: Some(|b, v, _| set(&mut b.remote_password, Some(v.to_string()))),
-        ..key("remote_password")
-    },
-    Key {
-        connection: Some(|b, v, _| set(&mut b.cleansession, parse_bool(v)?)),
-        ..key("cleansession")
-    },
-    Key {
-        connection: Some(|b, v, _| {
-            set(
-                &mut b.keepalive_interval,
-                parse_whole(v, 0, u16::MAX.into(), "a number of seconds")?,
-            )
-        }),
-        ..key("keepalive_interval")
-    },
-    Key {
-        connection: Some(|b, v, _| set(&mut b.restart_timeout, blocks::parse_restart_timeout(v)?)),
-        ..key("restart_timeout")
-    },
-    Key {
-        connection: Some(|b, v, _| set(&mut b.try_private, parse_bool(v)?)),
-        ..key("try_private")
-    },
-    Key {
-        connection: Some(|b, v, _| set(&mut b.notifications, parse_bool(v)?)),
-        ..key("notifications")
-    },
-    Key {
-        connection: Some(|b, v, _| {
-            set(
-                &mut b.bridge_protocol_version,
-                blocks::parse_bridge_protocol(v)?,
-            )
-        }),
-        ..key("bridge_protocol_version")
-    },
-    Key {
-        connection: Some(|b, v, line| set(&mut b.bridge_cafile, path(v, line))),
-        ..key("bridge_cafile")
-    },
-    Key {
-        connection: Some(|b, v, line| set(&mut b.bridge_certfile, path(v, line))),
-        ..key("bridge_certfile")
-    },
-    Key {
-        connection: Some(|b, v, line| set(&mut b.bridge_keyfile, path(v, line))),
-        ..key("bridge_keyfile")
-    },
-    Key {
-        connection: Some(|b, v, _| set(&mut b.bridge_insecure, parse_bool(v)?)),
-        ..key("bridge_insecure")
-    },
-    Key {
-        connection: Some(|b, v, _| set(&mut b.tree, parse_bool(v)?)),
-        ..key("tree")
-    },
-    Key {
-        connection: Some(|b, v, _| set(&mut b.tree_id, Some(blocks::parse_tree_id(v)?))),
-        ..key("tree_id")
-    },
-    Key {
-        connection: Some(|b, v, _| {
-            set(
-                &mut b.tree_priority,
-                parse_whole(v, 0, u16::MAX.into(), "a priority")?,
-            )
-        }),
-        ..key("tree_priority")
-    },
+        })
+        .repeats(),
+    key("remote_clientid")
+        .connection(|b, v, _| set(&mut b.remote_clientid, Some(blocks::parse_client_id(v)?))),
+    key("remote_username").connection(|b, v, _| set(&mut b.remote_username, Some(v.to_string()))),
+    key("remote_password").connection(|b, v, _| set(&mut b.remote_password, Some(v.to_string()))),
+    key("cleansession").connection(|b, v, _| set(&mut b.cleansession, parse_bool(v)?)),
+    key("keepalive_interval").connection(|b, v, _| {
+        set(
+            &mut b.keepalive_interval,
+            parse_whole(v, 0, u16::MAX.into(), "a number of seconds")?,
+        )
+    }),
+    key("restart_timeout")
+        .connection(|b, v, _| set(&mut b.restart_timeout, blocks::parse_restart_timeout(v)?)),
+    key("try_private").connection(|b, v, _| set(&mut b.try_private, parse_bool(v)?)),
+    key("notifications").connection(|b, v, _| set(&mut b.notifications, parse_bool(v)?)),
+    key("bridge_protocol_version").connection(|b, v, _| {
+        set(
+            &mut b.bridge_protocol_version,
+            blocks::parse_bridge_protocol(v)?,
+        )
+    }),
+    key("bridge_cafile").connection(|b, v, line| set(&mut b.bridge_cafile, path(v, line))),
+    key("bridge_certfile").connection(|b, v, line| set(&mut b.bridge_certfile, path(v, line))),
+    key("bridge_keyfile").connection(|b, v, line| set(&mut b.bridge_keyfile, path(v, line))),
+    key("bridge_insecure").connection(|b, v, _| set(&mut b.bridge_insecure, parse_bool(v)?)),
+    key("tree").connection(|b, v, _| set(&mut b.tree, parse_bool(v)?)),
+    key("tree_id").connection(|b, v, _| set(&mut b.tree_id, Some(blocks::parse_tree_id(v)?))),
+    key("tree_priority").connection(|b, v, _| {
+        set(
+            &mut b.tree_priority,
+            parse_whole(v, 0, u16::MAX.into(), "a priority")?,
+        )
+    }),
 ];
