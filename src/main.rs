@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use sol::cli::{self, Args, Command, USAGE};
-use sol::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
+use sol::config::{Config, ConfigError, ListenerBind, DEFAULT_CONFIG_PATH};
 use sol::net::Server;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -200,34 +200,35 @@ fn fail(config: &Config, message: &str) {
 }
 
 /// The listeners a config asks for, for messages: `tcp 127.0.0.1:1883 and
-/// unix socket /tmp/sol.sock`.
+/// unix socket /tmp/sol.sock`; the default ones first, then the `listener`
+/// blocks in file order.
 struct Listeners<'a>(&'a Config);
 
 impl fmt::Display for Listeners<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let config = self.0;
+        // Through SocketAddr so an IPv6 address gets its brackets.
+        let tcp = |kind: &str, port: u16| match config.ip_address.parse::<IpAddr>() {
+            Ok(ip) => format!("{kind} {}", SocketAddr::new(ip, port)),
+            Err(_) => format!("{kind} {}:{port}", config.ip_address),
+        };
+        let mut all = Vec::new();
         if config.tcp_enabled {
-            // Through SocketAddr so an IPv6 address gets its brackets.
-            match config.ip_address.parse::<IpAddr>() {
-                Ok(ip) => write!(f, "tcp {}", SocketAddr::new(ip, config.ip_port))?,
-                Err(_) => write!(f, "tcp {}:{}", config.ip_address, config.ip_port)?,
-            }
-            if config.unix_socket.is_some() {
-                f.write_str(" and ")?;
-            }
+            all.push(tcp("tcp", config.ip_port));
         }
         if let Some(path) = &config.unix_socket {
-            write!(f, "unix socket {}", path.display())?;
+            all.push(format!("unix socket {}", path.display()));
         }
         if let Some(port) = config.security.tls_port {
-            if config.tcp_enabled || config.unix_socket.is_some() {
-                f.write_str(" and ")?;
-            }
-            match config.ip_address.parse::<IpAddr>() {
-                Ok(ip) => write!(f, "tls {}", SocketAddr::new(ip, port))?,
-                Err(_) => write!(f, "tls {}:{port}", config.ip_address)?,
-            }
+            all.push(tcp("tls", port));
         }
-        Ok(())
+        for listener in &config.listeners {
+            let kind = if listener.tls.is_some() { "tls" } else { "tcp" };
+            all.push(match &listener.bind {
+                ListenerBind::Tcp(addr) => format!("{kind} {addr}"),
+                ListenerBind::Unix(path) => format!("unix socket {}", path.display()),
+            });
+        }
+        f.write_str(&all.join(" and "))
     }
 }

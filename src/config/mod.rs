@@ -86,8 +86,10 @@ pub struct Config {
     pub ip_address: String,
     /// `ip_port`: the TCP listener's port. Default 1883; 0 picks a free port.
     pub ip_port: u16,
-    /// Whether a TCP listener runs: true unless the file sets `unix_socket`
-    /// and neither `ip_address` nor `ip_port` (as in the original Sol).
+    /// Whether the default TCP listener runs: true unless the file names
+    /// listeners of its own (`unix_socket`, as in the original Sol, or
+    /// `listener` blocks, as in mosquitto) and neither `ip_address` nor
+    /// `ip_port`. `-a` and `-p` turn it on.
     pub tcp_enabled: bool,
     /// `unix_socket`: path of a Unix domain socket listener. Default none.
     pub unix_socket: Option<PathBuf>,
@@ -286,10 +288,13 @@ impl Config {
         }
 
         // The original Sol's rule: a file that names only a Unix socket wants
-        // only the Unix socket; naming either TCP key keeps TCP on.
+        // only the Unix socket; naming either TCP key keeps TCP on. A file
+        // with `listener` blocks is the same, as in mosquitto, where the
+        // default listener exists only when no other is defined.
         let flat = &sections.flat;
         let sets = |key| flat.contains_key(key);
-        config.tcp_enabled = !sets("unix_socket") || sets("ip_address") || sets("ip_port");
+        let own_listeners = sets("unix_socket") || !config.listeners.is_empty();
+        config.tcp_enabled = !own_listeners || sets("ip_address") || sets("ip_port");
 
         let tcp_port = config.tcp_enabled.then_some(config.ip_port);
         errors.extend(

@@ -255,8 +255,8 @@ fn protocol_is_mqtt_for_now() {
 #[test]
 fn two_listeners_cannot_share_a_port_or_a_path() {
     assert_eq!(
-        errors("listener 1883\n"),
-        vec!["line 1: listener 127.0.0.1:1883 is also ip_port: each listener needs a port (or path) of its own"]
+        errors("ip_address 127.0.0.1\nlistener 1883\n"),
+        vec!["line 2: listener 127.0.0.1:1883 is also ip_port: each listener needs a port (or path) of its own"]
     );
     let found = errors("ip_port 1999\nlistener 1999 0.0.0.0\n");
     assert!(found[0].contains("is also ip_port"), "{found:?}");
@@ -278,6 +278,25 @@ fn two_listeners_cannot_share_a_port_or_a_path() {
     // listener to clash with.
     read("listener 0\nlistener 0\nlistener 0 ::\n");
     read("unix_socket /tmp/s.sock\nlistener 1883\n");
+}
+
+#[test]
+fn listener_blocks_turn_the_default_tcp_listener_off_unless_it_is_named() {
+    let tcp = |text: &str| read(text).tcp_enabled;
+    assert!(!tcp("listener 1883 0.0.0.0\n"));
+    assert!(!tcp("log_level INFO\nlistener 0 ./sol.sock\n"));
+    assert!(tcp("ip_port 1999\nlistener 1883\n"));
+    assert!(tcp("ip_address ::1\nlistener 1883\n"));
+    // Bridges are no listeners.
+    assert!(tcp("connection far\naddress h\n"));
+    // The command line names it too.
+    let mut config = read("listener 1884\n");
+    crate::cli::Args {
+        port: Some(1999),
+        ..crate::cli::Args::default()
+    }
+    .apply_to(&mut config);
+    assert!(config.tcp_enabled);
 }
 
 #[test]
