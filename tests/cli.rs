@@ -177,6 +177,29 @@ address h
 }
 
 #[test]
+fn test_config_lists_block_listeners_after_the_default_ones() {
+    let path = temp_file(
+        "listeners.conf",
+        "unix_socket /tmp/cli-test-blocks.sock\nlistener 1884 ::\nlistener 0 ./cli.sock\n",
+    );
+    let output = sol([
+        OsString::from("--test-config"),
+        OsString::from("-c"),
+        path.into(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    // No default TCP listener: the file names listeners of its own.
+    let text = stdout(&output);
+    assert!(
+        text.contains(
+            "listeners: unix socket /tmp/cli-test-blocks.sock and tcp [::]:1884 \
+             and unix socket ./cli.sock\n"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
 fn test_config_names_a_missing_file() {
     let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-does-not-exist.conf");
     let output = sol([
