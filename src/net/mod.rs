@@ -55,11 +55,15 @@
 //!
 //! Explained in docs/05-event-loop.md and docs/10-backpressure-and-limits.md.
 
+mod accept;
 mod conn;
+mod connections;
+mod core;
 mod event_loop;
 mod listener;
 mod outbox;
 mod signals;
+mod stop;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -79,7 +83,8 @@ use mio::{Interest, Poll, Token, Waker};
 use crate::broker::{AuthFiles, Broker};
 use crate::config::{Config, ConfigError};
 
-use event_loop::{Core, EventLoop, Limits};
+use self::core::Core;
+use event_loop::{EventLoop, Limits};
 use listener::{bind_tcp, bind_unix, ListenSocket, Listener};
 use signals::SignalSource;
 use tls::TlsAcceptor;
@@ -288,7 +293,7 @@ impl Server {
 
     /// Runs the loop around any core: the loop's own tests use a scripted one.
     fn run_with<C: Core>(self, core: C, limits: Limits) -> io::Result<()> {
-        let mut event_loop = EventLoop::new(self.poll, self.listeners, self.shared, limits, core);
+        let mut event_loop = EventLoop::new(self.poll, self.listeners, self.shared, limits, core)?;
         event_loop.signals = self.signals;
         event_loop.run()
     }

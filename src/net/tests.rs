@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::event_loop::{Core, Limits};
+use super::core::Core;
+use super::event_loop::Limits;
 use super::{Server, ServerHandle};
 use crate::broker::{CloseReason, ConnId, Outbox};
 use crate::config::Config;
@@ -524,7 +525,7 @@ fn a_small_high_water_mark_pauses_and_resumes_input() {
     // Each PINGRESP is 2 bytes: with the mark at 2, input pauses after every
     // packet until the flush at the end of the turn, and must resume.
     let limits = Limits {
-        high_water: 2,
+        pause_input_at: 2,
         ..Limits::new(1000)
     };
     let server = start_limited(&tcp_config(), Script::default(), limits);
@@ -643,9 +644,9 @@ fn shutdown_gives_up_on_a_client_that_does_not_read() {
     let started = Instant::now();
     server.stop();
     let took = started.elapsed();
-    assert!(took >= super::event_loop::SHUTDOWN_FLUSH, "{took:?}");
+    assert!(took >= super::stop::SHUTDOWN_FLUSH, "{took:?}");
     assert!(
-        took < super::event_loop::SHUTDOWN_FLUSH + Duration::from_secs(2),
+        took < super::stop::SHUTDOWN_FLUSH + Duration::from_secs(2),
         "{took:?}"
     );
 }
