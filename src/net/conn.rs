@@ -254,6 +254,7 @@ pub(crate) fn write_from(to: &mut impl Write, buf: &mut BytesMut) -> io::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::stream::Socket;
 
     /// A writer that takes at most `room` bytes in total, then would block.
     struct Full {
@@ -340,7 +341,13 @@ mod tests {
     fn unix_pair() -> (Connection, mio::net::UnixStream) {
         let (ours, theirs) = mio::net::UnixStream::pair().unwrap();
         let id = ConnId { key: 0, serial: 1 };
-        let conn = Connection::new(id, Stream::Unix(ours), "unix", Role::Server, 1024);
+        let conn = Connection::new(
+            id,
+            Stream::Plain(Socket::Unix(ours)),
+            "unix",
+            Role::Server,
+            1024,
+        );
         (conn, theirs)
     }
 

@@ -16,9 +16,9 @@ use std::time::Instant;
 use log::debug;
 use mio::net::{TcpListener, UnixListener};
 use mio::Token;
-use socket2::{Domain, SockAddr, Socket, Type};
+use socket2::{Domain, SockAddr, Type};
 
-use super::stream::Stream;
+use super::stream::{Socket, Stream};
 use super::tls::TlsAcceptor;
 
 /// A listening socket and what the loop remembers about accepting from it.
@@ -54,9 +54,10 @@ impl Listener {
         }
     }
 
-    /// Accepts one client: the stream and its peer address as a log string.
+    /// Accepts one client: the stream, with TLS over it when the listener
+    /// has an acceptor, and its peer address as a log string.
     pub(crate) fn accept(&self) -> io::Result<(Stream, String)> {
-        match &self.socket {
+        let (socket, peer) = match &self.socket {
             ListenSocket::Tcp(listener) => {
                 let (stream, peer) = listener.accept()?;
                 // MQTT packets are small and latency matters more than the
@@ -64,11 +65,7 @@ impl Listener {
                 if let Err(e) = stream.set_nodelay(true) {
                     debug!("TCP_NODELAY on {peer}: {e}");
                 }
-                let stream = match &self.tls {
-                    Some(acceptor) => Stream::Tls(Box::new(acceptor.accept(stream)?)),
-                    None => Stream::Tcp(stream),
-                };
-                Ok((stream, peer.to_string()))
+                (Socket::Tcp(stream), peer.to_string())
             }
             ListenSocket::Unix(listener, _) => {
                 let (stream, peer) = listener.accept()?;
@@ -76,9 +73,14 @@ impl Listener {
                     Some(path) => format!("unix:{}", path.display()),
                     None => "unix".to_string(),
                 };
-                Ok((Stream::Unix(stream), peer))
+                (Socket::Unix(stream), peer)
             }
-        }
+        };
+        let stream = match &self.tls {
+            Some(acceptor) => Stream::Tls(Box::new(acceptor.accept(socket)?)),
+            None => Stream::Plain(socket),
+        };
+        Ok((stream, peer))
     }
 }
 
@@ -96,7 +98,7 @@ pub(crate) fn bind_tcp(address: &str, port: u16, listen_backlog: u32) -> io::Res
             format!("ip_address {address:?} resolves to no address"),
         )
     })?;
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    let socket = socket2::Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     // Lets a restarted broker bind while old connections sit in TIME_WAIT.
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
@@ -112,7 +114,7 @@ pub(crate) fn bind_unix(
     listen_backlog: u32,
 ) -> io::Result<(UnixListener, SocketFile)> {
     remove_stale_socket(path)?;
-    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    let socket = socket2::Socket::new(Domain::UNIX, Type::STREAM, None)?;
     socket.set_nonblocking(true)?;
     socket.bind(&SockAddr::unix(path)?)?;
     let file = SocketFile::new(path);
@@ -142,7 +144,7 @@ pub(crate) fn remove_stale_socket(path: &Path) -> io::Result<()> {
     }
     // A non-blocking connect cannot hang on a listener whose backlog is full:
     // it fails with EAGAIN, which also means someone is listening.
-    let probe = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    let probe = socket2::Socket::new(Domain::UNIX, Type::STREAM, None)?;
     probe.set_nonblocking(true)?;
     match probe.connect(&SockAddr::unix(path)?) {
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
@@ -301,7 +303,7 @@ mod tests {
         let (stream, peer) = accept_blocking(&listener);
         assert_eq!(peer, client.local_addr().unwrap().to_string());
         match stream {
-            Stream::Tcp(s) => assert!(s.nodelay().unwrap()),
+            Stream::Plain(Socket::Tcp(s)) => assert!(s.nodelay().unwrap()),
             other => panic!("a plain TCP listener accepted {other:?}"),
         }
     }

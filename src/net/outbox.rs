@@ -81,7 +81,7 @@ impl Outbox for NetOutbox<'_> {
 mod tests {
     use super::*;
     use crate::net::conn::Role;
-    use crate::net::stream::Stream;
+    use crate::net::stream::{Socket, Stream};
     use crate::protocol::{encoded_len, PacketId};
 
     /// Connections, one per serial given; returns their ids.
@@ -96,7 +96,7 @@ mod tests {
                 key: entry.key(),
                 serial,
             };
-            let stream = Stream::Unix(a);
+            let stream = Stream::Plain(Socket::Unix(a));
             entry.insert(Connection::new(id, stream, "test", Role::Server, 1000));
             ids.push(id);
         }
