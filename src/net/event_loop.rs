@@ -24,7 +24,7 @@ use super::connections::{flush_counted, Connections};
 use super::core::Core;
 use super::listener::Listener;
 use super::signals::SignalSource;
-use super::{Shared, FIRST_RESERVED, SIGNALS, WAKER};
+use super::{first_reserved, listener_index, Shared, SIGNALS, WAKER};
 
 /// The most bytes read from one connection in one turn. A client that sends
 /// without pause is put in the ready list and served again next turn, after
@@ -122,7 +122,8 @@ impl<C: Core> EventLoop<C> {
         core: C,
     ) -> io::Result<EventLoop<C>> {
         let registry = poll.registry().try_clone()?;
-        let conns = Connections::new(registry, FIRST_RESERVED, limits.max_request_size);
+        let key_limit = first_reserved(listeners.len());
+        let conns = Connections::new(registry, key_limit, limits.max_request_size);
         Ok(EventLoop {
             poll,
             events: Events::with_capacity(EVENTS_CAPACITY),
@@ -183,7 +184,7 @@ impl<C: Core> EventLoop<C> {
                 self.signal_event();
                 continue;
             }
-            if let Some(index) = self.listeners.iter().position(|l| l.token.0 == key) {
+            if let Some(index) = listener_index(event.token(), self.listeners.len()) {
                 self.listener_event(index, now);
                 continue;
             }

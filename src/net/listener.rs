@@ -1,5 +1,12 @@
-//! Listening sockets: binding them the way the config asks, accepting from
-//! them, and cleaning up the Unix socket file afterwards.
+//! Listening sockets: the table of listeners the config asks for, binding
+//! them, accepting from them, and cleaning up the Unix socket file
+//! afterwards.
+//!
+//! The table ([`listener_specs`]) is the one place that turns `sol.conf`
+//! into listeners; everything after it (binding, tokens, accepting, the
+//! TLS layer, the addresses [`Server`](super::Server) reports) works from a
+//! [`ListenerSpec`] alone, so a new kind of listener entry is one more
+//! element pushed there.
 //!
 //! Sockets are built with `socket2` rather than `mio`'s own `bind` because the
 //! config chooses the listen backlog, which `mio` does not expose.
@@ -15,11 +22,67 @@ use std::time::Instant;
 
 use log::debug;
 use mio::net::{TcpListener, UnixListener};
-use mio::Token;
+use mio::{Interest, Registry, Token};
 use socket2::{Domain, SockAddr, Type};
 
 use super::stream::{Socket, Stream};
 use super::tls::TlsAcceptor;
+use crate::config::{Config, SecurityConfig};
+
+/// Where a listener listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ListenerKind {
+    /// A TCP port on `address` (an IP address or a host name; 0 picks a
+    /// free port).
+    Tcp { address: String, port: u16 },
+    /// A Unix domain socket at `path`.
+    Unix { path: PathBuf },
+}
+
+/// One entry of the listener table: where to listen and which layers go
+/// over every stream it accepts. A WebSocket flag joins TLS here when
+/// WebSocket listeners come.
+#[derive(Clone, Debug)]
+pub(crate) struct ListenerSpec {
+    pub(crate) kind: ListenerKind,
+    /// The `listen(2)` backlog.
+    pub(crate) backlog: u32,
+    /// TLS over every accepted stream, with the certificate settings these
+    /// carry (`certfile`, `keyfile`, `cafile`, versions).
+    pub(crate) tls: Option<SecurityConfig>,
+}
+
+/// Every listener `config` asks for, in the order they are bound and
+/// logged: the plain TCP port, the Unix socket, the TLS port.
+pub(crate) fn listener_specs(config: &Config) -> Vec<ListenerSpec> {
+    let mut specs = Vec::new();
+    let tcp = |port| ListenerKind::Tcp {
+        address: config.ip_address.clone(),
+        port,
+    };
+    if config.tcp_enabled {
+        specs.push(ListenerSpec {
+            kind: tcp(config.ip_port),
+            backlog: config.tcp_backlog,
+            tls: None,
+        });
+    }
+    if let Some(path) = &config.unix_socket {
+        specs.push(ListenerSpec {
+            kind: ListenerKind::Unix { path: path.clone() },
+            backlog: config.tcp_backlog,
+            tls: None,
+        });
+    }
+    if let Some(port) = config.security.tls_port {
+        specs.push(ListenerSpec {
+            kind: tcp(port),
+            backlog: config.tcp_backlog,
+            tls: Some(config.security.clone()),
+        });
+    }
+    specs
+}
 
 /// A listening socket and what the loop remembers about accepting from it.
 pub(crate) struct Listener {
@@ -32,7 +95,7 @@ pub(crate) struct Listener {
     /// The per-turn accept budget ran out before `WouldBlock`: more clients
     /// may be waiting, and no new event will say so.
     pub(crate) backlog: bool,
-    /// Set on the TLS listener: every accepted TCP socket starts a TLS
+    /// Set on a TLS listener: every accepted socket starts a TLS
     /// handshake.
     pub(crate) tls: Option<TlsAcceptor>,
 }
@@ -44,6 +107,35 @@ pub(crate) enum ListenSocket {
 }
 
 impl Listener {
+    /// Binds what `spec` describes, with `tls` (built from `spec.tls`) over
+    /// what it accepts. The caller registers it under `token`.
+    pub(crate) fn bind(
+        spec: &ListenerSpec,
+        token: Token,
+        tls: Option<TlsAcceptor>,
+    ) -> io::Result<Listener> {
+        let socket = match &spec.kind {
+            ListenerKind::Tcp { address, port } => {
+                ListenSocket::Tcp(bind_tcp(address, *port, spec.backlog)?)
+            }
+            ListenerKind::Unix { path } => {
+                let (unix, file) = bind_unix(path, spec.backlog)?;
+                ListenSocket::Unix(unix, file)
+            }
+        };
+        let mut listener = Listener::new(token, socket);
+        listener.tls = tls;
+        Ok(listener)
+    }
+
+    /// Puts the listening socket in the poll under its token.
+    pub(crate) fn register(&mut self, registry: &Registry) -> io::Result<()> {
+        match &mut self.socket {
+            ListenSocket::Tcp(tcp) => registry.register(tcp, self.token, Interest::READABLE),
+            ListenSocket::Unix(unix, _) => registry.register(unix, self.token, Interest::READABLE),
+        }
+    }
+
     pub(crate) fn new(token: Token, socket: ListenSocket) -> Listener {
         Listener {
             token,
@@ -225,6 +317,76 @@ mod tests {
     fn dead_socket(path: &Path) {
         drop(std_unix::UnixListener::bind(path).unwrap());
         assert!(fs::symlink_metadata(path).unwrap().file_type().is_socket());
+    }
+
+    #[test]
+    fn the_default_config_asks_for_one_tcp_listener() {
+        let specs = listener_specs(&Config::default());
+        assert_eq!(specs.len(), 1);
+        let kind = ListenerKind::Tcp {
+            address: "127.0.0.1".to_string(),
+            port: 1883,
+        };
+        assert_eq!(specs[0].kind, kind);
+        assert_eq!(specs[0].backlog, 128);
+        assert!(specs[0].tls.is_none());
+    }
+
+    #[test]
+    fn the_flat_keys_make_tcp_then_unix_then_tls() {
+        let mut config = Config {
+            ip_address: "0.0.0.0".to_string(),
+            ip_port: 1884,
+            unix_socket: Some(PathBuf::from("/run/sol.sock")),
+            tcp_backlog: 16,
+            ..Config::default()
+        };
+        config.security.tls_port = Some(8883);
+        let specs = listener_specs(&config);
+        let kinds: Vec<_> = specs.iter().map(|s| s.kind.clone()).collect();
+        assert_eq!(
+            kinds,
+            [
+                ListenerKind::Tcp {
+                    address: "0.0.0.0".to_string(),
+                    port: 1884
+                },
+                ListenerKind::Unix {
+                    path: PathBuf::from("/run/sol.sock")
+                },
+                ListenerKind::Tcp {
+                    address: "0.0.0.0".to_string(),
+                    port: 8883
+                },
+            ]
+        );
+        let tls: Vec<bool> = specs.iter().map(|s| s.tls.is_some()).collect();
+        assert_eq!(tls, [false, false, true]);
+        assert!(specs.iter().all(|s| s.backlog == 16));
+
+        config.tcp_enabled = false;
+        config.security.tls_port = None;
+        let specs = listener_specs(&config);
+        assert_eq!(specs.len(), 1);
+        assert!(matches!(specs[0].kind, ListenerKind::Unix { .. }));
+    }
+
+    #[test]
+    fn a_spec_binds_a_listener_and_tcp_port_zero_gets_a_real_port() {
+        let spec = ListenerSpec {
+            kind: ListenerKind::Tcp {
+                address: "127.0.0.1".to_string(),
+                port: 0,
+            },
+            backlog: 8,
+            tls: None,
+        };
+        let listener = Listener::bind(&spec, Token(7), None).unwrap();
+        assert_eq!(listener.token, Token(7));
+        match &listener.socket {
+            ListenSocket::Tcp(tcp) => assert_ne!(tcp.local_addr().unwrap().port(), 0),
+            ListenSocket::Unix(..) => panic!("a TCP spec bound a Unix socket"),
+        }
     }
 
     #[test]

@@ -78,27 +78,42 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use log::warn;
-use mio::{Interest, Poll, Token, Waker};
+use mio::{Poll, Token, Waker};
 
 use crate::broker::{AuthFiles, Broker};
 use crate::config::{Config, ConfigError};
 
 use self::core::Core;
 use event_loop::{EventLoop, Limits};
-use listener::{bind_tcp, bind_unix, ListenSocket, Listener};
+use listener::{listener_specs, ListenSocket, Listener};
 use signals::SignalSource;
 use tls::TlsAcceptor;
 
-/// `mio` keeps `usize::MAX` for itself; the few tokens below it name the
-/// listeners, the waker and the signal pipe. Every smaller token is a
-/// connection's slab key.
+/// `mio` keeps `usize::MAX` for itself; the tokens below it name the waker,
+/// the signal pipe and then the listeners, one each, counting down from
+/// [`FIRST_LISTENER`] in the order of the listener table. Every smaller
+/// token is a connection's slab key.
 const WAKER: Token = Token(usize::MAX - 1);
-const TCP_LISTENER: Token = Token(usize::MAX - 2);
-const UNIX_LISTENER: Token = Token(usize::MAX - 3);
-const TLS_LISTENER: Token = Token(usize::MAX - 4);
-const SIGNALS: Token = Token(usize::MAX - 5);
-/// Slab keys from here up would collide with the tokens above.
-const FIRST_RESERVED: usize = usize::MAX - 5;
+const SIGNALS: Token = Token(usize::MAX - 2);
+const FIRST_LISTENER: usize = usize::MAX - 3;
+
+/// The token of the listener at `index` in the table.
+fn listener_token(index: usize) -> Token {
+    Token(FIRST_LISTENER.saturating_sub(index))
+}
+
+/// Which listener `token` names, if it names one of `count` listeners.
+fn listener_index(token: Token, count: usize) -> Option<usize> {
+    FIRST_LISTENER
+        .checked_sub(token.0)
+        .filter(|&index| index < count)
+}
+
+/// Slab keys from here up would collide with the reserved tokens of the
+/// waker, the signals and `listeners` listeners.
+fn first_reserved(listeners: usize) -> usize {
+    (FIRST_LISTENER + 1).saturating_sub(listeners)
+}
 
 /// What the loop and its handles share.
 struct Shared {
@@ -166,9 +181,11 @@ pub fn check_files(config: &Config) -> Result<(), Vec<ConfigError>> {
     if let Err(found) = AuthFiles::load(&config.security) {
         errors.extend(found);
     }
-    if config.security.tls_port.is_some() {
-        if let Err(found) = tls::server_config(&config.security) {
-            errors.extend(found);
+    for spec in listener_specs(config) {
+        if let Some(security) = &spec.tls {
+            if let Err(found) = tls::server_config(security) {
+                errors.extend(found);
+            }
         }
     }
     if errors.is_empty() {
@@ -185,38 +202,25 @@ fn invalid_config(errors: Vec<ConfigError>) -> io::Error {
 }
 
 impl Server {
-    /// Binds every listener the config asks for (TCP, Unix socket, TLS),
-    /// after reading every file it names: a password, ACL, certificate or
-    /// key file that does not load is an `InvalidInput` error naming it.
+    /// Binds every listener the config asks for (TCP, Unix socket, TLS:
+    /// the table of `listener_specs`), after reading every file it names: a
+    /// password, ACL, certificate or key file that does not load is an
+    /// `InvalidInput` error naming it.
     pub fn bind(config: &Config) -> io::Result<Server> {
         AuthFiles::load(&config.security).map_err(invalid_config)?;
-        let tls = match config.security.tls_port {
-            Some(port) => Some((
-                port,
-                TlsAcceptor::new(&config.security).map_err(invalid_config)?,
-            )),
-            None => None,
-        };
+        let specs = listener_specs(config);
+        let mut acceptors = Vec::with_capacity(specs.len());
+        for spec in &specs {
+            acceptors.push(match &spec.tls {
+                Some(security) => Some(TlsAcceptor::new(security).map_err(invalid_config)?),
+                None => None,
+            });
+        }
         let poll = Poll::new()?;
-        let mut listeners = Vec::new();
-        if config.tcp_enabled {
-            let mut tcp = bind_tcp(&config.ip_address, config.ip_port, config.tcp_backlog)?;
-            poll.registry()
-                .register(&mut tcp, TCP_LISTENER, Interest::READABLE)?;
-            listeners.push(Listener::new(TCP_LISTENER, ListenSocket::Tcp(tcp)));
-        }
-        if let Some(path) = &config.unix_socket {
-            let (mut unix, file) = bind_unix(path, config.tcp_backlog)?;
-            poll.registry()
-                .register(&mut unix, UNIX_LISTENER, Interest::READABLE)?;
-            listeners.push(Listener::new(UNIX_LISTENER, ListenSocket::Unix(unix, file)));
-        }
-        if let Some((port, acceptor)) = tls {
-            let mut tcp = bind_tcp(&config.ip_address, port, config.tcp_backlog)?;
-            poll.registry()
-                .register(&mut tcp, TLS_LISTENER, Interest::READABLE)?;
-            let mut listener = Listener::new(TLS_LISTENER, ListenSocket::Tcp(tcp));
-            listener.tls = Some(acceptor);
+        let mut listeners = Vec::with_capacity(specs.len());
+        for (index, (spec, tls)) in specs.iter().zip(acceptors).enumerate() {
+            let mut listener = Listener::bind(spec, listener_token(index), tls)?;
+            listener.register(poll.registry())?;
             listeners.push(listener);
         }
         if listeners.is_empty() {

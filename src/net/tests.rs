@@ -702,3 +702,20 @@ fn bytes_read_and_written_are_counted_for_the_core() {
     server.wait_for(&format!("traffic {} 6 0", connect.len() + 4), 1);
     server.stop();
 }
+
+#[test]
+fn listener_tokens_count_down_below_the_reserved_ones_and_keys_stay_under_them() {
+    use super::{first_reserved, listener_index, listener_token, SIGNALS, WAKER};
+    let tokens: Vec<_> = (0..3).map(listener_token).collect();
+    assert!(tokens.iter().all(|t| *t != WAKER && *t != SIGNALS));
+    for (index, token) in tokens.iter().enumerate() {
+        assert_eq!(listener_index(*token, 3), Some(index));
+    }
+    assert_eq!(listener_index(tokens[2], 2), None, "not one of two");
+    assert_eq!(listener_index(mio::Token(0), 3), None, "a connection key");
+    assert_eq!(listener_index(WAKER, 3), None);
+    assert_eq!(listener_index(SIGNALS, 3), None);
+    let limit = first_reserved(3);
+    assert!(tokens.iter().all(|t| t.0 >= limit));
+    assert_eq!(listener_index(mio::Token(limit - 1), 3), None);
+}
