@@ -25,6 +25,7 @@
 mod auth;
 mod connect;
 mod memory;
+mod peer;
 mod publish;
 mod retry;
 mod stats;
@@ -53,6 +54,7 @@ use crate::timer::{TimerId, TimerWheel};
 use crate::trie::{RetainedTrie, SubscriptionTrie};
 
 pub use auth::{AuthFiles, MAX_ROUNDS};
+pub use peer::{PeerInfo, TlsInfo, Transport};
 pub use publish::Retained;
 pub use stats::Traffic;
 

@@ -178,6 +178,10 @@ impl<C: Core> EventLoop<C> {
                 let id = conn.id;
                 debug!("accepted {peer} as connection {}:{}", id.key, id.serial);
                 self.core.open(id, &conn.peer, now);
+                // A TLS connection carries MQTT only after its handshake.
+                if matches!(conn.stream, Stream::Plain(_)) {
+                    self.core.established(id, conn.peer_info(None));
+                }
             }
             Err(e) => warn!("refusing {peer}: {e}"),
         }

@@ -14,10 +14,10 @@ use std::io::{self, Read, Write};
 use bytes::{Buf, BytesMut};
 use mio::Interest;
 
-use crate::broker::ConnId;
+use crate::broker::{ConnId, PeerInfo, TlsInfo, Transport};
 use crate::protocol::{encode, encoded_len, Decoder, Packet};
 
-use super::stream::Stream;
+use super::stream::{Socket, Stream};
 
 /// How much one read asks for when the decoder does not need more. Big
 /// enough to take a burst of small packets in one system call.
@@ -137,6 +137,19 @@ impl Connection {
         Ok(n)
     }
 
+    /// What the core is told of the other end, with what a TLS handshake
+    /// proved, if there was one.
+    pub(crate) fn peer_info(&self, tls: Option<TlsInfo>) -> PeerInfo<'_> {
+        PeerInfo {
+            addr: &self.peer,
+            transport: match self.stream.socket() {
+                Socket::Tcp(_) => Transport::Tcp,
+                Socket::Unix(_) => Transport::Unix,
+            },
+            tls,
+        }
+    }
+
     /// Encodes `packet` onto the end of the output buffer.
     pub(crate) fn queue(&mut self, packet: &Packet) {
         self.output.reserve(encoded_len(packet));
@@ -254,7 +267,6 @@ pub(crate) fn write_from(to: &mut impl Write, buf: &mut BytesMut) -> io::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::stream::Socket;
 
     /// A writer that takes at most `room` bytes in total, then would block.
     struct Full {

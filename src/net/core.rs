@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use crate::broker::{Broker, CloseReason, ConnId, Outbox};
+use crate::broker::{Broker, CloseReason, ConnId, Outbox, PeerInfo};
 use crate::protocol::Packet;
 
 /// What the loop needs from the protocol core. [`Broker`] is the real one;
@@ -17,9 +17,11 @@ pub(crate) trait Core {
     fn closed(&mut self, conn: ConnId, reason: CloseReason, now: Instant, out: &mut dyn Outbox);
     fn next_deadline(&self) -> Option<Instant>;
     fn tick(&mut self, now: Instant, out: &mut dyn Outbox);
-    /// The TLS handshake of `conn` completed, before any of its MQTT bytes
-    /// are decoded; `common_name` is its verified certificate's subject CN.
-    fn tls_established(&mut self, _conn: ConnId, _common_name: Option<String>) {}
+    /// `conn` carries MQTT from now on, and nothing of it has been decoded
+    /// yet: an accepted plain connection right after [`Core::open`], a TLS
+    /// one once its handshake completed, a dialled one once its connect
+    /// did. Called once per connection.
+    fn established(&mut self, _conn: ConnId, _peer: PeerInfo<'_>) {}
     /// `SIGHUP` or [`ServerHandle::reload`](super::ServerHandle::reload):
     /// re-read what can change without a restart.
     fn reload(&mut self, _now: Instant, _out: &mut dyn Outbox) {}
@@ -44,8 +46,8 @@ impl Core for Broker {
     fn tick(&mut self, now: Instant, out: &mut dyn Outbox) {
         Broker::tick(self, now, out);
     }
-    fn tls_established(&mut self, conn: ConnId, common_name: Option<String>) {
-        Broker::tls_established(self, conn, common_name);
+    fn established(&mut self, conn: ConnId, peer: PeerInfo<'_>) {
+        Broker::established(self, conn, peer);
     }
     fn reload(&mut self, now: Instant, out: &mut dyn Outbox) {
         Broker::reload(self, now, out);

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use log::{debug, error, info, warn};
 use mio::{Events, Poll, Token};
 
-use crate::broker::{CloseReason, ConnId, Outbox, OUTPUT_HIGH_WATER};
+use crate::broker::{CloseReason, ConnId, Outbox, TlsInfo, OUTPUT_HIGH_WATER};
 use crate::protocol::DecodeError;
 
 use super::accept::open_spare_fd;
@@ -289,8 +289,8 @@ impl<C: Core> EventLoop<C> {
             conn.mark_dirty(&mut self.conns.dirty);
         }
         if let Some(common_name) = conn.stream.take_tls_established() {
-            let id = conn.id;
-            self.core.tls_established(id, common_name);
+            let peer = conn.peer_info(Some(TlsInfo { common_name }));
+            self.core.established(conn.id, peer);
         }
     }
 

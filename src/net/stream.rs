@@ -35,11 +35,6 @@ impl Socket {
             Socket::Unix(s) => s.shutdown(Shutdown::Both),
         }
     }
-
-    /// Whether it is a TCP socket (for the peer's description).
-    pub(crate) fn is_tcp(&self) -> bool {
-        matches!(self, Socket::Tcp(_))
-    }
 }
 
 impl Read for Socket {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::core::Core;
 use super::event_loop::Limits;
 use super::{Server, ServerHandle};
-use crate::broker::{CloseReason, ConnId, Outbox};
+use crate::broker::{CloseReason, ConnId, Outbox, PeerInfo};
 use crate::config::Config;
 use crate::protocol::{Connack, ConnectReturnCode, Packet};
 
@@ -37,6 +37,9 @@ struct Script {
     /// At shutdown, send each connection a QoS 0 PUBLISH with a payload of
     /// this many bytes.
     farewell: usize,
+    /// Write down `established` calls, with the transport and whether TLS
+    /// is on.
+    note_established: bool,
 }
 
 impl Script {
@@ -109,6 +112,13 @@ impl Core for Script {
 
     fn next_deadline(&self) -> Option<Instant> {
         self.deadlines.values().min().copied()
+    }
+
+    fn established(&mut self, _conn: ConnId, peer: PeerInfo<'_>) {
+        if self.note_established {
+            let tls = if peer.tls.is_some() { " tls" } else { "" };
+            self.note(format!("established {:?}{tls}", peer.transport));
+        }
     }
 
     fn reload(&mut self, _now: Instant, _out: &mut dyn Outbox) {
@@ -478,6 +488,45 @@ fn tcp_and_unix_listeners_run_together() {
     assert_eq!(read_n(&mut unix, 4), CONNACK_ACCEPTED);
     server.stop();
     assert!(!path.exists());
+}
+
+#[test]
+fn every_accepted_plain_connection_is_established_once_before_its_first_packet() {
+    let path = unix_path("established");
+    let config = Config {
+        tcp_enabled: true,
+        ip_port: 0,
+        ..unix_config(&path)
+    };
+    let script = Script {
+        note_established: true,
+        ..Script::default()
+    };
+    let server = start(&config, script);
+    let mut tcp = server.client();
+    tcp.write_all(&connect_bytes("t")).unwrap();
+    assert_eq!(read_n(&mut tcp, 4), CONNACK_ACCEPTED);
+    let mut unix = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    unix.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    unix.write_all(&connect_bytes("u")).unwrap();
+    assert_eq!(read_n(&mut unix, 4), CONNACK_ACCEPTED);
+    let log = server.stop();
+    let until_shutdown: Vec<&str> = log
+        .iter()
+        .map(String::as_str)
+        .take_while(|l| !l.starts_with("closed"))
+        .collect();
+    assert_eq!(
+        until_shutdown,
+        [
+            "open",
+            "established Tcp",
+            "CONNECT",
+            "open",
+            "established Unix",
+            "CONNECT"
+        ]
+    );
 }
 
 #[test]
