@@ -4,6 +4,7 @@
 //! What it must not know: sockets. The core hears of a connection through
 //! its [`ConnId`] and answers through an [`Outbox`].
 
+use std::io;
 use std::time::Instant;
 
 use crate::broker::{Broker, CloseReason, ConnId, Outbox, PeerInfo};
@@ -22,6 +23,18 @@ pub(crate) trait Core {
     /// one once its handshake completed, a dialled one once its connect
     /// did. Called once per connection.
     fn established(&mut self, _conn: ConnId, _peer: PeerInfo<'_>) {}
+    /// The connection the core asked for with [`Outbox::dial`] could not
+    /// be opened: `error` says why, and `conn` is gone (the core hears no
+    /// `closed` for it). A dial that fails at once is refused by `dial`
+    /// itself instead.
+    fn dial_failed(
+        &mut self,
+        _conn: ConnId,
+        _error: io::Error,
+        _now: Instant,
+        _out: &mut dyn Outbox,
+    ) {
+    }
     /// `SIGHUP` or [`ServerHandle::reload`](super::ServerHandle::reload):
     /// re-read what can change without a restart.
     fn reload(&mut self, _now: Instant, _out: &mut dyn Outbox) {}

@@ -226,6 +226,16 @@ impl<C: Core> EventLoop<C> {
         if conn.closing {
             return;
         }
+        if conn.connecting {
+            // Only the end of the connect is news; then the connection is
+            // like any other, and this event's readiness counts for it.
+            if !(writable || to_end) || !self.finish_connect(key, now) {
+                return;
+            }
+        }
+        let Some(conn) = self.conns.slab.get_mut(key) else {
+            return;
+        };
         if writable {
             conn.mark_dirty(&mut self.conns.dirty);
         }
@@ -380,7 +390,7 @@ impl<C: Core> EventLoop<C> {
                 continue;
             };
             conn.dirty = false;
-            if conn.connecting {
+            if conn.connecting && !conn.closing {
                 // Marked again once connected; its output waits till then.
                 continue;
             }

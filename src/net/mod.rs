@@ -59,6 +59,7 @@ mod accept;
 mod conn;
 mod connections;
 mod core;
+mod dial;
 mod event_loop;
 mod listener;
 mod outbox;

@@ -8,6 +8,9 @@
 //!
 //! Explained in docs/05-event-loop.md and docs/10-backpressure-and-limits.md.
 
+use std::io;
+use std::net::SocketAddr;
+
 use crate::broker::{ConnId, Outbox, Traffic};
 use crate::protocol::Packet;
 
@@ -70,6 +73,10 @@ impl Outbox for NetOutbox<'_> {
             c.closing = true;
             c.mark_dirty(&mut conns.dirty);
         }
+    }
+
+    fn dial(&mut self, addr: SocketAddr) -> io::Result<ConnId> {
+        self.conns.dial(addr)
     }
 
     fn traffic(&self) -> Traffic {

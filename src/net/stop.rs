@@ -62,15 +62,19 @@ impl<C: Core> EventLoop<C> {
         loop {
             let keys: Vec<usize> = self.conns.slab.iter().map(|(key, _)| key).collect();
             for key in keys {
+                // A dial still in progress has nobody to flush to yet.
+                if self.conns.slab.get(key).is_some_and(|c| c.connecting) {
+                    self.conns.remove(key);
+                    continue;
+                }
                 match self.conns.flush(key) {
                     Ok(()) => {
                         let Some(conn) = self.conns.slab.get(key) else {
                             continue;
                         };
                         // A TLS stream may still hold records of its own.
-                        if conn.output.is_empty() && !conn.stream.wants_write() {
-                            self.conns.remove(key);
-                        } else if self.conns.reregister(key, Interest::WRITABLE).is_err() {
+                        let done = conn.output.is_empty() && !conn.stream.wants_write();
+                        if done || self.conns.reregister(key, Interest::WRITABLE).is_err() {
                             self.conns.remove(key);
                         }
                     }
