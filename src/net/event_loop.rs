@@ -226,15 +226,18 @@ impl<C: Core> EventLoop<C> {
         if conn.closing {
             return;
         }
-        if conn.connecting {
+        let conn = if conn.connecting {
             // Only the end of the connect is news; then the connection is
             // like any other, and this event's readiness counts for it.
             if !(writable || to_end) || !self.finish_connect(key, now) {
                 return;
             }
-        }
-        let Some(conn) = self.conns.slab.get_mut(key) else {
-            return;
+            let Some(conn) = self.conns.slab.get_mut(key) else {
+                return;
+            };
+            conn
+        } else {
+            conn
         };
         if writable {
             conn.mark_dirty(&mut self.conns.dirty);
