@@ -39,16 +39,36 @@
 //! # Who owns what
 //!
 //! - `mod.rs`: [`Server`] and [`ServerHandle`], the API `main` and the tests
-//!   use, and the reserved tokens.
-//! - `listener.rs`: binding TCP and Unix listeners, accepting, and removing
-//!   the Unix socket file.
-//! - `stream.rs`: one transport type over TCP, Unix sockets and TLS.
+//!   use, and the reserved tokens (the waker, the signals, one per listener).
+//! - `listener.rs`: the listener table built from the config
+//!   (`listener_specs`), binding TCP and Unix listeners, accepting, and
+//!   removing the Unix socket file.
+//! - `stream.rs`: one transport type: a TCP or Unix socket with its layers
+//!   (none, or TLS).
 //! - `tls.rs`: the rustls configuration from `sol.conf`, and the
-//!   non-blocking TLS stream; `x509.rs` reads a client certificate's CN.
-//! - `conn.rs`: a connection's socket, decoder and buffers.
+//!   non-blocking TLS stream over any socket, server or client side;
+//!   `x509.rs` reads a certificate's CN.
+//! - `conn.rs`: a connection's socket, role (accepted or dialled), decoder
+//!   and buffers.
+//! - `connections.rs`: every connection, the dirty list and the traffic
+//!   counts, and the one way to get an outbox.
 //! - `outbox.rs`: the [`Outbox`](crate::broker::Outbox) the core writes into.
+//! - `core.rs`: what the loop needs from the core, and the [`Broker`]'s
+//!   answer to it.
+//! - `event_loop.rs`: the turn and its policy (reading, decoding, flushing),
+//!   reloads and signals; `accept.rs`: accepting clients; `dial.rs`:
+//!   connections the core dials out; `stop.rs`: a clean stop.
 //! - `signals.rs`: `SIGINT`, `SIGTERM` and `SIGHUP` as poll events.
-//! - `event_loop.rs`: the loop and its policy.
+//!
+//! # Telling the core about a connection
+//!
+//! An accepted connection is *opened* at once (`Core::open`:
+//! the core arms its connect timeout), and *established* once it carries
+//! MQTT: at once for a plain socket, after the handshake for TLS. The
+//! [`PeerInfo`](crate::broker::PeerInfo) it gets says where the peer is,
+//! over which socket, and what TLS proved. A connection the core dialled
+//! ([`Outbox::dial`](crate::broker::Outbox::dial)) is never opened: it is
+//! established when its connect completes, or reported failed.
 //!
 //! **Architecture Invariant:** nothing here knows MQTT beyond "bytes become
 //! packets": sessions, topics and the meaning of packets are the core's.
