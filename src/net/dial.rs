@@ -18,7 +18,9 @@
 //!
 //! The core never hears `open` for a dialled connection (no connect timeout
 //! is armed for it by the loop); a connect the kernel keeps trying for
-//! minutes is the core's to give up on, by closing the id.
+//! minutes is the core's to give up on, by closing the id. At a stop, a
+//! dial still in progress hears `closed` with `Shutdown`, like every other
+//! connection the core holds an id for.
 //!
 //! What it must not know: MQTT, or why the core dials.
 
