@@ -113,9 +113,8 @@ pub trait Outbox {
     /// replies (CONNACK first), not as a client's. The id is given at once,
     /// and what is sent to it meanwhile waits; the network layer answers
     /// later, with `established` once the connect completed or
-    /// `dial_failed` if it did not (see `src/net/dial.rs`). Err when the
-    /// connect fails at once, or when this outbox cannot dial (the default:
-    /// a test's).
+    /// `dial_failed` if it did not. Err when the connect fails at once, or
+    /// when this outbox cannot dial (the default: a test's).
     fn dial(&mut self, _addr: std::net::SocketAddr) -> std::io::Result<ConnId> {
         Err(std::io::ErrorKind::Unsupported.into())
     }
