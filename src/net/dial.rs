@@ -20,7 +20,9 @@
 //! is armed for it by the loop); a connect the kernel keeps trying for
 //! minutes is the core's to give up on, by closing the id. At a stop, a
 //! dial still in progress hears `closed` with `Shutdown`, like every other
-//! connection the core holds an id for.
+//! connection the core holds an id for. A dialled connection counts
+//! against `max_connections` when clients are accepted, but is never
+//! refused for it: the core asked for it.
 //!
 //! What it must not know: MQTT, or why the core dials.
 

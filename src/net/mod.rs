@@ -274,8 +274,8 @@ impl Server {
         Ok(())
     }
 
-    /// The plain TCP listener's address (with the real port when `ip_port`
-    /// was 0).
+    /// The first plain TCP listener's address (with the real port when
+    /// `ip_port` was 0).
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.listeners.iter().find_map(|l| match &l.socket {
             ListenSocket::Tcp(tcp) if l.tls.is_none() => tcp.local_addr().ok(),
@@ -283,8 +283,8 @@ impl Server {
         })
     }
 
-    /// The TLS listener's address (with the real port when `tls_port` was
-    /// 0).
+    /// The first TLS listener's address (with the real port when
+    /// `tls_port` was 0).
     pub fn tls_addr(&self) -> Option<SocketAddr> {
         self.listeners.iter().find_map(|l| match &l.socket {
             ListenSocket::Tcp(tcp) if l.tls.is_some() => tcp.local_addr().ok(),
@@ -292,7 +292,7 @@ impl Server {
         })
     }
 
-    /// The Unix socket listener's path.
+    /// The first Unix socket listener's path.
     pub fn unix_path(&self) -> Option<&Path> {
         self.listeners.iter().find_map(|l| match &l.socket {
             ListenSocket::Unix(_, file) => Some(file.path()),
