@@ -10,7 +10,7 @@
 //! [`crate::security`]'s; this module only asks them.
 //!
 //! It must not know about sockets or TLS libraries: the network layer hands
-//! in what the handshake proved ([`Broker::tls_established`]) as a plain
+//! in what the handshake proved ([`Broker::established`]) as a plain
 //! string. Like the rest of the core it never reads the clock.
 //!
 //! # The decision at CONNECT
@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 
-use super::{Broker, ClientState, ConnId, Outbox};
+use super::{Broker, ClientState, ConnId, Outbox, PeerInfo, TlsInfo};
 use crate::config::{ConfigPath, SecurityConfig};
 use crate::protocol::{Connect, ConnectReturnCode, TopicFilter, TopicName};
 use crate::security::acl;
@@ -242,11 +242,14 @@ impl Guard {
 }
 
 impl Broker {
-    /// The TLS handshake of `conn` has completed. `common_name` is the
+    /// `conn` carries MQTT from now on; over TLS, `peer.tls` holds the
     /// subject CN of the client's verified certificate, if it sent one. The
     /// network layer calls this before it decodes the connection's first
     /// byte of MQTT, so CONNECT always knows whether it came over TLS.
-    pub fn tls_established(&mut self, conn: ConnId, common_name: Option<String>) {
+    pub fn established(&mut self, conn: ConnId, peer: PeerInfo<'_>) {
+        let Some(TlsInfo { common_name }) = peer.tls else {
+            return;
+        };
         let pending = self
             .clients
             .get_mut(conn)

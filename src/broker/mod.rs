@@ -25,6 +25,7 @@
 mod connect;
 mod guard;
 mod memory;
+mod peer;
 mod publish;
 mod retry;
 mod stats;
@@ -53,6 +54,7 @@ use crate::session::Session;
 use crate::timer::{TimerId, TimerWheel};
 use crate::trie::{RetainedTrie, SubscriptionTrie};
 
+pub use peer::{PeerInfo, TlsInfo, Transport};
 pub use publish::Retained;
 pub use stats::Traffic;
 
@@ -106,6 +108,16 @@ pub trait Outbox {
     /// (best effort, bounded). The core sends it nothing more and expects no
     /// more packets from it.
     fn close(&mut self, conn: ConnId);
+    /// Asks the network layer to open a TCP connection to `addr`, as an
+    /// MQTT client (for bridges): its bytes are decoded as a broker's
+    /// replies (CONNACK first), not as a client's. The id is given at once,
+    /// and what is sent to it meanwhile waits; the network layer answers
+    /// later, with `established` once the connect completed or
+    /// `dial_failed` if it did not. Err when the connect fails at once, or
+    /// when this outbox cannot dial (the default: a test's).
+    fn dial(&mut self, _addr: std::net::SocketAddr) -> std::io::Result<ConnId> {
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
     /// What the network layer has read and written so far, and holds in
     /// output buffers now. An outbox that keeps no such counts (a test's)
     /// reports zeros.

@@ -14,10 +14,10 @@ use std::io::{self, Read, Write};
 use bytes::{Buf, BytesMut};
 use mio::Interest;
 
-use crate::broker::ConnId;
+use crate::broker::{ConnId, PeerInfo, TlsInfo, Transport};
 use crate::protocol::{encode, encoded_len, Decoder, Packet};
 
-use super::stream::Stream;
+use super::stream::{Socket, Stream};
 
 /// How much one read asks for when the decoder does not need more. Big
 /// enough to take a burst of small packets in one system call.
@@ -26,7 +26,19 @@ pub(crate) const READ_CHUNK: usize = 16 * 1024;
 /// The longest fixed header: one type byte and four remaining-length bytes.
 const MAX_HEADER: usize = 5;
 
-/// Everything the network layer knows about one client.
+/// Which end of MQTT this side of a connection is, which decides what its
+/// decoder accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Accepted from a listener: the peer is a client, and its first
+    /// packet must be CONNECT.
+    Server,
+    /// Dialled out: the peer is a broker, and sends CONNACK, PUBLISH and
+    /// the other server-to-client packets.
+    Client,
+}
+
+/// Everything the network layer knows about one connection.
 pub(crate) struct Connection {
     pub(crate) id: ConnId,
     pub(crate) stream: Stream,
@@ -56,6 +68,9 @@ pub(crate) struct Connection {
     pub(crate) ready: bool,
     /// Input is paused because `output` went above the high-water mark.
     pub(crate) throttled: bool,
+    /// A dialled socket whose connect has not completed: nothing is read
+    /// from it or written to it yet, and what the core queues waits.
+    pub(crate) connecting: bool,
     /// What the socket is registered for right now.
     pub(crate) interest: Interest,
     /// The most one read asks for: a whole packet of the largest size allowed.
@@ -66,14 +81,19 @@ impl Connection {
     pub(crate) fn new(
         id: ConnId,
         stream: Stream,
-        peer: String,
+        peer: &str,
+        role: Role,
         max_request_size: usize,
     ) -> Connection {
+        let decoder = match role {
+            Role::Server => Decoder::new(max_request_size),
+            Role::Client => Decoder::client(max_request_size),
+        };
         Connection {
             id,
             stream,
-            peer: peer.into_boxed_str(),
-            decoder: Decoder::new(max_request_size),
+            peer: Box::from(peer),
+            decoder,
             input: BytesMut::new(),
             output: BytesMut::new(),
             closing: false,
@@ -83,6 +103,7 @@ impl Connection {
             read_to_end: false,
             ready: false,
             throttled: false,
+            connecting: false,
             interest: Interest::READABLE,
             max_read: max_request_size.saturating_add(MAX_HEADER).max(READ_CHUNK),
         }
@@ -117,6 +138,19 @@ impl Connection {
             self.readable = false;
         }
         Ok(n)
+    }
+
+    /// What the core is told of the other end, with what a TLS handshake
+    /// proved, if there was one.
+    pub(crate) fn peer_info(&self, tls: Option<TlsInfo>) -> PeerInfo<'_> {
+        PeerInfo {
+            addr: &self.peer,
+            transport: match self.stream.socket() {
+                Socket::Tcp(_) => Transport::Tcp,
+                Socket::Unix(_) => Transport::Unix,
+            },
+            tls,
+        }
     }
 
     /// Encodes `packet` onto the end of the output buffer.
@@ -343,7 +377,13 @@ mod tests {
     fn unix_pair() -> (Connection, mio::net::UnixStream) {
         let (ours, theirs) = mio::net::UnixStream::pair().unwrap();
         let id = ConnId { key: 0, serial: 1 };
-        let conn = Connection::new(id, Stream::Unix(ours), "unix".to_string(), 1024);
+        let conn = Connection::new(
+            id,
+            Stream::Plain(Socket::Unix(ours)),
+            "unix",
+            Role::Server,
+            1024,
+        );
         (conn, theirs)
     }
 

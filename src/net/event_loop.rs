@@ -1,8 +1,10 @@
 //! The poll loop: one turn after another until shutdown.
 //!
 //! See the [module docs](super) for the shape of a turn. This file owns the
-//! policy: how much is read from whom, when input pauses, when a connection
-//! goes away and whether the broker hears of it.
+//! turn and its policy: how much is read from whom, when input pauses, when
+//! a connection goes away and whether the core hears of it, and the one
+//! flush per connection that ends the turn. Accepting is `accept.rs`'s, a
+//! clean stop `stop.rs`'s.
 //!
 //! Explained in docs/05-event-loop.md and docs/10-backpressure-and-limits.md.
 
@@ -12,104 +14,31 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
-use mio::{Events, Interest, Poll, Token};
-use slab::Slab;
+use mio::{Events, Poll, Token};
 
-use crate::broker::{Broker, CloseReason, ConnId, Outbox, Traffic, OUTPUT_HIGH_WATER};
-use crate::protocol::{DecodeError, Packet};
+use crate::broker::{CloseReason, ConnId, Outbox, TlsInfo, OUTPUT_HIGH_WATER};
+use crate::protocol::DecodeError;
 
-use super::conn::Connection;
+use super::accept::open_spare_fd;
+use super::connections::{flush_counted, Connections};
+use super::core::Core;
 use super::listener::Listener;
-use super::outbox::{live, NetOutbox};
 use super::signals::SignalSource;
-use super::stream::Stream;
-use super::{Shared, FIRST_RESERVED, SIGNALS, WAKER};
+use super::{first_reserved, listener_index, Shared, SIGNALS, WAKER};
 
 /// The most bytes read from one connection in one turn. A client that sends
 /// without pause is put in the ready list and served again next turn, after
 /// everybody else had their go.
 pub(crate) const READ_BUDGET: usize = 256 * 1024;
 
-/// Slack above the most that fan-out alone can queue for a connection (see
-/// [`Limits::new`]): the room a client's own replies get before its input
-/// is paused.
-pub(crate) const HIGH_WATER: usize = 1024 * 1024;
-
-/// The most clients accepted from one listener in one turn, for the same
-/// reason: a connection storm must not starve the clients already in.
-pub(crate) const ACCEPT_BUDGET: usize = 256;
-
-/// How long accepting pauses after an error such as `EMFILE`. The waiting
-/// clients stay in the kernel's backlog meanwhile.
-pub(crate) const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// How far a connection's buffered output may go past the most that
+/// fan-out alone can queue for it (see [`Limits::new`]) before the loop
+/// stops reading from it: the room its own replies get.
+pub(crate) const PAUSE_INPUT_SLACK: usize = 1024 * 1024;
 
 /// How many readiness events one poll returns at most; more simply wait for
 /// the next turn.
 const EVENTS_CAPACITY: usize = 1024;
-
-/// How long a clean shutdown keeps trying to write what is buffered for
-/// clients. A client that does not read in that time loses the rest: a
-/// broker asked to stop must stop.
-pub(crate) const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
-
-/// What the loop needs from the protocol core. [`Broker`] is the real one;
-/// the loop's tests drive it with a scripted one.
-pub(crate) trait Core {
-    fn open(&mut self, conn: ConnId, peer: &str, now: Instant);
-    fn packet(&mut self, conn: ConnId, packet: Packet, now: Instant, out: &mut dyn Outbox);
-    fn closed(&mut self, conn: ConnId, reason: CloseReason, now: Instant, out: &mut dyn Outbox);
-    fn next_deadline(&self) -> Option<Instant>;
-    fn tick(&mut self, now: Instant, out: &mut dyn Outbox);
-    /// The TLS handshake of `conn` completed, before any of its MQTT bytes
-    /// are decoded; `common_name` is its verified certificate's subject CN.
-    fn tls_established(&mut self, _conn: ConnId, _common_name: Option<String>) {}
-    /// `SIGHUP` or [`ServerHandle::reload`](super::ServerHandle::reload):
-    /// re-read what can change without a restart.
-    fn reload(&mut self, _now: Instant, _out: &mut dyn Outbox) {}
-    /// The server is stopping: every connection is about to be closed with
-    /// [`CloseReason::Shutdown`]. The place to log a summary.
-    fn shutdown(&mut self, _now: Instant, _out: &mut dyn Outbox) {}
-}
-
-impl Core for Broker {
-    fn open(&mut self, conn: ConnId, peer: &str, now: Instant) {
-        Broker::open(self, conn, peer, now);
-    }
-    fn packet(&mut self, conn: ConnId, packet: Packet, now: Instant, out: &mut dyn Outbox) {
-        Broker::packet(self, conn, packet, now, out);
-    }
-    fn closed(&mut self, conn: ConnId, reason: CloseReason, now: Instant, out: &mut dyn Outbox) {
-        Broker::closed(self, conn, reason, now, out);
-    }
-    fn next_deadline(&self) -> Option<Instant> {
-        Broker::next_deadline(self)
-    }
-    fn tick(&mut self, now: Instant, out: &mut dyn Outbox) {
-        Broker::tick(self, now, out);
-    }
-    fn tls_established(&mut self, conn: ConnId, common_name: Option<String>) {
-        Broker::tls_established(self, conn, common_name);
-    }
-    fn reload(&mut self, now: Instant, out: &mut dyn Outbox) {
-        Broker::reload(self, now, out);
-    }
-    fn shutdown(&mut self, now: Instant, out: &mut dyn Outbox) {
-        Broker::shutdown(self, now, out);
-    }
-}
-
-/// Whether an `accept` failed because the process (`EMFILE`) or the
-/// system (`ENFILE`) has no file descriptor left.
-fn out_of_descriptors(error: &io::Error) -> bool {
-    const ENFILE: i32 = 23;
-    const EMFILE: i32 = 24;
-    matches!(error.raw_os_error(), Some(ENFILE | EMFILE))
-}
-
-/// The reserve descriptor: `/dev/null`, which every Unix has.
-fn open_spare_fd() -> Option<std::fs::File> {
-    std::fs::File::open("/dev/null").ok()
-}
 
 /// The poll timeout for a deadline: the time left, rounded *up* to the next
 /// millisecond. Rounding down would turn a deadline 0.3 ms away into a zero
@@ -128,14 +57,15 @@ pub(crate) struct Limits {
     pub(crate) max_request_size: usize,
     /// See [`READ_BUDGET`].
     pub(crate) read_budget: usize,
-    /// See [`HIGH_WATER`].
-    pub(crate) high_water: usize,
+    /// Buffered output, in bytes, past which the loop stops reading from a
+    /// connection until its socket drains it below again.
+    pub(crate) pause_input_at: usize,
     /// Connections open at once (`max_connections`); `None` for no limit.
     pub(crate) max_connections: Option<usize>,
 }
 
 impl Limits {
-    /// Output queued above `high_water` stops the connection's input from
+    /// Output queued above `pause_input_at` stops the connection's input from
     /// being read and decoded until the socket drains it below again: a
     /// client that sends faster than it reads (PINGREQ after PINGREQ, never
     /// reading a PINGRESP) must not make the broker queue without bound.
@@ -149,9 +79,9 @@ impl Limits {
         Limits {
             max_request_size,
             read_budget: READ_BUDGET,
-            high_water: OUTPUT_HIGH_WATER
+            pause_input_at: OUTPUT_HIGH_WATER
                 .saturating_add(max_request_size)
-                .saturating_add(HIGH_WATER),
+                .saturating_add(PAUSE_INPUT_SLACK),
             max_connections: None,
         }
     }
@@ -159,34 +89,28 @@ impl Limits {
 
 /// The loop's whole state.
 pub(crate) struct EventLoop<C: Core> {
-    poll: Poll,
-    events: Events,
-    listeners: Vec<Listener>,
-    conns: Slab<Connection>,
-    /// Connections with output to flush at the end of this turn.
-    dirty: Vec<ConnId>,
+    pub(super) poll: Poll,
+    pub(super) events: Events,
+    pub(super) listeners: Vec<Listener>,
+    pub(super) conns: Connections,
     /// Connections whose input must be serviced next turn without waiting
     /// for an event: their read budget ran out, or their throttle lifted.
-    ready: Vec<ConnId>,
-    next_serial: u64,
-    limits: Limits,
+    pub(super) ready: Vec<ConnId>,
+    pub(super) limits: Limits,
     shared: Arc<Shared>,
-    core: C,
+    pub(super) core: C,
     /// The signal pipe, when the process asked for signals.
     pub(crate) signals: Option<SignalSource>,
-    /// Bytes read, written and buffered, for the core's statistics and its
-    /// memory limit.
-    traffic: Traffic,
     /// Connections refused for `max_connections` since the last one
     /// accepted: the first of a burst is logged as a warning, the rest
     /// only at DEBUG.
-    refused: u64,
+    pub(super) refused: u64,
     /// Connections refused for want of file descriptors since the last one
     /// accepted, logged like `refused`.
-    out_of_fds: u64,
+    pub(super) out_of_fds: u64,
     /// A descriptor held in reserve for refusing clients once the process
     /// runs out (see `refuse_with_spare_fd`).
-    spare_fd: Option<std::fs::File>,
+    pub(super) spare_fd: Option<std::fs::File>,
 }
 
 impl<C: Core> EventLoop<C> {
@@ -196,24 +120,24 @@ impl<C: Core> EventLoop<C> {
         shared: Arc<Shared>,
         limits: Limits,
         core: C,
-    ) -> EventLoop<C> {
-        EventLoop {
+    ) -> io::Result<EventLoop<C>> {
+        let registry = poll.registry().try_clone()?;
+        let key_limit = first_reserved(listeners.len());
+        let conns = Connections::new(registry, key_limit, limits.max_request_size);
+        Ok(EventLoop {
             poll,
             events: Events::with_capacity(EVENTS_CAPACITY),
             listeners,
-            conns: Slab::new(),
-            dirty: Vec::new(),
+            conns,
             ready: Vec::new(),
-            next_serial: 0,
             limits,
             shared,
             core,
             signals: None,
-            traffic: Traffic::default(),
             refused: 0,
             out_of_fds: 0,
             spare_fd: open_spare_fd(),
-        }
+        })
     }
 
     /// Turns until shutdown is requested. Only a failing `poll` is fatal.
@@ -245,7 +169,7 @@ impl<C: Core> EventLoop<C> {
         // Those who waited go first: served after the new events, a throttled
         // connection would find its output refilled by them every turn.
         for id in ready {
-            if let Some(conn) = live(&mut self.conns, id) {
+            if let Some(conn) = self.conns.live(id) {
                 conn.ready = false;
                 self.service_input(id.key, now);
             }
@@ -260,7 +184,7 @@ impl<C: Core> EventLoop<C> {
                 self.signal_event();
                 continue;
             }
-            if let Some(index) = self.listeners.iter().position(|l| l.token.0 == key) {
+            if let Some(index) = listener_index(event.token(), self.listeners.len()) {
                 self.listener_event(index, now);
                 continue;
             }
@@ -270,10 +194,7 @@ impl<C: Core> EventLoop<C> {
         }
         self.events = events;
         self.accept_due(now);
-        self.core.tick(
-            now,
-            &mut NetOutbox::new(&mut self.conns, &mut self.dirty, &mut self.traffic),
-        );
+        self.core.tick(now, &mut self.conns.outbox());
         self.flush_dirty(now);
     }
 
@@ -288,161 +209,6 @@ impl<C: Core> EventLoop<C> {
         first.map(|deadline| timeout_until(now, deadline))
     }
 
-    // ----- accepting
-
-    fn listener_event(&mut self, index: usize, now: Instant) {
-        let paused = self
-            .listeners
-            .get(index)
-            .and_then(|l| l.retry_at)
-            .is_some_and(|at| now < at);
-        // While paused the retry timer decides; accepting now would fail the
-        // same way, once per new client.
-        if !paused {
-            self.accept_from(index, now);
-        }
-    }
-
-    fn accept_due(&mut self, now: Instant) {
-        for index in 0..self.listeners.len() {
-            let due = self
-                .listeners
-                .get(index)
-                .is_some_and(|l| l.backlog || l.retry_at.is_some_and(|at| at <= now));
-            if due {
-                self.accept_from(index, now);
-            }
-        }
-    }
-
-    /// Accepts until `WouldBlock` (edge-triggered: no new event would come
-    /// for clients left waiting), an error, or the budget runs out.
-    fn accept_from(&mut self, index: usize, now: Instant) {
-        for _ in 0..ACCEPT_BUDGET {
-            let Some(listener) = self.listeners.get_mut(index) else {
-                return;
-            };
-            listener.backlog = false;
-            match listener.accept() {
-                Ok((stream, peer)) => {
-                    listener.retry_at = None;
-                    self.open(stream, peer, now);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    listener.retry_at = None;
-                    return;
-                }
-                // The client gave up before we got to it; others may wait.
-                Err(e)
-                    if e.kind() == io::ErrorKind::Interrupted
-                        || e.kind() == io::ErrorKind::ConnectionAborted => {}
-                Err(e) if out_of_descriptors(&e) && self.spare_fd.is_some() => {
-                    // Linux reserves the descriptor before it looks at the
-                    // backlog: EMFILE comes even with nobody waiting. Only
-                    // an accept made with the reserve freed tells which.
-                    if !self.refuse_with_spare_fd(index) {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    if self.spare_fd.is_none() {
-                        self.spare_fd = open_spare_fd();
-                    }
-                    if listener.retry_at.is_none() {
-                        warn!("accept failed, retrying in {ACCEPT_RETRY:?}: {e}");
-                    }
-                    listener.retry_at = Some(now.checked_add(ACCEPT_RETRY).unwrap_or(now));
-                    return;
-                }
-            }
-        }
-        if let Some(listener) = self.listeners.get_mut(index) {
-            listener.backlog = true;
-        }
-    }
-
-    /// Out of file descriptors, a waiting client cannot even be accepted to
-    /// be told no: it would sit in the backlog, connected as far as its
-    /// kernel knows, and never hear back. So the loop keeps one descriptor
-    /// in reserve: it gives it up, accepts the client, closes it at once,
-    /// and takes the reserve back. The client sees its connection closed;
-    /// the clients already in are not disturbed.
-    ///
-    /// Returns whether a client was refused; false means nobody was waiting
-    /// (or the accept failed again), and the caller stops accepting until
-    /// the listener's next event.
-    fn refuse_with_spare_fd(&mut self, index: usize) -> bool {
-        self.spare_fd = None;
-        let refused = match self.listeners.get_mut(index).map(|l| l.accept()) {
-            Some(Ok((stream, peer))) => {
-                self.out_of_fds += 1;
-                if self.out_of_fds == 1 {
-                    warn!("refusing {peer}: out of file descriptors");
-                } else {
-                    debug!("refusing {peer}: out of file descriptors");
-                }
-                drop(stream);
-                true
-            }
-            _ => false,
-        };
-        self.spare_fd = open_spare_fd();
-        refused
-    }
-
-    fn open(&mut self, stream: Stream, peer: String, now: Instant) {
-        if let Some(max) = self.limits.max_connections {
-            if self.conns.len() >= max {
-                // As mosquitto does: accept, then close at once. The client
-                // sees its connection closed rather than waiting in the
-                // backlog, and the clients already in are not disturbed.
-                self.refused += 1;
-                if self.refused == 1 {
-                    warn!("refusing {peer}: max_connections ({max}) reached");
-                } else {
-                    debug!("refusing {peer}: max_connections ({max}) reached");
-                }
-                drop(stream);
-                return;
-            }
-        }
-        if self.refused > 0 {
-            info!(
-                "accepting again after refusing {} connection(s) for max_connections",
-                self.refused
-            );
-            self.refused = 0;
-        }
-        if self.out_of_fds > 0 {
-            info!(
-                "accepting again after refusing {} connection(s) for want of file descriptors",
-                self.out_of_fds
-            );
-            self.out_of_fds = 0;
-        }
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        if key >= FIRST_RESERVED {
-            warn!("refusing {peer}: no connection token left");
-            return;
-        }
-        let id = ConnId {
-            key,
-            serial: self.next_serial,
-        };
-        // At a million connections a second a u64 lasts 584,000 years.
-        self.next_serial = self.next_serial.wrapping_add(1);
-        let mut conn = Connection::new(id, stream, peer, self.limits.max_request_size);
-        let registry = self.poll.registry();
-        if let Err(e) = registry.register(&mut conn.stream, Token(key), Interest::READABLE) {
-            warn!("refusing {}: cannot register its socket: {e}", conn.peer);
-            return;
-        }
-        debug!("accepted {} as connection {key}:{}", conn.peer, id.serial);
-        let conn = entry.insert(conn);
-        self.core.open(id, &conn.peer, now);
-    }
-
     // ----- reading
 
     fn conn_event(
@@ -454,14 +220,27 @@ impl<C: Core> EventLoop<C> {
         now: Instant,
     ) {
         // A vacant key: an event for a connection closed earlier this turn.
-        let Some(conn) = self.conns.get_mut(key) else {
+        let Some(conn) = self.conns.slab.get_mut(key) else {
             return;
         };
         if conn.closing {
             return;
         }
+        let conn = if conn.connecting {
+            // Only the end of the connect is news; then the connection is
+            // like any other, and this event's readiness counts for it.
+            if !(writable || to_end) || !self.finish_connect(key, now) {
+                return;
+            }
+            let Some(conn) = self.conns.slab.get_mut(key) else {
+                return;
+            };
+            conn
+        } else {
+            conn
+        };
         if writable {
-            conn.mark_dirty(&mut self.dirty);
+            conn.mark_dirty(&mut self.conns.dirty);
         }
         if readable {
             conn.readable = true;
@@ -485,7 +264,7 @@ impl<C: Core> EventLoop<C> {
             if !self.decode_buffered(key, now) {
                 return;
             }
-            let Some(conn) = self.conns.get_mut(key) else {
+            let Some(conn) = self.conns.slab.get_mut(key) else {
                 return;
             };
             if !conn.readable {
@@ -500,8 +279,8 @@ impl<C: Core> EventLoop<C> {
                 Ok(0) => return self.lost(key, CloseReason::PeerClosed, now),
                 Ok(n) => {
                     budget = budget.saturating_sub(n);
-                    self.traffic.bytes_received =
-                        self.traffic.bytes_received.saturating_add(n as u64);
+                    let traffic = &mut self.conns.traffic;
+                    traffic.bytes_received = traffic.bytes_received.saturating_add(n as u64);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.readable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -516,15 +295,15 @@ impl<C: Core> EventLoop<C> {
     /// records for the peer (handshake replies, alerts), which this turn's
     /// flush writes.
     fn after_read(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else {
+        let Some(conn) = self.conns.slab.get_mut(key) else {
             return;
         };
         if conn.stream.wants_write() {
-            conn.mark_dirty(&mut self.dirty);
+            conn.mark_dirty(&mut self.conns.dirty);
         }
         if let Some(common_name) = conn.stream.take_tls_established() {
-            let id = conn.id;
-            self.core.tls_established(id, common_name);
+            let peer = conn.peer_info(Some(TlsInfo { common_name }));
+            self.core.established(conn.id, peer);
         }
     }
 
@@ -532,13 +311,13 @@ impl<C: Core> EventLoop<C> {
     /// false when the connection must not be read further this turn.
     fn decode_buffered(&mut self, key: usize, now: Instant) -> bool {
         loop {
-            let Some(conn) = self.conns.get_mut(key) else {
+            let Some(conn) = self.conns.slab.get_mut(key) else {
                 return false;
             };
             if conn.closing {
                 return false;
             }
-            if conn.output.len() >= self.limits.high_water {
+            if conn.output.len() >= self.limits.pause_input_at {
                 debug!("connection {key}: input paused, output above high water");
                 conn.throttled = true;
                 return false;
@@ -548,8 +327,7 @@ impl<C: Core> EventLoop<C> {
             // the core write into every connection's output, this one's too.
             match conn.decoder.decode(&mut conn.input) {
                 Ok(Some(packet)) => {
-                    let mut out =
-                        NetOutbox::new(&mut self.conns, &mut self.dirty, &mut self.traffic);
+                    let mut out = self.conns.outbox();
                     self.core.packet(id, packet, now, &mut out);
                 }
                 Ok(None) => return true,
@@ -565,7 +343,7 @@ impl<C: Core> EventLoop<C> {
     /// connection; if it did not, the loop does, as the decoder cannot go on.
     fn protocol_error(&mut self, id: ConnId, error: DecodeError, now: Instant) {
         debug!("connection {}: {error:?}", id.key);
-        let mut out = NetOutbox::new(&mut self.conns, &mut self.dirty, &mut self.traffic);
+        let mut out = self.conns.outbox();
         self.core
             .closed(id, CloseReason::Protocol(error), now, &mut out);
         out.close(id);
@@ -574,43 +352,22 @@ impl<C: Core> EventLoop<C> {
     /// The socket is gone (peer closed or failed): the core hears of it,
     /// then the connection is removed at once.
     fn lost(&mut self, key: usize, reason: CloseReason, now: Instant) {
-        let Some(conn) = self.conns.get(key) else {
+        let Some(conn) = self.conns.slab.get(key) else {
             return;
         };
         let id = conn.id;
         debug!("connection {key} ({}): {reason:?}", conn.peer);
         let half_closed = matches!(reason, CloseReason::PeerClosed);
-        self.core.closed(
-            id,
-            reason,
-            now,
-            &mut NetOutbox::new(&mut self.conns, &mut self.dirty, &mut self.traffic),
-        );
+        self.core.closed(id, reason, now, &mut self.conns.outbox());
         // A peer that only shut down its sending side still reads: replies
         // already queued for it (a CONNACK, a SUBACK) go out with the last
         // flush of this turn. A socket that failed is dropped at once.
-        match self.conns.get_mut(key) {
+        match self.conns.slab.get_mut(key) {
             Some(conn) if half_closed => {
                 conn.closing = true;
-                conn.mark_dirty(&mut self.dirty);
+                conn.mark_dirty(&mut self.conns.dirty);
             }
-            _ => self.remove(key),
-        }
-    }
-
-    fn remove(&mut self, key: usize) {
-        if let Some(mut conn) = self.conns.try_remove(key) {
-            // What was never written is memory no longer held.
-            self.traffic.output_buffered = self
-                .traffic
-                .output_buffered
-                .saturating_sub(conn.output.len());
-            if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
-                debug!("connection {key}: deregister: {e}");
-            }
-            // Ignored: the peer may have closed first (ENOTCONN).
-            let _ = conn.stream.shutdown();
-            debug!("closed connection {key}:{} ({})", conn.id.serial, conn.peer);
+            _ => self.conns.remove(key),
         }
     }
 
@@ -627,27 +384,33 @@ impl<C: Core> EventLoop<C> {
         // subscribers of what it published (`Outbox::write_after_others`):
         // a PUBLISH routed to a subscriber goes out before the PUBACK to its
         // publisher, so the delivery is not kept waiting behind a write (and
-        // the wake-up of the publisher) that nobody downstream needs first. A connection marked during the loop (a
+        // the wake-up of the publisher) that nobody downstream needs first. A
+        // connection marked during the loop (a
         // will, sent when a failed flush ends a connection) is flushed too.
         // A connection moved to the back (`mark_dirty_last`) is flushed at
         // its last entry only.
         let mut next = 0;
-        while let Some(&id) = self.dirty.get(next) {
+        while let Some(&id) = self.conns.dirty.get(next) {
             let index = next;
             next += 1;
-            let Some(conn) = live(&mut self.conns, id) else {
+            let conns = &mut self.conns;
+            let Some(conn) = conns.slab.get_mut(id.key).filter(|c| c.id == id) else {
                 continue;
             };
             if !conn.flushes_at(index) {
                 continue;
             }
             conn.dirty = false;
-            let flushed = flush_counted(conn, &mut self.traffic);
+            if conn.connecting && !conn.closing {
+                // Marked again once connected; its output waits till then.
+                continue;
+            }
+            let flushed = flush_counted(conn, &mut conns.traffic);
             if conn.closing {
                 if let Err(e) = flushed {
                     debug!("connection {}: last flush: {e}", id.key);
                 }
-                self.remove(id.key);
+                self.conns.remove(id.key);
                 continue;
             }
             if let Err(e) = flushed {
@@ -658,23 +421,24 @@ impl<C: Core> EventLoop<C> {
                 self.lost(id.key, CloseReason::Io(e), now);
             }
         }
-        self.dirty.clear();
+        self.conns.dirty.clear();
     }
 
     /// After a flush: asks for `WRITABLE` only while output is left, lifts
     /// the input throttle once output is below the mark, frees idle buffers.
     fn update_interest(&mut self, key: usize) -> io::Result<()> {
-        let Some(conn) = self.conns.get_mut(key) else {
+        let conns = &mut self.conns;
+        let Some(conn) = conns.slab.get_mut(key) else {
             return Ok(());
         };
         let wanted = conn.wanted_interest();
         if wanted != conn.interest {
-            self.poll
-                .registry()
+            conns
+                .registry
                 .reregister(&mut conn.stream, Token(key), wanted)?;
             conn.interest = wanted;
         }
-        if conn.throttled && conn.output.len() < self.limits.high_water {
+        if conn.throttled && conn.output.len() < self.limits.pause_input_at {
             debug!("connection {key}: input resumed");
             conn.throttled = false;
             conn.mark_ready(&mut self.ready);
@@ -718,7 +482,7 @@ impl<C: Core> EventLoop<C> {
             Err(e) => warn!("could not reopen the log file, still using the old one: {e}"),
         }
         info!("Reloading the password, ACL and certificate files.");
-        let mut out = NetOutbox::new(&mut self.conns, &mut self.dirty, &mut self.traffic);
+        let mut out = self.conns.outbox();
         self.core.reload(now, &mut out);
         for listener in &mut self.listeners {
             if let Some(acceptor) = &mut listener.tls {
@@ -732,104 +496,6 @@ impl<C: Core> EventLoop<C> {
         }
         self.flush_dirty(now);
     }
-
-    // ----- stopping
-
-    /// A clean stop: stop accepting, tell the core (which logs its summary)
-    /// and that every connection is going, then keep writing what is
-    /// buffered for clients for at most [`SHUTDOWN_FLUSH`].
-    fn stop(&mut self, now: Instant) {
-        // Dropping a listener closes it (and removes its Unix socket file):
-        // a client connecting from now on is refused by the kernel.
-        // Closing the descriptor also takes it out of the poll.
-        self.listeners.clear();
-        self.core.shutdown(
-            now,
-            &mut NetOutbox::new(&mut self.conns, &mut self.dirty, &mut self.traffic),
-        );
-        let ids: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, conn)| !conn.closing)
-            .map(|(_, conn)| conn.id)
-            .collect();
-        let connections = self.conns.len();
-        for id in ids {
-            let mut out = NetOutbox::new(&mut self.conns, &mut self.dirty, &mut self.traffic);
-            self.core.closed(id, CloseReason::Shutdown, now, &mut out);
-        }
-        let sent_before = self.traffic.bytes_sent;
-        let deadline = now.checked_add(SHUTDOWN_FLUSH).unwrap_or(now);
-        self.drain_output(deadline);
-        let unsent = self.traffic.output_buffered;
-        for key in self.conns.iter().map(|(key, _)| key).collect::<Vec<_>>() {
-            self.remove(key);
-        }
-        self.dirty.clear();
-        self.ready.clear();
-        info!(
-            "event loop stopped: {connections} connection(s) closed, {} bytes flushed, \
-             {unsent} bytes left unsent",
-            self.traffic.bytes_sent.saturating_sub(sent_before)
-        );
-    }
-
-    /// Writes buffered output until none is left or `deadline` passes,
-    /// polling for writability in between. A connection whose output is all
-    /// written, or whose socket fails, is closed at once.
-    fn drain_output(&mut self, deadline: Instant) {
-        loop {
-            let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
-            for key in keys {
-                let Some(conn) = self.conns.get_mut(key) else {
-                    continue;
-                };
-                match flush_counted(conn, &mut self.traffic) {
-                    // A TLS stream may still hold records of its own.
-                    Ok(()) if conn.output.is_empty() && !conn.stream.wants_write() => {
-                        self.remove(key)
-                    }
-                    Ok(()) => {
-                        let interest = Interest::WRITABLE;
-                        if conn.interest != interest {
-                            let registry = self.poll.registry();
-                            match registry.reregister(&mut conn.stream, Token(key), interest) {
-                                Ok(()) => conn.interest = interest,
-                                Err(_) => self.remove(key),
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        debug!("connection {key}: flush at shutdown: {e}");
-                        self.remove(key);
-                    }
-                }
-            }
-            let now = Instant::now();
-            if self.conns.is_empty() || now >= deadline {
-                return;
-            }
-            let timeout = timeout_until(now, deadline);
-            match self.poll.poll(&mut self.events, Some(timeout)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    debug!("poll while flushing at shutdown: {e}");
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// Flushes `conn`, counting what was written.
-fn flush_counted(conn: &mut Connection, traffic: &mut Traffic) -> io::Result<()> {
-    let before = conn.output.len();
-    let result = conn.flush();
-    let written = before.saturating_sub(conn.output.len());
-    traffic.bytes_sent = traffic.bytes_sent.saturating_add(written as u64);
-    traffic.output_buffered = traffic.output_buffered.saturating_sub(written);
-    result
 }
 
 #[cfg(test)]

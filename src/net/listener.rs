@@ -1,5 +1,12 @@
-//! Listening sockets: binding them the way the config asks, accepting from
-//! them, and cleaning up the Unix socket file afterwards.
+//! Listening sockets: the table of listeners the config asks for, binding
+//! them, accepting from them, and cleaning up the Unix socket file
+//! afterwards.
+//!
+//! The table ([`listener_specs`]) is the one place that turns `sol.conf`
+//! into listeners; everything after it (binding, tokens, accepting, the
+//! TLS layer, the addresses [`Server`](super::Server) reports) works from a
+//! [`ListenerSpec`] alone, so a new kind of listener entry is one more
+//! element pushed there.
 //!
 //! Sockets are built with `socket2` rather than `mio`'s own `bind` because the
 //! config chooses the listen backlog, which `mio` does not expose.
@@ -15,11 +22,67 @@ use std::time::Instant;
 
 use log::debug;
 use mio::net::{TcpListener, UnixListener};
-use mio::Token;
-use socket2::{Domain, SockAddr, Socket, Type};
+use mio::{Interest, Registry, Token};
+use socket2::{Domain, SockAddr, Type};
 
-use super::stream::Stream;
+use super::stream::{Socket, Stream};
 use super::tls::TlsAcceptor;
+use crate::config::{Config, SecurityConfig};
+
+/// Where a listener listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ListenerKind {
+    /// A TCP port on `address` (an IP address or a host name; 0 picks a
+    /// free port).
+    Tcp { address: String, port: u16 },
+    /// A Unix domain socket at `path`.
+    Unix { path: PathBuf },
+}
+
+/// One entry of the listener table: where to listen and which layers go
+/// over every stream it accepts. A WebSocket flag joins TLS here when
+/// WebSocket listeners come.
+#[derive(Clone, Debug)]
+pub(crate) struct ListenerSpec {
+    pub(crate) kind: ListenerKind,
+    /// The `listen(2)` backlog.
+    pub(crate) backlog: u32,
+    /// TLS over every accepted stream, with the certificate settings these
+    /// carry (`certfile`, `keyfile`, `cafile`, versions).
+    pub(crate) tls: Option<SecurityConfig>,
+}
+
+/// Every listener `config` asks for, in the order they are bound and
+/// logged: the plain TCP port, the Unix socket, the TLS port.
+pub(crate) fn listener_specs(config: &Config) -> Vec<ListenerSpec> {
+    let mut specs = Vec::new();
+    let tcp = |port| ListenerKind::Tcp {
+        address: config.ip_address.clone(),
+        port,
+    };
+    if config.tcp_enabled {
+        specs.push(ListenerSpec {
+            kind: tcp(config.ip_port),
+            backlog: config.tcp_backlog,
+            tls: None,
+        });
+    }
+    if let Some(path) = &config.unix_socket {
+        specs.push(ListenerSpec {
+            kind: ListenerKind::Unix { path: path.clone() },
+            backlog: config.tcp_backlog,
+            tls: None,
+        });
+    }
+    if let Some(port) = config.security.tls_port {
+        specs.push(ListenerSpec {
+            kind: tcp(port),
+            backlog: config.tcp_backlog,
+            tls: Some(config.security.clone()),
+        });
+    }
+    specs
+}
 
 /// A listening socket and what the loop remembers about accepting from it.
 pub(crate) struct Listener {
@@ -32,7 +95,7 @@ pub(crate) struct Listener {
     /// The per-turn accept budget ran out before `WouldBlock`: more clients
     /// may be waiting, and no new event will say so.
     pub(crate) backlog: bool,
-    /// Set on the TLS listener: every accepted TCP socket starts a TLS
+    /// Set on a TLS listener: every accepted socket starts a TLS
     /// handshake.
     pub(crate) tls: Option<TlsAcceptor>,
 }
@@ -44,6 +107,35 @@ pub(crate) enum ListenSocket {
 }
 
 impl Listener {
+    /// Binds what `spec` describes, with `tls` (built from `spec.tls`) over
+    /// what it accepts. The caller registers it under `token`.
+    pub(crate) fn bind(
+        spec: &ListenerSpec,
+        token: Token,
+        tls: Option<TlsAcceptor>,
+    ) -> io::Result<Listener> {
+        let socket = match &spec.kind {
+            ListenerKind::Tcp { address, port } => {
+                ListenSocket::Tcp(bind_tcp(address, *port, spec.backlog)?)
+            }
+            ListenerKind::Unix { path } => {
+                let (unix, file) = bind_unix(path, spec.backlog)?;
+                ListenSocket::Unix(unix, file)
+            }
+        };
+        let mut listener = Listener::new(token, socket);
+        listener.tls = tls;
+        Ok(listener)
+    }
+
+    /// Puts the listening socket in the poll under its token.
+    pub(crate) fn register(&mut self, registry: &Registry) -> io::Result<()> {
+        match &mut self.socket {
+            ListenSocket::Tcp(tcp) => registry.register(tcp, self.token, Interest::READABLE),
+            ListenSocket::Unix(unix, _) => registry.register(unix, self.token, Interest::READABLE),
+        }
+    }
+
     pub(crate) fn new(token: Token, socket: ListenSocket) -> Listener {
         Listener {
             token,
@@ -54,9 +146,10 @@ impl Listener {
         }
     }
 
-    /// Accepts one client: the stream and its peer address as a log string.
+    /// Accepts one client: the stream, with TLS over it when the listener
+    /// has an acceptor, and its peer address as a log string.
     pub(crate) fn accept(&self) -> io::Result<(Stream, String)> {
-        match &self.socket {
+        let (socket, peer) = match &self.socket {
             ListenSocket::Tcp(listener) => {
                 let (stream, peer) = listener.accept()?;
                 // MQTT packets are small and latency matters more than the
@@ -64,11 +157,7 @@ impl Listener {
                 if let Err(e) = stream.set_nodelay(true) {
                     debug!("TCP_NODELAY on {peer}: {e}");
                 }
-                let stream = match &self.tls {
-                    Some(acceptor) => Stream::Tls(Box::new(acceptor.accept(stream)?)),
-                    None => Stream::Tcp(stream),
-                };
-                Ok((stream, peer.to_string()))
+                (Socket::Tcp(stream), peer.to_string())
             }
             ListenSocket::Unix(listener, _) => {
                 let (stream, peer) = listener.accept()?;
@@ -76,9 +165,14 @@ impl Listener {
                     Some(path) => format!("unix:{}", path.display()),
                     None => "unix".to_string(),
                 };
-                Ok((Stream::Unix(stream), peer))
+                (Socket::Unix(stream), peer)
             }
-        }
+        };
+        let stream = match &self.tls {
+            Some(acceptor) => Stream::Tls(Box::new(acceptor.accept(socket)?)),
+            None => Stream::Plain(socket),
+        };
+        Ok((stream, peer))
     }
 }
 
@@ -96,7 +190,7 @@ pub(crate) fn bind_tcp(address: &str, port: u16, listen_backlog: u32) -> io::Res
             format!("ip_address {address:?} resolves to no address"),
         )
     })?;
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    let socket = socket2::Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     // Lets a restarted broker bind while old connections sit in TIME_WAIT.
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
@@ -112,7 +206,7 @@ pub(crate) fn bind_unix(
     listen_backlog: u32,
 ) -> io::Result<(UnixListener, SocketFile)> {
     remove_stale_socket(path)?;
-    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    let socket = socket2::Socket::new(Domain::UNIX, Type::STREAM, None)?;
     socket.set_nonblocking(true)?;
     socket.bind(&SockAddr::unix(path)?)?;
     let file = SocketFile::new(path);
@@ -142,7 +236,7 @@ pub(crate) fn remove_stale_socket(path: &Path) -> io::Result<()> {
     }
     // A non-blocking connect cannot hang on a listener whose backlog is full:
     // it fails with EAGAIN, which also means someone is listening.
-    let probe = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    let probe = socket2::Socket::new(Domain::UNIX, Type::STREAM, None)?;
     probe.set_nonblocking(true)?;
     match probe.connect(&SockAddr::unix(path)?) {
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
@@ -226,6 +320,76 @@ mod tests {
     }
 
     #[test]
+    fn the_default_config_asks_for_one_tcp_listener() {
+        let specs = listener_specs(&Config::default());
+        assert_eq!(specs.len(), 1);
+        let kind = ListenerKind::Tcp {
+            address: "127.0.0.1".to_string(),
+            port: 1883,
+        };
+        assert_eq!(specs[0].kind, kind);
+        assert_eq!(specs[0].backlog, 128);
+        assert!(specs[0].tls.is_none());
+    }
+
+    #[test]
+    fn the_flat_keys_make_tcp_then_unix_then_tls() {
+        let mut config = Config {
+            ip_address: "0.0.0.0".to_string(),
+            ip_port: 1884,
+            unix_socket: Some(PathBuf::from("/run/sol.sock")),
+            tcp_backlog: 16,
+            ..Config::default()
+        };
+        config.security.tls_port = Some(8883);
+        let specs = listener_specs(&config);
+        let kinds: Vec<_> = specs.iter().map(|s| s.kind.clone()).collect();
+        assert_eq!(
+            kinds,
+            [
+                ListenerKind::Tcp {
+                    address: "0.0.0.0".to_string(),
+                    port: 1884
+                },
+                ListenerKind::Unix {
+                    path: PathBuf::from("/run/sol.sock")
+                },
+                ListenerKind::Tcp {
+                    address: "0.0.0.0".to_string(),
+                    port: 8883
+                },
+            ]
+        );
+        let tls: Vec<bool> = specs.iter().map(|s| s.tls.is_some()).collect();
+        assert_eq!(tls, [false, false, true]);
+        assert!(specs.iter().all(|s| s.backlog == 16));
+
+        config.tcp_enabled = false;
+        config.security.tls_port = None;
+        let specs = listener_specs(&config);
+        assert_eq!(specs.len(), 1);
+        assert!(matches!(specs[0].kind, ListenerKind::Unix { .. }));
+    }
+
+    #[test]
+    fn a_spec_binds_a_listener_and_tcp_port_zero_gets_a_real_port() {
+        let spec = ListenerSpec {
+            kind: ListenerKind::Tcp {
+                address: "127.0.0.1".to_string(),
+                port: 0,
+            },
+            backlog: 8,
+            tls: None,
+        };
+        let listener = Listener::bind(&spec, Token(7), None).unwrap();
+        assert_eq!(listener.token, Token(7));
+        match &listener.socket {
+            ListenSocket::Tcp(tcp) => assert_ne!(tcp.local_addr().unwrap().port(), 0),
+            ListenSocket::Unix(..) => panic!("a TCP spec bound a Unix socket"),
+        }
+    }
+
+    #[test]
     fn a_missing_path_is_fine() {
         let path = temp_path("missing");
         remove_stale_socket(&path).unwrap();
@@ -301,7 +465,7 @@ mod tests {
         let (stream, peer) = accept_blocking(&listener);
         assert_eq!(peer, client.local_addr().unwrap().to_string());
         match stream {
-            Stream::Tcp(s) => assert!(s.nodelay().unwrap()),
+            Stream::Plain(Socket::Tcp(s)) => assert!(s.nodelay().unwrap()),
             other => panic!("a plain TCP listener accepted {other:?}"),
         }
     }

@@ -39,27 +39,52 @@
 //! # Who owns what
 //!
 //! - `mod.rs`: [`Server`] and [`ServerHandle`], the API `main` and the tests
-//!   use, and the reserved tokens.
-//! - `listener.rs`: binding TCP and Unix listeners, accepting, and removing
-//!   the Unix socket file.
-//! - `stream.rs`: one transport type over TCP, Unix sockets and TLS.
+//!   use, and the reserved tokens (the waker, the signals, one per listener).
+//! - `listener.rs`: the listener table built from the config
+//!   (`listener_specs`), binding TCP and Unix listeners, accepting, and
+//!   removing the Unix socket file.
+//! - `stream.rs`: one transport type: a TCP or Unix socket with its layers
+//!   (none, or TLS).
 //! - `tls.rs`: the rustls configuration from `sol.conf`, and the
-//!   non-blocking TLS stream; `x509.rs` reads a client certificate's CN.
-//! - `conn.rs`: a connection's socket, decoder and buffers.
+//!   non-blocking TLS stream over any socket, server or client side;
+//!   `x509.rs` reads a certificate's CN.
+//! - `conn.rs`: a connection's socket, role (accepted or dialled), decoder
+//!   and buffers.
+//! - `connections.rs`: every connection, the dirty list and the traffic
+//!   counts, and the one way to get an outbox.
 //! - `outbox.rs`: the [`Outbox`](crate::broker::Outbox) the core writes into.
+//! - `core.rs`: what the loop needs from the core, and the [`Broker`]'s
+//!   answer to it.
+//! - `event_loop.rs`: the turn and its policy (reading, decoding, flushing),
+//!   reloads and signals; `accept.rs`: accepting clients; `dial.rs`:
+//!   connections the core dials out; `stop.rs`: a clean stop.
 //! - `signals.rs`: `SIGINT`, `SIGTERM` and `SIGHUP` as poll events.
-//! - `event_loop.rs`: the loop and its policy.
+//!
+//! # Telling the core about a connection
+//!
+//! An accepted connection is *opened* at once (`Core::open`:
+//! the core arms its connect timeout), and *established* once it carries
+//! MQTT: at once for a plain socket, after the handshake for TLS. The
+//! [`PeerInfo`](crate::broker::PeerInfo) it gets says where the peer is,
+//! over which socket, and what TLS proved. A connection the core dialled
+//! ([`Outbox::dial`](crate::broker::Outbox::dial)) is never opened: it is
+//! established when its connect completes, or reported failed.
 //!
 //! **Architecture Invariant:** nothing here knows MQTT beyond "bytes become
 //! packets": sessions, topics and the meaning of packets are the core's.
 //!
 //! Explained in docs/05-event-loop.md and docs/10-backpressure-and-limits.md.
 
+mod accept;
 mod conn;
+mod connections;
+mod core;
+mod dial;
 mod event_loop;
 mod listener;
 mod outbox;
 mod signals;
+mod stop;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -74,27 +99,43 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use log::warn;
-use mio::{Interest, Poll, Token, Waker};
+use mio::{Poll, Token, Waker};
 
 use crate::broker::Broker;
 use crate::config::{Config, ConfigError};
 use crate::security::SecurityFiles;
 
-use event_loop::{Core, EventLoop, Limits};
-use listener::{bind_tcp, bind_unix, ListenSocket, Listener};
+use self::core::Core;
+use event_loop::{EventLoop, Limits};
+use listener::{listener_specs, ListenSocket, Listener};
 use signals::SignalSource;
 use tls::TlsAcceptor;
 
-/// `mio` keeps `usize::MAX` for itself; the few tokens below it name the
-/// listeners, the waker and the signal pipe. Every smaller token is a
-/// connection's slab key.
+/// `mio` keeps `usize::MAX` for itself; the tokens below it name the waker,
+/// the signal pipe and then the listeners, one each, counting down from
+/// [`FIRST_LISTENER`] in the order of the listener table. Every smaller
+/// token is a connection's slab key.
 const WAKER: Token = Token(usize::MAX - 1);
-const TCP_LISTENER: Token = Token(usize::MAX - 2);
-const UNIX_LISTENER: Token = Token(usize::MAX - 3);
-const TLS_LISTENER: Token = Token(usize::MAX - 4);
-const SIGNALS: Token = Token(usize::MAX - 5);
-/// Slab keys from here up would collide with the tokens above.
-const FIRST_RESERVED: usize = usize::MAX - 5;
+const SIGNALS: Token = Token(usize::MAX - 2);
+const FIRST_LISTENER: usize = usize::MAX - 3;
+
+/// The token of the listener at `index` in the table.
+fn listener_token(index: usize) -> Token {
+    Token(FIRST_LISTENER.saturating_sub(index))
+}
+
+/// Which listener `token` names, if it names one of `count` listeners.
+fn listener_index(token: Token, count: usize) -> Option<usize> {
+    FIRST_LISTENER
+        .checked_sub(token.0)
+        .filter(|&index| index < count)
+}
+
+/// Slab keys from here up would collide with the reserved tokens of the
+/// waker, the signals and `listeners` listeners.
+fn first_reserved(listeners: usize) -> usize {
+    (FIRST_LISTENER + 1).saturating_sub(listeners)
+}
 
 /// What the loop and its handles share.
 struct Shared {
@@ -165,9 +206,11 @@ pub fn check_files(config: &Config) -> Result<(), Vec<ConfigError>> {
     if let Err(found) = SecurityFiles::load(&config.security) {
         errors.extend(found);
     }
-    if config.security.tls_port.is_some() {
-        if let Err(found) = tls::server_config(&config.security) {
-            errors.extend(found);
+    for spec in listener_specs(config) {
+        if let Some(security) = &spec.tls {
+            if let Err(found) = tls::server_config(security) {
+                errors.extend(found);
+            }
         }
     }
     if errors.is_empty() {
@@ -184,38 +227,25 @@ fn invalid_config(errors: Vec<ConfigError>) -> io::Error {
 }
 
 impl Server {
-    /// Binds every listener the config asks for (TCP, Unix socket, TLS),
-    /// after reading every file it names: a password, ACL, certificate or
-    /// key file that does not load is an `InvalidInput` error naming it.
+    /// Binds every listener the config asks for (TCP, Unix socket, TLS:
+    /// the table of `listener_specs`), after reading every file it names: a
+    /// password, ACL, certificate or key file that does not load is an
+    /// `InvalidInput` error naming it.
     pub fn bind(config: &Config) -> io::Result<Server> {
         let security = SecurityFiles::load(&config.security).map_err(invalid_config)?;
-        let tls = match config.security.tls_port {
-            Some(port) => Some((
-                port,
-                TlsAcceptor::new(&config.security).map_err(invalid_config)?,
-            )),
-            None => None,
-        };
+        let specs = listener_specs(config);
+        let mut acceptors = Vec::with_capacity(specs.len());
+        for spec in &specs {
+            acceptors.push(match &spec.tls {
+                Some(security) => Some(TlsAcceptor::new(security).map_err(invalid_config)?),
+                None => None,
+            });
+        }
         let poll = Poll::new()?;
-        let mut listeners = Vec::new();
-        if config.tcp_enabled {
-            let mut tcp = bind_tcp(&config.ip_address, config.ip_port, config.tcp_backlog)?;
-            poll.registry()
-                .register(&mut tcp, TCP_LISTENER, Interest::READABLE)?;
-            listeners.push(Listener::new(TCP_LISTENER, ListenSocket::Tcp(tcp)));
-        }
-        if let Some(path) = &config.unix_socket {
-            let (mut unix, file) = bind_unix(path, config.tcp_backlog)?;
-            poll.registry()
-                .register(&mut unix, UNIX_LISTENER, Interest::READABLE)?;
-            listeners.push(Listener::new(UNIX_LISTENER, ListenSocket::Unix(unix, file)));
-        }
-        if let Some((port, acceptor)) = tls {
-            let mut tcp = bind_tcp(&config.ip_address, port, config.tcp_backlog)?;
-            poll.registry()
-                .register(&mut tcp, TLS_LISTENER, Interest::READABLE)?;
-            let mut listener = Listener::new(TLS_LISTENER, ListenSocket::Tcp(tcp));
-            listener.tls = Some(acceptor);
+        let mut listeners = Vec::with_capacity(specs.len());
+        for (index, (spec, tls)) in specs.iter().zip(acceptors).enumerate() {
+            let mut listener = Listener::bind(spec, listener_token(index), tls)?;
+            listener.register(poll.registry())?;
             listeners.push(listener);
         }
         if listeners.is_empty() {
@@ -249,8 +279,8 @@ impl Server {
         Ok(())
     }
 
-    /// The plain TCP listener's address (with the real port when `ip_port`
-    /// was 0).
+    /// The first plain TCP listener's address (with the real port when
+    /// `ip_port` was 0).
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.listeners.iter().find_map(|l| match &l.socket {
             ListenSocket::Tcp(tcp) if l.tls.is_none() => tcp.local_addr().ok(),
@@ -258,8 +288,8 @@ impl Server {
         })
     }
 
-    /// The TLS listener's address (with the real port when `tls_port` was
-    /// 0).
+    /// The first TLS listener's address (with the real port when
+    /// `tls_port` was 0).
     pub fn tls_addr(&self) -> Option<SocketAddr> {
         self.listeners.iter().find_map(|l| match &l.socket {
             ListenSocket::Tcp(tcp) if l.tls.is_some() => tcp.local_addr().ok(),
@@ -267,7 +297,7 @@ impl Server {
         })
     }
 
-    /// The Unix socket listener's path.
+    /// The first Unix socket listener's path.
     pub fn unix_path(&self) -> Option<&Path> {
         self.listeners.iter().find_map(|l| match &l.socket {
             ListenSocket::Unix(_, file) => Some(file.path()),
@@ -294,7 +324,7 @@ impl Server {
 
     /// Runs the loop around any core: the loop's own tests use a scripted one.
     fn run_with<C: Core>(self, core: C, limits: Limits) -> io::Result<()> {
-        let mut event_loop = EventLoop::new(self.poll, self.listeners, self.shared, limits, core);
+        let mut event_loop = EventLoop::new(self.poll, self.listeners, self.shared, limits, core)?;
         event_loop.signals = self.signals;
         event_loop.run()
     }

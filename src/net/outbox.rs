@@ -8,48 +8,35 @@
 //!
 //! Explained in docs/05-event-loop.md and docs/10-backpressure-and-limits.md.
 
-use slab::Slab;
+use std::io;
+use std::net::SocketAddr;
 
 use crate::broker::{ConnId, Outbox, Traffic};
 use crate::protocol::Packet;
 
 use super::conn::Connection;
+use super::connections::Connections;
 
-/// Borrows the connections, the dirty list and the traffic counters for one
-/// call into the broker.
+/// Borrows the connections, with their dirty list and traffic counters, for
+/// one call into the broker. Made by [`Connections::outbox`].
 pub(crate) struct NetOutbox<'a> {
-    conns: &'a mut Slab<Connection>,
-    dirty: &'a mut Vec<ConnId>,
-    /// Its `output_buffered` grows here, as packets are encoded, and shrinks
-    /// where the loop writes or drops output.
-    traffic: &'a mut Traffic,
+    /// Their `traffic.output_buffered` grows here, as packets are encoded,
+    /// and shrinks where the loop writes or drops output.
+    conns: &'a mut Connections,
 }
 
 impl<'a> NetOutbox<'a> {
-    pub(crate) fn new(
-        conns: &'a mut Slab<Connection>,
-        dirty: &'a mut Vec<ConnId>,
-        traffic: &'a mut Traffic,
-    ) -> NetOutbox<'a> {
-        NetOutbox {
-            conns,
-            dirty,
-            traffic,
-        }
+    pub(super) fn new(conns: &'a mut Connections) -> NetOutbox<'a> {
+        NetOutbox { conns }
     }
-}
-
-/// The live connection `id` names: `None` when its key is vacant or was
-/// reused by a newer connection (a different serial).
-pub(crate) fn live(conns: &mut Slab<Connection>, id: ConnId) -> Option<&mut Connection> {
-    conns.get_mut(id.key).filter(|conn| conn.id == id)
 }
 
 impl NetOutbox<'_> {
     /// Runs `append` on the output of `conn`, unless it is gone or closing,
     /// then counts what it added and marks the connection dirty.
     fn append(&mut self, conn: ConnId, append: impl FnOnce(&mut Connection)) {
-        let Some(c) = live(self.conns, conn) else {
+        let conns = &mut *self.conns;
+        let Some(c) = conns.slab.get_mut(conn.key).filter(|c| c.id == conn) else {
             return;
         };
         if c.closing {
@@ -58,8 +45,8 @@ impl NetOutbox<'_> {
         let before = c.output.len();
         append(c);
         let added = c.output.len().saturating_sub(before);
-        self.traffic.output_buffered = self.traffic.output_buffered.saturating_add(added);
-        c.mark_dirty(self.dirty);
+        conns.traffic.output_buffered = conns.traffic.output_buffered.saturating_add(added);
+        c.mark_dirty(&mut conns.dirty);
     }
 }
 
@@ -74,26 +61,32 @@ impl Outbox for NetOutbox<'_> {
     }
 
     fn pending(&self, conn: ConnId) -> usize {
-        match self.conns.get(conn.key) {
+        match self.conns.slab.get(conn.key) {
             Some(c) if c.id == conn => c.output.len(),
             _ => 0,
         }
     }
 
     fn close(&mut self, conn: ConnId) {
-        if let Some(c) = live(self.conns, conn) {
+        let conns = &mut *self.conns;
+        if let Some(c) = conns.slab.get_mut(conn.key).filter(|c| c.id == conn) {
             c.closing = true;
-            c.mark_dirty(self.dirty);
+            c.mark_dirty(&mut conns.dirty);
         }
     }
 
+    fn dial(&mut self, addr: SocketAddr) -> io::Result<ConnId> {
+        self.conns.dial(addr)
+    }
+
     fn traffic(&self) -> Traffic {
-        *self.traffic
+        self.conns.traffic
     }
 
     fn write_after_others(&mut self, conn: ConnId) {
-        if let Some(c) = live(self.conns, conn) {
-            c.mark_dirty_last(self.dirty);
+        let conns = &mut *self.conns;
+        if let Some(c) = conns.slab.get_mut(conn.key).filter(|c| c.id == conn) {
+            c.mark_dirty_last(&mut conns.dirty);
         }
     }
 }
@@ -101,24 +94,27 @@ impl Outbox for NetOutbox<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::stream::Stream;
+    use crate::net::conn::Role;
+    use crate::net::stream::{Socket, Stream};
     use crate::protocol::{encoded_len, PacketId};
 
-    /// A slab with one connection per serial given; returns their ids.
-    fn conns(serials: &[u64]) -> (Slab<Connection>, Vec<ConnId>) {
-        let mut slab = Slab::new();
+    /// Connections, one per serial given; returns their ids.
+    fn with_serials(serials: &[u64]) -> (Connections, Vec<ConnId>) {
+        let registry = mio::Poll::new().unwrap().registry().try_clone().unwrap();
+        let mut conns = Connections::new(registry, usize::MAX, 1000);
         let mut ids = Vec::new();
         for &serial in serials {
             let (a, _b) = mio::net::UnixStream::pair().unwrap();
-            let entry = slab.vacant_entry();
+            let entry = conns.slab.vacant_entry();
             let id = ConnId {
                 key: entry.key(),
                 serial,
             };
-            entry.insert(Connection::new(id, Stream::Unix(a), "test".into(), 1000));
+            let stream = Stream::Plain(Socket::Unix(a));
+            entry.insert(Connection::new(id, stream, "test", Role::Server, 1000));
             ids.push(id);
         }
-        (slab, ids)
+        (conns, ids)
     }
 
     fn puback(id: u16) -> Packet {
@@ -127,57 +123,49 @@ mod tests {
 
     #[test]
     fn send_queues_the_encoding_and_marks_dirty_once() {
-        let (mut slab, ids) = conns(&[7]);
-        let mut dirty = Vec::new();
-        let mut traffic = Traffic::default();
-        let mut out = NetOutbox::new(&mut slab, &mut dirty, &mut traffic);
+        let (mut conns, ids) = with_serials(&[7]);
+        let mut out = conns.outbox();
         out.send(ids[0], &puback(1));
         out.send(ids[0], &Packet::Pingresp);
         let expected = encoded_len(&puback(1)) + encoded_len(&Packet::Pingresp);
         assert!(expected > 0);
         assert_eq!(out.pending(ids[0]), expected);
-        assert_eq!(dirty, vec![ids[0]]);
-        assert_eq!(slab[ids[0].key].output.len(), expected);
-        assert_eq!(traffic.output_buffered, expected);
+        assert_eq!(conns.dirty, vec![ids[0]]);
+        assert_eq!(conns.slab[ids[0].key].output.len(), expected);
+        assert_eq!(conns.traffic.output_buffered, expected);
     }
 
     #[test]
     fn a_stale_serial_reaches_nothing() {
-        let (mut slab, ids) = conns(&[7]);
+        let (mut conns, ids) = with_serials(&[7]);
         let stale = ConnId {
             key: ids[0].key,
             serial: 6,
         };
-        let mut dirty = Vec::new();
-        let mut traffic = Traffic::default();
-        let mut out = NetOutbox::new(&mut slab, &mut dirty, &mut traffic);
+        let mut out = conns.outbox();
         out.send(stale, &Packet::Pingresp);
         out.close(stale);
         assert_eq!(out.pending(stale), 0);
         assert_eq!(out.pending(ids[0]), 0);
-        assert!(dirty.is_empty());
-        assert!(!slab[ids[0].key].closing);
+        assert!(conns.dirty.is_empty());
+        assert!(!conns.slab[ids[0].key].closing);
     }
 
     #[test]
     fn an_unknown_key_reaches_nothing() {
-        let (mut slab, _) = conns(&[1]);
+        let (mut conns, _) = with_serials(&[1]);
         let unknown = ConnId { key: 99, serial: 1 };
-        let mut dirty = Vec::new();
-        let mut traffic = Traffic::default();
-        let mut out = NetOutbox::new(&mut slab, &mut dirty, &mut traffic);
+        let mut out = conns.outbox();
         out.send(unknown, &Packet::Pingresp);
         out.close(unknown);
         assert_eq!(out.pending(unknown), 0);
-        assert!(dirty.is_empty());
+        assert!(conns.dirty.is_empty());
     }
 
     #[test]
     fn close_marks_closing_and_dirty_and_later_sends_are_dropped() {
-        let (mut slab, ids) = conns(&[1, 2]);
-        let mut dirty = Vec::new();
-        let mut traffic = Traffic::default();
-        let mut out = NetOutbox::new(&mut slab, &mut dirty, &mut traffic);
+        let (mut conns, ids) = with_serials(&[1, 2]);
+        let mut out = conns.outbox();
         out.send(ids[1], &Packet::Pingresp);
         out.close(ids[1]);
         let before = out.pending(ids[1]);
@@ -190,17 +178,15 @@ mod tests {
         );
         out.close(ids[0]);
         out.close(ids[0]);
-        assert_eq!(dirty, vec![ids[1], ids[0]]);
-        assert!(slab[ids[0].key].closing);
-        assert!(slab[ids[1].key].closing);
+        assert_eq!(conns.dirty, vec![ids[1], ids[0]]);
+        assert!(conns.slab[ids[0].key].closing);
+        assert!(conns.slab[ids[1].key].closing);
     }
 
     #[test]
     fn send_bytes_copies_the_bytes_counts_them_and_marks_dirty_once() {
-        let (mut slab, ids) = conns(&[4, 5]);
-        let mut dirty = Vec::new();
-        let mut traffic = Traffic::default();
-        let mut out = NetOutbox::new(&mut slab, &mut dirty, &mut traffic);
+        let (mut conns, ids) = with_serials(&[4, 5]);
+        let mut out = conns.outbox();
         let publish = [0x30, 4, 0, 1, b't', b'p'];
         out.send(ids[0], &Packet::Pingresp);
         out.send_bytes(ids[0], &publish);
@@ -208,21 +194,19 @@ mod tests {
         out.send_bytes(ids[0], &publish);
         assert_eq!(out.pending(ids[0]), 2 + 2 * publish.len());
         assert_eq!(out.traffic().output_buffered, 2 + 3 * publish.len());
-        assert_eq!(dirty, vec![ids[0], ids[1]]);
+        assert_eq!(conns.dirty, vec![ids[0], ids[1]]);
         assert_eq!(
-            &slab[ids[0].key].output[..],
+            &conns.slab[ids[0].key].output[..],
             b"\xD0\x00\x30\x04\x00\x01tp\x30\x04\x00\x01tp"
         );
-        assert_eq!(&slab[ids[1].key].output[..], publish);
+        assert_eq!(&conns.slab[ids[1].key].output[..], publish);
     }
 
     #[test]
     fn write_after_others_moves_a_publisher_behind_its_subscribers() {
-        let (mut slab, ids) = conns(&[1, 2, 3]);
+        let (mut conns, ids) = with_serials(&[1, 2, 3]);
         let (publisher, sub, other) = (ids[0], ids[1], ids[2]);
-        let mut dirty = Vec::new();
-        let mut traffic = Traffic::default();
-        let mut out = NetOutbox::new(&mut slab, &mut dirty, &mut traffic);
+        let mut out = conns.outbox();
         // The PUBACK first, then the delivery, then the move.
         out.send(publisher, &puback(1));
         out.send(sub, &Packet::Pingresp);
@@ -232,17 +216,17 @@ mod tests {
         out.write_after_others(publisher);
         // Moving a connection with nothing queued marks it, once.
         out.write_after_others(other);
-        assert_eq!(dirty, vec![publisher, sub, publisher, other]);
+        assert_eq!(conns.dirty, vec![publisher, sub, publisher, other]);
         let flushed_at = |key: usize| {
-            (0..dirty.len())
-                .filter(|&i| dirty[i].key == key && slab[key].flushes_at(i))
+            (0..conns.dirty.len())
+                .filter(|&i| conns.dirty[i].key == key && conns.slab[key].flushes_at(i))
                 .collect::<Vec<_>>()
         };
         assert_eq!(flushed_at(publisher.key), vec![2], "at its last entry");
         assert_eq!(flushed_at(sub.key), vec![1]);
         assert_eq!(flushed_at(other.key), vec![3]);
         assert_eq!(
-            slab[publisher.key].output.len(),
+            conns.slab[publisher.key].output.len(),
             2 * encoded_len(&puback(1)),
             "the order on one connection is untouched"
         );
@@ -250,10 +234,8 @@ mod tests {
 
     #[test]
     fn send_bytes_to_a_stale_unknown_or_closing_connection_is_dropped() {
-        let (mut slab, ids) = conns(&[1, 2]);
-        let mut dirty = Vec::new();
-        let mut traffic = Traffic::default();
-        let mut out = NetOutbox::new(&mut slab, &mut dirty, &mut traffic);
+        let (mut conns, ids) = with_serials(&[1, 2]);
+        let mut out = conns.outbox();
         let stale = ConnId {
             key: ids[0].key,
             serial: 9,
@@ -266,20 +248,18 @@ mod tests {
         assert_eq!(out.pending(ids[0]), 0);
         assert_eq!(out.pending(ids[1]), 0);
         assert_eq!(out.traffic().output_buffered, 0);
-        assert_eq!(dirty, vec![ids[1]], "only the close marked anything");
+        assert_eq!(conns.dirty, vec![ids[1]], "only the close marked anything");
     }
 
     #[test]
     fn each_connection_gets_only_its_own_packets() {
-        let (mut slab, ids) = conns(&[1, 2]);
-        let mut dirty = Vec::new();
-        let mut traffic = Traffic::default();
-        let mut out = NetOutbox::new(&mut slab, &mut dirty, &mut traffic);
+        let (mut conns, ids) = with_serials(&[1, 2]);
+        let mut out = conns.outbox();
         out.send(ids[0], &puback(1));
         out.send(ids[1], &Packet::Pingresp);
         out.send(ids[0], &puback(2));
         assert_eq!(out.pending(ids[0]), 2 * encoded_len(&puback(1)));
         assert_eq!(out.pending(ids[1]), encoded_len(&Packet::Pingresp));
-        assert_eq!(dirty, vec![ids[0], ids[1]]);
+        assert_eq!(conns.dirty, vec![ids[0], ids[1]]);
     }
 }

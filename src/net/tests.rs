@@ -1,5 +1,8 @@
 //! The loop against real sockets, with a scripted core in place of the broker:
 //! what reaches the core, what reaches the client, and when sockets close.
+//! This file holds the scripted core, the helpers and the packet paths;
+//! `tests/listeners.rs`, `tests/backpressure.rs` and `tests/stopping.rs` the
+//! rest.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -8,9 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::event_loop::{Core, Limits};
+use super::core::Core;
+use super::event_loop::Limits;
 use super::{Server, ServerHandle};
-use crate::broker::{CloseReason, ConnId, Outbox};
+use crate::broker::{CloseReason, ConnId, Outbox, PeerInfo};
 use crate::config::Config;
 use crate::protocol::{Connack, ConnectReturnCode, Packet};
 
@@ -36,6 +40,9 @@ struct Script {
     /// At shutdown, send each connection a QoS 0 PUBLISH with a payload of
     /// this many bytes.
     farewell: usize,
+    /// Write down `established` calls, with the transport and whether TLS
+    /// is on.
+    note_established: bool,
 }
 
 impl Script {
@@ -108,6 +115,13 @@ impl Core for Script {
 
     fn next_deadline(&self) -> Option<Instant> {
         self.deadlines.values().min().copied()
+    }
+
+    fn established(&mut self, _conn: ConnId, peer: PeerInfo<'_>) {
+        if self.note_established {
+            let tls = if peer.tls.is_some() { " tls" } else { "" };
+            self.note(format!("established {:?}{tls}", peer.transport));
+        }
     }
 
     fn reload(&mut self, _now: Instant, _out: &mut dyn Outbox) {
@@ -382,45 +396,7 @@ fn the_core_deadline_is_honoured_and_its_close_not_reported_back() {
     assert_eq!(log, ["open", "timeout"]);
 }
 
-#[test]
-fn shutdown_tells_the_core_about_every_live_connection() {
-    let server = start(&tcp_config(), Script::default());
-    let mut first = server.client();
-    let mut second = server.client();
-    first.write_all(&connect_bytes("a")).unwrap();
-    assert_eq!(read_n(&mut first, 4), CONNACK_ACCEPTED);
-    server.wait_for("open", 2);
-    let log = server.stop();
-    assert_eq!(log.iter().filter(|l| *l == "closed Shutdown").count(), 2);
-    assert_closed(&mut first);
-    assert_closed(&mut second);
-}
-
-#[test]
-fn shutdown_before_run_returns_at_once() {
-    let server = Server::bind(&tcp_config()).unwrap();
-    server.handle().shutdown();
-    server
-        .run_with(Script::default(), Limits::new(1000))
-        .unwrap();
-}
-
-#[test]
-fn bind_refuses_a_config_without_listeners() {
-    let config = Config {
-        tcp_enabled: false,
-        unix_socket: None,
-        ..tcp_config()
-    };
-    assert!(Server::bind(&config).is_err());
-}
-
-#[test]
-fn the_handle_can_be_sent_and_shared() {
-    fn send_sync<T: Send + Sync + Clone>() {}
-    send_sync::<ServerHandle>();
-}
-
+/// A fresh socket path in the temp directory, short enough for `sun_path`.
 fn unix_path(name: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("sol-{}-{name}", std::process::id()));
     let _ = std::fs::remove_file(&path);
@@ -435,269 +411,6 @@ fn unix_config(path: &std::path::Path) -> Config {
     }
 }
 
-#[test]
-fn a_unix_socket_serves_clients_and_its_file_goes_with_the_server() {
-    let path = unix_path("loop");
-    let config = unix_config(&path);
-    let server = Server::bind(&config).unwrap();
-    assert_eq!(server.tcp_addr(), None);
-    assert_eq!(server.unix_path(), Some(path.as_path()));
-    let handle = server.handle();
-    let limits = Limits::new(config.max_request_size);
-    let thread = thread::spawn(move || server.run_with(Script::default(), limits));
-    let mut client = std::os::unix::net::UnixStream::connect(&path).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    client.write_all(&connect_bytes("u")).unwrap();
-    assert_eq!(read_n(&mut client, 4), CONNACK_ACCEPTED);
-    handle.shutdown();
-    thread.join().unwrap().unwrap();
-    assert!(!path.exists());
-}
-
-#[test]
-fn tcp_and_unix_listeners_run_together() {
-    let path = unix_path("both");
-    let config = Config {
-        tcp_enabled: true,
-        ..unix_config(&path)
-    };
-    let config = Config {
-        ip_port: 0,
-        ..config
-    };
-    let server = start(&config, Script::default());
-    let mut tcp = server.client();
-    let mut unix = std::os::unix::net::UnixStream::connect(&path).unwrap();
-    unix.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    tcp.write_all(&connect_bytes("t")).unwrap();
-    unix.write_all(&connect_bytes("u")).unwrap();
-    assert_eq!(read_n(&mut tcp, 4), CONNACK_ACCEPTED);
-    assert_eq!(read_n(&mut unix, 4), CONNACK_ACCEPTED);
-    server.stop();
-    assert!(!path.exists());
-}
-
-#[test]
-fn a_burst_larger_than_the_read_budget_is_served_in_full() {
-    let server = start(&tcp_config(), Script::default());
-    let mut client = server.client();
-    client.write_all(&connect_bytes("burst")).unwrap();
-    assert_eq!(read_n(&mut client, 4), CONNACK_ACCEPTED);
-    let messages: Vec<Vec<u8>> = (0..12u8)
-        .map(|i| publish_bytes(&vec![i; 100_000]))
-        .collect();
-    let expected = messages.concat();
-    let mut writer = client.try_clone().unwrap();
-    let sent = expected.clone();
-    let writing = thread::spawn(move || writer.write_all(&sent).unwrap());
-    let echoed = read_n(&mut client, expected.len());
-    writing.join().unwrap();
-    assert!(echoed == expected, "echo differs from what was sent");
-    server.stop();
-}
-
-#[test]
-fn input_left_in_the_socket_when_the_budget_runs_out_is_read_next_turn() {
-    // With a budget of 64 bytes the first turn cannot read all of this, and
-    // no new event will come for the rest: only the ready list brings the
-    // loop back to it.
-    let limits = Limits {
-        read_budget: 64,
-        ..Limits::new(1000)
-    };
-    let server = start_limited(&tcp_config(), Script::default(), limits);
-    let mut client = server.client();
-    let mut burst = connect_bytes("budget");
-    for _ in 0..100 {
-        burst.extend_from_slice(&PINGREQ);
-    }
-    client.write_all(&burst).unwrap();
-    assert_eq!(read_n(&mut client, 4), CONNACK_ACCEPTED);
-    assert_eq!(read_n(&mut client, 200), PINGRESP.repeat(100));
-    server.stop();
-}
-
-#[test]
-fn a_small_high_water_mark_pauses_and_resumes_input() {
-    // Each PINGRESP is 2 bytes: with the mark at 2, input pauses after every
-    // packet until the flush at the end of the turn, and must resume.
-    let limits = Limits {
-        high_water: 2,
-        ..Limits::new(1000)
-    };
-    let server = start_limited(&tcp_config(), Script::default(), limits);
-    let mut client = server.client();
-    let mut burst = connect_bytes("mark");
-    for _ in 0..50 {
-        burst.extend_from_slice(&PINGREQ);
-    }
-    client.write_all(&burst).unwrap();
-    assert_eq!(read_n(&mut client, 4), CONNACK_ACCEPTED);
-    assert_eq!(read_n(&mut client, 100), PINGRESP.repeat(50));
-    server.stop();
-}
-
-#[test]
-fn input_pauses_while_output_is_above_the_high_water_mark() {
-    // A Unix socket: its kernel buffers are small and fixed, where TCP on
-    // loopback would soak up megabytes before the broker's buffer grew.
-    let path = unix_path("throttle");
-    let server = start(&unix_config(&path), Script::default());
-    let mut client = std::os::unix::net::UnixStream::connect(&path).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    client.write_all(&connect_bytes("slow-reader")).unwrap();
-    assert_eq!(read_n(&mut client, 4), CONNACK_ACCEPTED);
-
-    const COUNT: usize = 200;
-    let message = publish_bytes(&[7u8; 64 * 1024]);
-    let mut writer = client.try_clone().unwrap();
-    let sent = message.clone();
-    let writing = thread::spawn(move || {
-        for _ in 0..COUNT {
-            writer.write_all(&sent).unwrap();
-        }
-    });
-
-    // Let the broker take what it will while the client reads nothing.
-    server.wait_for("PUBLISH", 1);
-    let published = || server.log().iter().filter(|l| *l == "PUBLISH").count();
-    let mut last = usize::MAX;
-    while published() != last {
-        last = published();
-        thread::sleep(Duration::from_millis(300));
-    }
-    assert!(last > 0, "nothing was processed");
-    assert!(
-        last < COUNT / 2,
-        "{last} of {COUNT} processed without reading"
-    );
-
-    // Reading drains the output, which lifts the pause, until all is echoed.
-    for _ in 0..COUNT {
-        assert!(read_n(&mut client, message.len()) == message);
-    }
-    writing.join().unwrap();
-    server.wait_for("PUBLISH", COUNT);
-    server.stop();
-}
-
-// ----- housekeeping: reload, shutdown, max_connections, traffic
-
-#[test]
-fn reload_on_the_handle_reaches_the_core_and_the_loop_goes_on() {
-    let server = start(&tcp_config(), Script::default());
-    server.handle.reload();
-    server.wait_for("reload", 1);
-    let mut client = server.client();
-    client.write_all(&connect_bytes("c")).unwrap();
-    assert_eq!(read_n(&mut client, 4), CONNACK_ACCEPTED);
-    server.handle.reload();
-    server.wait_for("reload", 2);
-    client.write_all(&PINGREQ).unwrap();
-    assert_eq!(read_n(&mut client, 2), PINGRESP);
-    server.stop();
-}
-
-#[test]
-fn shutdown_tells_the_core_first_and_flushes_what_it_sends() {
-    let script = Script {
-        farewell: 300_000,
-        note_housekeeping: true,
-        ..Script::default()
-    };
-    let server = start(&tcp_config(), script);
-    let mut client = server.client();
-    client.write_all(&connect_bytes("c")).unwrap();
-    assert_eq!(read_n(&mut client, 4), CONNACK_ACCEPTED);
-    // More than a socket buffer takes at once: the loop must keep writing
-    // while the client reads.
-    let reader = thread::spawn(move || {
-        let mut all = Vec::new();
-        client.read_to_end(&mut all).unwrap();
-        all
-    });
-    let log = server.stop();
-    let shutdown = log.iter().position(|l| l == "shutdown").unwrap();
-    let closed = log.iter().position(|l| l == "closed Shutdown").unwrap();
-    assert!(shutdown < closed, "{log:?}");
-    let all = reader.join().unwrap();
-    // The PUBLISH: header (4 bytes of remaining length), topic, payload.
-    assert_eq!(all.len(), 1 + 3 + 2 + 3 + 300_000);
-    assert!(all.ends_with(b"xxxx"));
-}
-
-#[test]
-fn shutdown_gives_up_on_a_client_that_does_not_read() {
-    let script = Script {
-        farewell: 50_000_000,
-        ..Script::default()
-    };
-    let server = start(&tcp_config(), script);
-    let mut client = server.client();
-    client.write_all(&connect_bytes("c")).unwrap();
-    assert_eq!(read_n(&mut client, 4), CONNACK_ACCEPTED);
-    let started = Instant::now();
-    server.stop();
-    let took = started.elapsed();
-    assert!(took >= super::event_loop::SHUTDOWN_FLUSH, "{took:?}");
-    assert!(
-        took < super::event_loop::SHUTDOWN_FLUSH + Duration::from_secs(2),
-        "{took:?}"
-    );
-}
-
-#[test]
-fn connections_beyond_max_connections_are_closed_and_the_others_served() {
-    let mut limits = Limits::new(1000);
-    limits.max_connections = Some(2);
-    let server = start_limited(&tcp_config(), Script::default(), limits);
-    let mut first = server.client();
-    first.write_all(&connect_bytes("a")).unwrap();
-    assert_eq!(read_n(&mut first, 4), CONNACK_ACCEPTED);
-    let mut second = server.client();
-    second.write_all(&connect_bytes("b")).unwrap();
-    assert_eq!(read_n(&mut second, 4), CONNACK_ACCEPTED);
-
-    let mut third = server.client();
-    assert_closed(&mut third);
-    for client in [&mut first, &mut second] {
-        client.write_all(&PINGREQ).unwrap();
-        assert_eq!(read_n(client, 2), PINGRESP);
-    }
-    assert_eq!(server.log().iter().filter(|l| *l == "open").count(), 2);
-
-    // Room again once one goes.
-    first.write_all(&DISCONNECT).unwrap();
-    assert_closed(&mut first);
-    let mut fourth = server.client();
-    fourth.write_all(&connect_bytes("d")).unwrap();
-    assert_eq!(read_n(&mut fourth, 4), CONNACK_ACCEPTED);
-    server.stop();
-}
-
-#[test]
-fn bytes_read_and_written_are_counted_for_the_core() {
-    let script = Script {
-        note_housekeeping: true,
-        ..Script::default()
-    };
-    let server = start(&tcp_config(), script);
-    let mut client = server.client();
-    let connect = connect_bytes("c");
-    client.write_all(&connect).unwrap();
-    assert_eq!(read_n(&mut client, 4), CONNACK_ACCEPTED);
-    client.write_all(&PINGREQ).unwrap();
-    assert_eq!(read_n(&mut client, 2), PINGRESP);
-    // At the PINGREQ: CONNECT and PINGREQ read, the CONNACK written,
-    // nothing left buffered.
-    let expected = format!("traffic {} 4 0", connect.len() + 2);
-    server.wait_for(&expected, 1);
-    client.write_all(&PINGREQ).unwrap();
-    assert_eq!(read_n(&mut client, 2), PINGRESP);
-    server.wait_for(&format!("traffic {} 6 0", connect.len() + 4), 1);
-    server.stop();
-}
+mod backpressure;
+mod listeners;
+mod stopping;

@@ -4,8 +4,11 @@
 //!
 //! # How a TLS connection moves
 //!
-//! A [`TlsStream`] is a `rustls::ServerConnection` (the TLS state machine,
-//! which never touches a socket) over a non-blocking `TcpStream`:
+//! A [`TlsStream`] is a `rustls::Connection` (the TLS state machine, which
+//! never touches a socket) over any non-blocking stream, TCP or Unix. It is
+//! the server side when a listener accepted the stream ([`TlsAcceptor`]),
+//! the client side when the broker dialled it ([`TlsConnector`]); the two
+//! move the same way:
 //!
 //! - **Reading** takes TLS records off the socket (`read_tls`), lets rustls
 //!   process them (`process_new_packets`: handshake messages, alerts, or
@@ -26,25 +29,26 @@
 //!
 //! # What it must not know
 //!
-//! MQTT. The core hears of TLS once, through
-//! [`Broker::tls_established`](crate::broker::Broker::tls_established),
-//! with the client certificate's CN as a plain string.
+//! MQTT, or which socket is underneath. The core hears of TLS once,
+//! through [`Broker::established`](crate::broker::Broker::established),
+//! with the peer certificate's CN as a plain string.
 //!
 //! Explained in docs/12-tls-and-auth.md.
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
 use std::path::Path;
 use std::sync::Arc;
 
 use log::{debug, info};
-use mio::net::TcpStream;
 use rustls::crypto::ring;
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig, ServerConnection, SupportedProtocolVersion};
+use rustls::{
+    ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig, ServerConnection,
+    SupportedProtocolVersion,
+};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use super::x509::subject_common_name;
 use crate::config::{ConfigError, ConfigPath, SecurityConfig};
@@ -234,15 +238,11 @@ impl TlsAcceptor {
         })
     }
 
-    /// Starts the server side of a handshake on an accepted socket.
-    pub(crate) fn accept(&self, tcp: TcpStream) -> io::Result<TlsStream> {
+    /// Starts the server side of a handshake on an accepted stream.
+    pub(crate) fn accept<S: Read + Write>(&self, io: S) -> io::Result<TlsStream<S>> {
         let tls = ServerConnection::new(Arc::clone(&self.config))
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        Ok(TlsStream {
-            tls,
-            tcp,
-            established: false,
-        })
+        Ok(TlsStream::new(tls.into(), io))
     }
 
     /// Re-reads certfile, keyfile and cafile. On failure the configuration
@@ -254,25 +254,66 @@ impl TlsAcceptor {
     }
 }
 
-/// A TLS session over a non-blocking TCP socket. See the module docs.
-pub(crate) struct TlsStream {
-    tls: ServerConnection,
-    tcp: TcpStream,
+/// What a dialled connection starts TLS with: the client side of
+/// [`TlsAcceptor`]. The configuration (trusted CAs, a client certificate)
+/// is built by whoever dials; reading it from `sol.conf` comes with the
+/// first feature that dials over TLS.
+// Only the tests build one until then.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) struct TlsConnector {
+    config: Arc<ClientConfig>,
+}
+
+#[cfg_attr(not(test), allow(dead_code))]
+impl TlsConnector {
+    pub(crate) fn new(config: Arc<ClientConfig>) -> TlsConnector {
+        TlsConnector { config }
+    }
+
+    /// Starts the client side of a handshake on a dialled stream, with
+    /// `server_name` (a DNS name or an IP address) the name the server's
+    /// certificate must carry.
+    pub(crate) fn connect<S: Read + Write>(
+        &self,
+        server_name: &str,
+        io: S,
+    ) -> io::Result<TlsStream<S>> {
+        let name = ServerName::try_from(server_name.to_string())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let tls = ClientConnection::new(Arc::clone(&self.config), name)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        Ok(TlsStream::new(tls.into(), io))
+    }
+}
+
+/// A TLS session, either side, over a non-blocking stream. See the module
+/// docs.
+pub(crate) struct TlsStream<S> {
+    tls: Connection,
+    io: S,
     /// The end of the handshake has been reported by
     /// [`TlsStream::take_established`].
     established: bool,
 }
 
-impl fmt::Debug for TlsStream {
+impl<S: fmt::Debug> fmt::Debug for TlsStream<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsStream")
-            .field("tcp", &self.tcp)
+            .field("io", &self.io)
             .field("handshaking", &self.tls.is_handshaking())
             .finish()
     }
 }
 
-impl TlsStream {
+impl<S> TlsStream<S> {
+    fn new(tls: Connection, io: S) -> TlsStream<S> {
+        TlsStream {
+            tls,
+            io,
+            established: false,
+        }
+    }
+
     /// rustls holds records to send: the loop must flush this connection
     /// even when it has no plaintext output of its own.
     pub(crate) fn wants_write(&self) -> bool {
@@ -280,8 +321,9 @@ impl TlsStream {
     }
 
     /// `Some` once, when the handshake has just completed: the subject CN
-    /// of the client's certificate, if it sent one (rustls has verified it
-    /// against `cafile` by then).
+    /// of the peer's certificate, if it sent one (rustls has verified it by
+    /// then: a client's against `cafile`, a server's against the trusted
+    /// CAs of the dialling side).
     pub(crate) fn take_established(&mut self) -> Option<Option<String>> {
         if self.established || self.tls.is_handshaking() {
             return None;
@@ -300,23 +342,30 @@ impl TlsStream {
         Some(common_name)
     }
 
-    pub(crate) fn tcp_mut(&mut self) -> &mut TcpStream {
-        &mut self.tcp
+    /// The stream underneath, to register it with the poll or shut it down.
+    pub(crate) fn get_mut(&mut self) -> &mut S {
+        &mut self.io
     }
 
-    /// Sends close_notify if it can, then closes the socket.
-    pub(crate) fn shutdown(&mut self) -> io::Result<()> {
+    pub(crate) fn get_ref(&self) -> &S {
+        &self.io
+    }
+}
+
+impl<S: Read + Write> TlsStream<S> {
+    /// Queues close_notify and sends it if the stream takes it now. The
+    /// caller closes the stream underneath.
+    pub(crate) fn close_notify(&mut self) {
         self.tls.send_close_notify();
         // Best effort: the socket may be full or gone.
         let _ = self.push();
-        self.tcp.shutdown(Shutdown::Both)
     }
 
-    /// Writes the records rustls holds until none are left or the socket
+    /// Writes the records rustls holds until none are left or the stream
     /// would block.
     fn push(&mut self) -> io::Result<()> {
         while self.tls.wants_write() {
-            match self.tls.write_tls(&mut self.tcp) {
+            match self.tls.write_tls(&mut self.io) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
@@ -328,7 +377,7 @@ impl TlsStream {
     }
 }
 
-impl Read for TlsStream {
+impl<S: Read + Write> Read for TlsStream<S> {
     /// Plaintext if there is some; `Ok(0)` when the peer closed (with or
     /// without close_notify); `WouldBlock` when the socket is drained; an
     /// `InvalidData` error when the bytes are not TLS the server accepts
@@ -353,7 +402,7 @@ impl Read for TlsStream {
                     "TLS records without application data past the limit",
                 ));
             }
-            match self.tls.read_tls(&mut self.tcp)? {
+            match self.tls.read_tls(&mut self.io)? {
                 0 => return Ok(0),
                 n => records = records.saturating_add(n),
             }
@@ -366,7 +415,7 @@ impl Read for TlsStream {
     }
 }
 
-impl Write for TlsStream {
+impl<S: Read + Write> Write for TlsStream<S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.push()?;
         let taken = self.tls.writer().write(buf)?;

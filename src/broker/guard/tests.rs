@@ -57,7 +57,15 @@ impl Harness {
     fn try_connect(&mut self, c: Connect, tls: Option<Option<&str>>) -> (ConnId, u8) {
         let conn = self.open();
         if let Some(cn) = tls {
-            self.broker.tls_established(conn, cn.map(str::to_string));
+            let tls = Some(TlsInfo {
+                common_name: cn.map(str::to_string),
+            });
+            let peer = PeerInfo {
+                addr: "127.0.0.1:50000",
+                transport: Transport::Tcp,
+                tls,
+            };
+            self.broker.established(conn, peer);
         }
         self.send(conn, Packet::Connect(Box::new(c)));
         match self.take(conn).as_slice() {

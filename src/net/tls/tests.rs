@@ -15,6 +15,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::*;
 use crate::config::{ConfigPath, SecurityConfig, TlsProtocols};
+use crate::net::stream::Socket;
 
 /// A CA, a server certificate for localhost and 127.0.0.1, and a client
 /// certificate, as PEM files in a fresh directory (removed on drop).
@@ -126,9 +127,12 @@ impl Drop for Pki {
 const BOTH: &[&rustls::SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];
 
+/// The server side as the loop has it over a TCP socket.
+type ServerSide = TlsStream<mio::net::TcpStream>;
+
 /// A loopback pair: the server end as the loop has it (non-blocking, mio,
 /// inside a [`TlsStream`]) and the client end as a blocking std socket.
-fn pair(acceptor: &TlsAcceptor) -> (TlsStream, StdTcpStream) {
+fn pair(acceptor: &TlsAcceptor) -> (ServerSide, StdTcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let client = StdTcpStream::connect(listener.local_addr().unwrap()).unwrap();
     client
@@ -146,8 +150,8 @@ fn pair(acceptor: &TlsAcceptor) -> (TlsStream, StdTcpStream) {
 /// to send after each read, as one loop turn would. Returns the plaintext
 /// read, or the error that ended the connection.
 fn pump(
-    server: &mut TlsStream,
-    mut done: impl FnMut(&[u8], &mut TlsStream) -> bool,
+    server: &mut ServerSide,
+    mut done: impl FnMut(&[u8], &mut ServerSide) -> bool,
 ) -> io::Result<Vec<u8>> {
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut plaintext = Vec::new();
@@ -291,7 +295,8 @@ fn plain_bytes_on_the_tls_port_are_an_error_not_a_hang() {
         .unwrap();
     let error = pump(&mut server, |_, _| false).unwrap_err();
     assert_eq!(error.kind(), io::ErrorKind::InvalidData);
-    server.shutdown().unwrap();
+    server.close_notify();
+    server.get_mut().shutdown(std::net::Shutdown::Both).unwrap();
     // The client sees an alert or the close, never a reply in MQTT.
     let mut rest = Vec::new();
     let _ = client.read_to_end(&mut rest);
@@ -361,7 +366,8 @@ fn writes_past_what_the_socket_takes_would_block_and_lose_nothing() {
         server.flush().unwrap();
         thread::sleep(Duration::from_millis(1));
     }
-    server.shutdown().unwrap();
+    server.close_notify();
+    server.get_mut().shutdown(std::net::Shutdown::Both).unwrap();
     let received = reader.join().unwrap();
     assert_eq!(received.len(), sent.len());
     assert!(received == sent, "the bytes differ");
@@ -444,4 +450,85 @@ fn a_reload_that_fails_keeps_the_old_configuration() {
     pki.write("server.key", &key);
     acceptor.reload().unwrap();
     assert!(!Arc::ptr_eq(&before, &acceptor.config));
+}
+
+/// Reads what `side` has and pushes what it wants to send, as one loop
+/// turn does; appends the plaintext to `got`.
+fn turn(side: &mut TlsStream<Socket>, got: &mut Vec<u8>) {
+    let mut buf = [0u8; 4096];
+    loop {
+        match side.read(&mut buf) {
+            Ok(0) => panic!("the other side closed"),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    side.flush().unwrap();
+}
+
+#[test]
+fn a_client_side_stream_handshakes_with_a_server_side_one_over_a_unix_socket() {
+    let pki = Pki::new("client-side");
+    let acceptor = TlsAcceptor::new(&pki.security(true, true)).unwrap();
+    let connector = TlsConnector::new(pki.client(Some("bridge-1"), BOTH));
+    let (a, b) = mio::net::UnixStream::pair().unwrap();
+    let mut client = connector.connect("localhost", Socket::Unix(a)).unwrap();
+    let mut server = acceptor.accept(Socket::Unix(b)).unwrap();
+    // The client speaks first: its hello waits in rustls until flushed.
+    assert!(client.wants_write());
+    client.flush().unwrap();
+
+    let (mut from_server, mut from_client) = (Vec::new(), Vec::new());
+    let (mut client_saw, mut server_saw) = (None, None);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client_saw.is_none() || server_saw.is_none() {
+        assert!(Instant::now() < deadline, "the handshake did not finish");
+        turn(&mut server, &mut from_client);
+        turn(&mut client, &mut from_server);
+        server_saw = server_saw.or_else(|| server.take_established());
+        client_saw = client_saw.or_else(|| client.take_established());
+    }
+    // Each side reports the other's certificate: the server the client's
+    // CN, the client the server's certificate, which has none.
+    assert_eq!(server_saw, Some(Some("bridge-1".to_string())));
+    assert_eq!(client_saw, Some(None));
+    assert_eq!(client.take_established(), None, "reported once");
+
+    assert_eq!(client.write(b"\x10\x00").unwrap(), 2);
+    client.flush().unwrap();
+    assert_eq!(server.write(b"\x20\x02\x00\x00").unwrap(), 4);
+    server.flush().unwrap();
+    while from_client.len() < 2 || from_server.len() < 4 {
+        assert!(Instant::now() < deadline, "the data did not arrive");
+        turn(&mut server, &mut from_client);
+        turn(&mut client, &mut from_server);
+    }
+    assert_eq!(from_client, b"\x10\x00");
+    assert_eq!(from_server, b"\x20\x02\x00\x00");
+
+    // A close from the client reaches the server as the end of the stream.
+    client.close_notify();
+    client.get_mut().shutdown().unwrap();
+    let mut buf = [0u8; 16];
+    let end = loop {
+        match server.read(&mut buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "no end of stream");
+            }
+            other => break other.unwrap(),
+        }
+    };
+    assert_eq!(end, 0);
+}
+
+#[test]
+fn a_client_side_stream_refuses_a_server_name_that_is_no_name() {
+    let pki = Pki::new("bad-name");
+    let connector = TlsConnector::new(pki.client(None, BOTH));
+    let (a, _b) = mio::net::UnixStream::pair().unwrap();
+    let err = connector
+        .connect("not a name!", Socket::Unix(a))
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
 }
