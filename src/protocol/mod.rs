@@ -12,10 +12,12 @@
 
 mod decode;
 mod encode;
+mod error;
 mod packet;
 mod topic;
 
-pub use decode::{DecodeError, Decoder, CONNECT_MAX_SIZE};
+pub use decode::{Decoder, CONNECT_MAX_SIZE};
 pub use encode::{encode, encoded_len, SharedPublish};
+pub use error::DecodeError;
 pub use packet::*;
 pub use topic::{TopicError, TopicFilter, TopicName, MAX_TOPIC_LEVELS};
