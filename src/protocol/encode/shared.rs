@@ -6,7 +6,7 @@ use bytes::{BufMut, BytesMut};
 use super::v3::{publish_body, publish_flags};
 use super::{put_remaining_length, total_len, Counter, MAX_REMAINING_LENGTH};
 use crate::protocol::packet::packet_type::PUBLISH;
-use crate::protocol::packet::{PacketId, QoS};
+use crate::protocol::packet::{PacketId, Protocol, QoS};
 use crate::protocol::topic::TopicName;
 
 /// A PUBLISH encoded once, to be sent to many subscribers.
@@ -21,6 +21,10 @@ use crate::protocol::topic::TopicName;
 ///
 /// DUP is always 0: only first deliveries are shared. A resend (DUP 1)
 /// belongs to one session and is encoded from its own [`Packet`](crate::protocol::Packet).
+///
+/// The encoding is for receivers that speak one protocol level, named when
+/// it is made: a cache of them is keyed by (protocol, QoS). MQTT 3.1 and
+/// 3.1.1 lay a PUBLISH out alike, so today every level gets the same bytes.
 ///
 /// The buffer is kept from one message to the next, so encoding the next
 /// one allocates nothing unless it is larger.
@@ -39,7 +43,8 @@ impl SharedPublish {
     pub const KEPT_CAPACITY: usize = 64 * 1024;
 
     /// Encodes a PUBLISH of `payload` on `topic` at `qos`, DUP 0 and RETAIN
-    /// as `retain` says, in place of what was held. At QoS 1 and 2 it
+    /// as `retain` says, for receivers at `protocol`, in place of what was
+    /// held. At QoS 1 and 2 it
     /// carries packet identifier 1 until [`SharedPublish::set_id`] writes
     /// another: whatever is sent is always a valid packet.
     ///
@@ -47,7 +52,21 @@ impl SharedPublish {
     /// cannot be encoded (a topic over 65535 bytes, a body over
     /// 268,435,455: see the encoder's module documentation), as
     /// [`encode`](super::encode) does.
-    pub fn encode(&mut self, topic: &TopicName, payload: &[u8], qos: QoS, retain: bool) -> bool {
+    pub fn encode(
+        &mut self,
+        protocol: Protocol,
+        topic: &TopicName,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+    ) -> bool {
+        match protocol {
+            Protocol::V31 | Protocol::V311 => self.encode_v3(topic, payload, qos, retain),
+        }
+    }
+
+    /// The MQTT 3.1 and 3.1.1 layout: the topic, the identifier, the payload.
+    fn encode_v3(&mut self, topic: &TopicName, payload: &[u8], qos: QoS, retain: bool) -> bool {
         self.bytes.clear();
         self.id_at = None;
         let placeholder = (qos != QoS::AtMostOnce).then_some(PacketId::FIRST);

@@ -16,6 +16,9 @@ use crate::protocol::{Decoder, TopicName};
 
 const MAX: usize = 1 << 20;
 
+/// The level the shared PUBLISH tests encode for.
+const V311: Protocol = Protocol::V311;
+
 fn encoded(packet: &Packet) -> Vec<u8> {
     let mut out = BytesMut::new();
     encode(packet, &mut out);
@@ -358,14 +361,14 @@ fn a_shared_publish_is_byte_for_byte_what_encode_writes_with_each_id() {
         for &size in &payloads {
             let payload: Vec<u8> = (0..size).map(|i| i as u8).collect();
             for retain in [false, true] {
-                assert!(shared.encode(&name(topic), &payload, QoS::AtMostOnce, retain));
+                assert!(shared.encode(V311, &name(topic), &payload, QoS::AtMostOnce, retain));
                 let expected = encoded_publish(topic, &payload, QoS::AtMostOnce, retain, None);
                 assert_eq!(shared.bytes(), expected);
                 // QoS 0 has no identifier to patch.
                 shared.set_id(id(513));
                 assert_eq!(shared.bytes(), expected);
                 for qos in [QoS::AtLeastOnce, QoS::ExactlyOnce] {
-                    assert!(shared.encode(&name(topic), &payload, qos, retain));
+                    assert!(shared.encode(V311, &name(topic), &payload, qos, retain));
                     let first = encoded_publish(topic, &payload, qos, retain, Some(1));
                     assert_eq!(shared.bytes(), first, "the placeholder is id 1");
                     for n in [1, 256, 65_535, 2] {
@@ -381,14 +384,29 @@ fn a_shared_publish_is_byte_for_byte_what_encode_writes_with_each_id() {
     assert_eq!(checked, 3 * payloads.len() * 2 * 2 * 4);
 }
 
+/// 3.1 and 3.1.1 receivers get the same bytes, so a cache keyed by
+/// (protocol, QoS) may hold one encoding for both.
+#[test]
+fn a_shared_publish_is_the_same_for_3_1_and_3_1_1() {
+    let mut v31 = SharedPublish::default();
+    let mut v311 = SharedPublish::default();
+    for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
+        assert!(v31.encode(Protocol::V31, &name("a/b"), b"p", qos, true));
+        assert!(v311.encode(Protocol::V311, &name("a/b"), b"p", qos, true));
+        v31.set_id(id(300));
+        v311.set_id(id(300));
+        assert_eq!(v31.bytes(), v311.bytes(), "{qos:?}");
+    }
+}
+
 #[test]
 fn a_shared_publish_takes_one_and_two_byte_remaining_lengths() {
     let mut shared = SharedPublish::default();
     // "t": 3 bytes of topic field and 2 of id; 122 + 5 = 127, 123 + 5 = 128.
-    assert!(shared.encode(&name("t"), &[9; 122], QoS::AtLeastOnce, false));
+    assert!(shared.encode(V311, &name("t"), &[9; 122], QoS::AtLeastOnce, false));
     shared.set_id(id(0x0102));
     assert_eq!(&shared.bytes()[..8], [0x32, 127, 0, 1, b't', 1, 2, 9]);
-    assert!(shared.encode(&name("t"), &[9; 123], QoS::ExactlyOnce, false));
+    assert!(shared.encode(V311, &name("t"), &[9; 123], QoS::ExactlyOnce, false));
     shared.set_id(id(0xFFFF));
     assert_eq!(
         &shared.bytes()[..9],
@@ -400,14 +418,20 @@ fn a_shared_publish_takes_one_and_two_byte_remaining_lengths() {
 #[test]
 fn a_shared_publish_reused_for_a_smaller_message_holds_only_that_one() {
     let mut shared = SharedPublish::default();
-    assert!(shared.encode(&name("a/long/topic"), &[1; 300], QoS::ExactlyOnce, true));
+    assert!(shared.encode(
+        V311,
+        &name("a/long/topic"),
+        &[1; 300],
+        QoS::ExactlyOnce,
+        true
+    ));
     shared.set_id(id(77));
-    assert!(shared.encode(&name("b"), b"x", QoS::AtLeastOnce, false));
+    assert!(shared.encode(V311, &name("b"), b"x", QoS::AtLeastOnce, false));
     assert_eq!(
         shared.bytes(),
         encoded_publish("b", b"x", QoS::AtLeastOnce, false, Some(1))
     );
-    assert!(shared.encode(&name("c"), b"y", QoS::AtMostOnce, false));
+    assert!(shared.encode(V311, &name("c"), b"y", QoS::AtMostOnce, false));
     shared.set_id(id(77));
     assert_eq!(shared.bytes(), [0x30, 4, 0, 1, b'c', b'y']);
 }
@@ -415,27 +439,27 @@ fn a_shared_publish_reused_for_a_smaller_message_holds_only_that_one() {
 #[test]
 fn a_shared_publish_that_cannot_be_encoded_holds_nothing() {
     let mut shared = SharedPublish::default();
-    assert!(shared.encode(&name("t"), b"p", QoS::AtLeastOnce, false));
+    assert!(shared.encode(V311, &name("t"), b"p", QoS::AtLeastOnce, false));
     let topic = TopicName::new("x".repeat(65_536)).unwrap();
-    assert!(!shared.encode(&topic, b"p", QoS::AtLeastOnce, false));
+    assert!(!shared.encode(V311, &topic, b"p", QoS::AtLeastOnce, false));
     assert!(shared.bytes().is_empty());
     shared.set_id(id(5));
     assert!(shared.bytes().is_empty());
     // A body one byte over the limit (allocated zeroed, never touched).
     let payload = vec![0; MAX_REMAINING_LENGTH - 2];
-    assert!(!shared.encode(&name("t"), &payload, QoS::AtMostOnce, false));
+    assert!(!shared.encode(V311, &name("t"), &payload, QoS::AtMostOnce, false));
     assert!(shared.bytes().is_empty());
 }
 
 #[test]
 fn clearing_frees_a_buffer_a_large_message_grew() {
     let mut shared = SharedPublish::default();
-    assert!(shared.encode(&name("t"), &[0; 100], QoS::AtMostOnce, false));
+    assert!(shared.encode(V311, &name("t"), &[0; 100], QoS::AtMostOnce, false));
     shared.clear();
     assert!(shared.bytes().is_empty());
     let small = shared.capacity();
     assert!((100..=SharedPublish::KEPT_CAPACITY).contains(&small));
-    assert!(shared.encode(&name("t"), &vec![0; 100_000], QoS::AtLeastOnce, false));
+    assert!(shared.encode(V311, &name("t"), &vec![0; 100_000], QoS::AtLeastOnce, false));
     assert!(shared.capacity() > SharedPublish::KEPT_CAPACITY);
     shared.clear();
     assert!(shared.bytes().is_empty());
