@@ -4,6 +4,7 @@
 mod errors;
 mod framing;
 mod fuzz;
+mod levels;
 mod topic_cache;
 
 use bytes::{Bytes, BytesMut};

@@ -10,8 +10,6 @@
 //! limit or the CONNECT gate: a body parser for another protocol level sits
 //! beside this file and shares them.
 
-use bytes::Bytes;
-
 use super::cursor::Cursor;
 use crate::protocol::error::DecodeError;
 use crate::protocol::packet::packet_type::{
@@ -24,26 +22,27 @@ use crate::protocol::packet::{
 };
 use crate::protocol::topic::TopicName;
 
-/// Parses one whole body. The first byte has already been checked, so the
-/// packet type is one of the fourteen and its flags are valid. `last_topic`
-/// is the decoder's cache of the last PUBLISH topic.
+/// Parses one body at `protocol` (3.1 or 3.1.1), read from `cursor` up to
+/// its last field; the caller checks that nothing trails it. Of a CONNECT,
+/// the protocol name and level have been read already: they chose this
+/// parser. `last_topic` is the decoder's cache of the last PUBLISH topic.
 pub(super) fn parse(
     first_byte: u8,
-    body: Bytes,
+    protocol: Protocol,
+    cursor: &mut Cursor,
     last_topic: &mut Option<TopicName>,
 ) -> Result<Packet, DecodeError> {
-    let mut cursor = Cursor::new(body);
     let packet = match first_byte >> 4 {
-        CONNECT => Packet::Connect(Box::new(connect(&mut cursor)?)),
-        CONNACK => Packet::Connack(connack(&mut cursor)?),
-        PUBLISH => Packet::Publish(publish(first_byte, &mut cursor, last_topic)?),
+        CONNECT => Packet::Connect(Box::new(connect(protocol, cursor)?)),
+        CONNACK => Packet::Connack(connack(cursor)?),
+        PUBLISH => Packet::Publish(publish(first_byte, cursor, last_topic)?),
         PUBACK => Packet::Puback(cursor.packet_id()?),
         PUBREC => Packet::Pubrec(cursor.packet_id()?),
         PUBREL => Packet::Pubrel(cursor.packet_id()?),
         PUBCOMP => Packet::Pubcomp(cursor.packet_id()?),
-        SUBSCRIBE => Packet::Subscribe(subscribe(&mut cursor)?),
-        SUBACK => Packet::Suback(suback(&mut cursor)?),
-        UNSUBSCRIBE => Packet::Unsubscribe(unsubscribe(&mut cursor)?),
+        SUBSCRIBE => Packet::Subscribe(subscribe(cursor)?),
+        SUBACK => Packet::Suback(suback(cursor)?),
+        UNSUBSCRIBE => Packet::Unsubscribe(unsubscribe(cursor)?),
         UNSUBACK => Packet::Unsuback(cursor.packet_id()?),
         PINGREQ => Packet::Pingreq,
         PINGRESP => Packet::Pingresp,
@@ -51,26 +50,14 @@ pub(super) fn parse(
         // Refused on the first byte already; kept as an error, not a panic.
         other => return Err(DecodeError::ReservedPacketType(other)),
     };
-    cursor.finish()?;
     Ok(packet)
 }
 
-/// CONNECT (section 3.1). Fields are read in the order the standard puts
-/// them, and each flag is checked before the field it announces.
-fn connect(cursor: &mut Cursor) -> Result<Connect, DecodeError> {
-    // The name is compared as raw bytes: a name that is not even UTF-8 is
-    // just another wrong name.
-    let name = cursor.binary()?;
-    let level = cursor.u8()?;
-    let protocol = match (name.as_ref(), level) {
-        (b"MQTT", 4) => Protocol::V311,
-        (b"MQIsdp", 3) => Protocol::V31,
-        // [MQTT-3.1.2-2]: a protocol we know, at a level we do not.
-        (b"MQTT" | b"MQIsdp", _) => return Err(DecodeError::UnsupportedProtocolLevel(level)),
-        // [MQTT-3.1.2-1]
-        _ => return Err(DecodeError::BadProtocolName),
-    };
-
+/// CONNECT (section 3.1), from its flags on: the protocol name and level
+/// were read to choose this parser. Fields are read in the order the
+/// standard puts them, and each flag is checked before the field it
+/// announces.
+fn connect(protocol: Protocol, cursor: &mut Cursor) -> Result<Connect, DecodeError> {
     let flags = cursor.u8()?;
     let has_username = flags & 0x80 != 0;
     let has_password = flags & 0x40 != 0;
