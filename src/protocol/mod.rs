@@ -20,4 +20,4 @@ pub use decode::{Decoder, CONNECT_MAX_SIZE};
 pub use encode::{encode, encoded_len, SharedPublish};
 pub use error::DecodeError;
 pub use packet::*;
-pub use topic::{TopicError, TopicFilter, TopicName, MAX_TOPIC_LEVELS};
+pub use topic::{TopicError, TopicFilter, TopicName, MAX_TOPIC_LEVELS, MAX_TOPIC_SEPARATORS};
