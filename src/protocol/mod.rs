@@ -1,4 +1,5 @@
-//! MQTT 3.1.1 packets: their types, the incremental decoder and the encoder.
+//! MQTT 3.1 and 3.1.1 packets: their types, the incremental decoder and the
+//! encoder.
 //!
 //! This module owns the wire format and nothing else. It knows no sockets, no
 //! clock and no sessions: bytes go in, [`Packet`]s come out, and back again.
@@ -7,7 +8,19 @@
 //! a [`PacketId`] is never zero, a [`TopicName`] never holds a wildcard, a
 //! [`TopicFilter`] is always well formed.
 //!
-//! The post that walks through this module is `docs/02-fixed-header.md` and
+//! # Layout
+//!
+//! - `packet.rs`: the fourteen packets as values;
+//! - `decode/`: the framing and the incremental state machine (`mod.rs`),
+//!   the field reader (`cursor.rs`), the bodies of each protocol level
+//!   (`v3.rs` for 3.1 and 3.1.1); the decoder keeps the level a CONNECT
+//!   named and parses every later body for it;
+//! - `encode/`: the fixed header and the measuring sink (`mod.rs`), the
+//!   bodies (`v3.rs`), one PUBLISH encoded for many receivers (`shared.rs`);
+//! - `error.rs`: [`DecodeError`];
+//! - `topic.rs`: topic names and filters.
+//!
+//! The posts that walk through this module are `docs/02-fixed-header.md` and
 //! `docs/04-decoding-incrementally.md`.
 
 mod decode;

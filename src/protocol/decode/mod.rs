@@ -37,7 +37,6 @@
 //! client may publish to a topic: all of that is the broker's to decide. The
 //! decoder rejects only what the standard says is malformed.
 //! Explained in docs/04-decoding-incrementally.md and docs/11-bad-input.md.
-
 //!
 //! # Layout
 //!
@@ -169,9 +168,10 @@ impl Decoder {
     /// Broker side: decodes what clients send. The first packet must be
     /// CONNECT, with a size (remaining length) of at most
     /// `min(CONNECT_MAX_SIZE, max_size)`; after a CONNECT decodes, the decoder
-    /// is "connected" and accepts every client-to-server packet (CONNECT
-    /// included: the broker itself closes on a second one) with a size of at
-    /// most `max_size`.
+    /// is "connected" at the protocol level that CONNECT named
+    /// ([`Decoder::protocol`]) and accepts every client-to-server packet
+    /// (CONNECT included: the broker itself closes on a second one) with a
+    /// size of at most `max_size`.
     pub fn new(max_size: usize) -> Decoder {
         Decoder::running(Side::Server, None, max_size)
     }
