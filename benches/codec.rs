@@ -177,7 +177,7 @@ fn fanout_encoding(c: &mut Criterion) {
     let mut shared = SharedPublish::default();
     g.bench_function("shared_publish_qos1_patch_id", |b| {
         b.iter(|| {
-            shared.encode(&topic, &payload, QoS::AtLeastOnce, false);
+            shared.encode(Protocol::V311, &topic, &payload, QoS::AtLeastOnce, false);
             for (n, out) in (1..).zip(outs.iter_mut()) {
                 if out.len() > (1 << 15) {
                     out.clear();

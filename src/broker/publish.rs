@@ -10,7 +10,7 @@ use bytes::Bytes;
 use log::debug;
 
 use super::{retry, Broker, ConnId, Outbox, SessionSlot, Stats, OUTPUT_HIGH_WATER};
-use crate::protocol::{Packet, PacketId, Publish, QoS, SharedPublish, TopicName, Will};
+use crate::protocol::{Packet, PacketId, Protocol, Publish, QoS, SharedPublish, TopicName, Will};
 use crate::session::{Ack, Message, Pushed};
 
 /// A retained message as stored: the last message published with the retain
@@ -357,10 +357,12 @@ impl Encodings {
             QoS::ExactlyOnce => &mut self.qos2,
         };
         if !encoding.made {
-            // [MQTT-3.3.1-9]: live forwarding clears the retain flag.
+            // [MQTT-3.3.1-9]: live forwarding clears the retain flag. Every
+            // level sol speaks (3.1, 3.1.1) gets the 3.1.1 bytes; a level with
+            // another layout would key these encodings on (protocol, qos).
             encoding
                 .publish
-                .encode(&message.topic, &message.payload, qos, false);
+                .encode(Protocol::V311, &message.topic, &message.payload, qos, false);
             encoding.made = true;
         }
         &mut encoding.publish

@@ -65,7 +65,9 @@ impl QoS {
     }
 }
 
-/// Which revision of the protocol a client speaks.
+/// Which revision of the protocol a client speaks, as its CONNECT names it.
+/// The decoder keeps it for the connection and parses every body for it;
+/// [`SharedPublish`](super::SharedPublish) encodes for one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
     /// MQTT 3.1: protocol name `MQIsdp`, level 3.

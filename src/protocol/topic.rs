@@ -10,13 +10,22 @@
 use std::fmt;
 use std::sync::Arc;
 
-/// The most levels a topic or filter may have.
+/// The most `/` separators a topic name or filter may hold: 200, so at
+/// most 201 levels.
 ///
 /// The standard sets no bound, but a filter of tens of thousands of levels is
 /// an attack on any broker that walks levels recursively (mosquitto
-/// CVE-2019-11779). mosquitto refuses more than 200 levels; so do we. The trie
-/// walks iteratively anyway, so this bound is about memory, not the stack.
-pub const MAX_TOPIC_LEVELS: usize = 200;
+/// CVE-2019-11779). mosquitto counts the separators and refuses a topic name
+/// or a filter with more than 200 (`TOPIC_HIERARCHY_LIMIT`, checked in
+/// `mosquitto_pub_topic_check` and `mosquitto_sub_topic_check`); sol draws
+/// the line in the same place, so that a topic one broker takes the other
+/// takes too. The trie walks iteratively anyway, so this bound is about
+/// memory, not the stack.
+pub const MAX_TOPIC_SEPARATORS: usize = 200;
+
+/// The most levels a topic or filter may have: one more than its
+/// separators ([`MAX_TOPIC_SEPARATORS`]).
+pub const MAX_TOPIC_LEVELS: usize = MAX_TOPIC_SEPARATORS + 1;
 
 /// Why a topic name or filter was refused. Every one closes the connection
 /// that sent it.
@@ -31,7 +40,8 @@ pub enum TopicError {
     /// `#` not alone in the last level, or `+` not alone in its level
     /// ([MQTT-4.7.1-2], [MQTT-4.7.1-3]).
     MisplacedWildcard,
-    /// More than [`MAX_TOPIC_LEVELS`] levels.
+    /// More than [`MAX_TOPIC_SEPARATORS`] separators, so more than
+    /// [`MAX_TOPIC_LEVELS`] levels.
     TooManyLevels,
 }
 
@@ -99,7 +109,7 @@ impl Scan {
 
     /// The rules names and filters share, in the order they are reported:
     /// not empty [MQTT-4.7.3-1], no U+0000 [MQTT-4.7.3-2], at most
-    /// [`MAX_TOPIC_LEVELS`] levels.
+    /// [`MAX_TOPIC_SEPARATORS`] separators.
     fn check_common(&self, s: &str) -> Result<(), TopicError> {
         if s.is_empty() {
             return Err(TopicError::Empty);
@@ -107,7 +117,7 @@ impl Scan {
         if self.null {
             return Err(TopicError::Null);
         }
-        if self.separators >= MAX_TOPIC_LEVELS {
+        if self.separators > MAX_TOPIC_SEPARATORS {
             return Err(TopicError::TooManyLevels);
         }
         Ok(())
@@ -257,6 +267,33 @@ mod tests {
         assert_eq!(TopicName::new(deeper), Err(TopicError::TooManyLevels));
     }
 
+    /// Issue 17.4: mosquitto takes 200 separators (201 levels) in a name
+    /// and a filter, and refuses 201; so does sol.
+    #[test]
+    fn two_hundred_separators_are_allowed_and_not_one_more() {
+        assert_eq!(MAX_TOPIC_SEPARATORS, 200);
+        let at = "a/".repeat(200) + "a";
+        let over = "a/".repeat(201) + "a";
+        assert_eq!(at.matches('/').count(), 200);
+        assert_eq!(name(&at).levels().count(), 201);
+        assert_eq!(filter(&at).levels().count(), 201);
+        assert_eq!(
+            TopicName::new(over.as_str()),
+            Err(TopicError::TooManyLevels)
+        );
+        assert_eq!(TopicFilter::new(over), Err(TopicError::TooManyLevels));
+        // Wildcards and empty levels count the same way.
+        let wild_at = "+/".repeat(200) + "#";
+        let wild_over = "+/".repeat(201) + "#";
+        assert!(TopicFilter::new(wild_at).is_ok());
+        assert_eq!(TopicFilter::new(wild_over), Err(TopicError::TooManyLevels));
+        assert!(TopicName::new("/".repeat(200)).is_ok());
+        assert_eq!(
+            TopicName::new("/".repeat(201)),
+            Err(TopicError::TooManyLevels)
+        );
+    }
+
     #[test]
     fn multi_byte_characters_next_to_separators_and_wildcards() {
         // 2-, 3- and 4-byte characters: none of their bytes is ASCII.
@@ -299,7 +336,7 @@ mod tests {
         for ok in ["/+/", "+//#", "//#", "+/", "/+"] {
             assert!(TopicFilter::new(ok).is_ok(), "{ok}");
         }
-        // 200 empty levels are allowed, 201 are not.
+        // 201 empty levels (200 separators) are allowed, 202 are not.
         let most = "/".repeat(MAX_TOPIC_LEVELS - 1);
         assert!(TopicName::new(most.as_str()).is_ok());
         assert!(TopicFilter::new(most.as_str()).is_ok());
@@ -378,7 +415,7 @@ mod tests {
     fn one_pass_agrees_with_the_reference_rules() {
         // Pieces that meet at every boundary the scan must get right.
         const PIECES: [&str; 10] = ["a", "/", "+", "#", "\0", "é", "€", "𝄞", "//", "ab"];
-        let mut rng = crate::protocol::decode::tests::XorShift(0x2545_F491_4F6C_DD1D);
+        let mut rng = crate::test_rng::XorShift(0x2545_F491_4F6C_DD1D);
         for _ in 0..50_000 {
             let len = rng.below(8);
             let s: String = (0..len).map(|_| PIECES[rng.below(PIECES.len())]).collect();
