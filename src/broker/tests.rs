@@ -632,7 +632,7 @@ fn qos0_past_the_high_water_mark_is_dropped_and_counted() {
     let publisher = h.connect(connect("pub", true), false);
     h.send(sub, subscribe(1, &[("t", QoS::AtMostOnce)]));
     h.out.take(sub);
-    h.out.pending.insert(sub, OUTPUT_HIGH_WATER);
+    h.out.pending.insert(sub, QOS0_OUTPUT_LIMIT);
     h.send(publisher, publish("t", "m", QoS::AtMostOnce, None, false));
     assert!(h.out.take(sub).is_empty());
     assert_eq!(h.broker.stats().messages_dropped, 1);
@@ -747,7 +747,7 @@ fn retained_delivery_stops_at_the_first_message_the_subscriber_cannot_take() {
     }
     let sub = h.connect(connect("s", true), false);
     // The subscriber's output is already full: nothing more can go out.
-    h.out.pending.insert(sub, OUTPUT_HIGH_WATER);
+    h.out.pending.insert(sub, QOS0_OUTPUT_LIMIT);
     let filters = [
         ("#", QoS::AtMostOnce),
         ("r/#", QoS::AtMostOnce),

@@ -15,7 +15,7 @@ use log::{debug, error, info, warn};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::broker::{Broker, CloseReason, ConnId, Outbox, Traffic, OUTPUT_HIGH_WATER};
+use crate::broker::{Broker, CloseReason, ConnId, Outbox, Traffic, QOS0_OUTPUT_LIMIT};
 use crate::protocol::{DecodeError, Packet};
 
 use super::conn::Connection;
@@ -141,7 +141,7 @@ impl Limits {
     /// reading a PINGRESP) must not make the broker queue without bound.
     ///
     /// The mark sits above what *other* clients' messages can queue: the
-    /// core stops sending QoS 0 at [`OUTPUT_HIGH_WATER`], so fan-out tops out
+    /// core stops sending QoS 0 at [`QOS0_OUTPUT_LIMIT`], so fan-out tops out
     /// at that plus one largest packet. Were the two marks equal, a slow but
     /// live subscriber to a busy topic would have its input paused for good,
     /// its PINGREQs never read, and it would be closed for keepalive.
@@ -149,7 +149,7 @@ impl Limits {
         Limits {
             max_request_size,
             read_budget: READ_BUDGET,
-            high_water: OUTPUT_HIGH_WATER
+            high_water: QOS0_OUTPUT_LIMIT
                 .saturating_add(max_request_size)
                 .saturating_add(HIGH_WATER),
             max_connections: None,
