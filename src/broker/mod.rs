@@ -13,9 +13,10 @@
 //! conversations without a network, and what lets TLS reuse it unchanged, as
 //! other transports (WebSocket, a bridge that is itself a client) will.
 //!
-//! Its state has owners: `sessions.rs` (`Sessions`: the sessions, the
-//! client-id index and the subscription trie) and `retained.rs`
-//! (`RetainedStore`: the retained messages and their order and size). The
+//! Its state has owners: `clients.rs` (the network connections),
+//! `sessions.rs` (`Sessions`: the sessions, the client-id index and the
+//! subscription trie) and `retained.rs` (`RetainedStore`: the retained
+//! messages and their order and size). The
 //! handlers live one idea per file: `connect.rs` (CONNECT, sessions,
 //! takeover), `publish.rs` (PUBLISH, the QoS handshakes, routing, retained
 //! messages) and `subscribe.rs` (SUBSCRIBE and UNSUBSCRIBE). The periodic
@@ -26,6 +27,7 @@
 //! and docs/13-housekeeping.md.
 
 mod auth;
+mod clients;
 mod connect;
 mod memory;
 mod publish;
@@ -50,8 +52,9 @@ use bytes::BytesMut;
 use log::{debug, error, info, warn};
 
 use crate::config::Config;
-use crate::protocol::{Connack, DecodeError, Decoder, Packet, QoS, Will};
-use crate::timer::{TimerId, TimerWheel};
+use crate::protocol::{Connack, DecodeError, Decoder, Packet, QoS};
+use crate::timer::TimerWheel;
+use clients::{Client, ClientState, Clients, Connected, Pending};
 use retained::RetainedStore;
 use sessions::{SessionSlot, Sessions};
 
@@ -182,109 +185,6 @@ struct Settings {
     retry_interval: Duration,
     /// Zero: no limit.
     max_keepalive: u16,
-}
-
-/// One network connection, from accept to close.
-///
-/// Kept small: ten thousand idle clients are ten thousand of these. What
-/// only CONNECT needs (the peer address, the TLS certificate) goes away
-/// with [`ClientState::AwaitingConnect`].
-struct Client {
-    /// [`ConnId::serial`]: tells this connection from an earlier one that
-    /// had the same key.
-    serial: u64,
-    /// When the client last sent a packet: keepalive counts from here.
-    last_seen: Instant,
-    /// The connection's one pending timer: connect timeout, then keepalive.
-    timer: Option<TimerId>,
-    state: ClientState,
-}
-
-enum ClientState {
-    /// Accepted; only CONNECT may come. Boxed: few connections wait here
-    /// for long, and a connected one should not pay for its size.
-    AwaitingConnect(Box<Pending>),
-    Connected(Connected),
-}
-
-/// What the core knows of a connection before its CONNECT.
-struct Pending {
-    /// For the log lines up to and including the CONNECT's: `ip:port` or
-    /// `unix:...`. The network layer keeps its own copy for its logs.
-    peer: String,
-    /// Set once the TLS handshake completed: the connection came to the
-    /// TLS listener, and this is what its certificate proved.
-    tls: Option<auth::TlsPeer>,
-}
-
-struct Connected {
-    /// Key of the session in [`Sessions`].
-    session: usize,
-    /// Shared with the session and the `client_ids` map: one copy.
-    client_id: Arc<str>,
-    keep_alive: u16,
-    /// Boxed: most clients have no will.
-    will: Option<Box<Will>>,
-    // Its username (or certificate CN) is the session's
-    // (`SessionSlot::username`), set at CONNECT: kept once, there.
-}
-
-/// The broker's clients, indexed by [`ConnId::key`]: the network layer's
-/// slab keys are small and dense, so a vector serves where a map would hash
-/// every packet's connection id and cost a bucket and a hash per client.
-/// Each entry keeps its [`ConnId::serial`], so a stale id finds nothing.
-#[derive(Default)]
-struct Clients {
-    slots: Vec<Option<Client>>,
-    len: usize,
-}
-
-impl Clients {
-    fn get(&self, conn: ConnId) -> Option<&Client> {
-        self.slots
-            .get(conn.key)?
-            .as_ref()
-            .filter(|client| client.serial == conn.serial)
-    }
-
-    fn get_mut(&mut self, conn: ConnId) -> Option<&mut Client> {
-        self.slots
-            .get_mut(conn.key)?
-            .as_mut()
-            .filter(|client| client.serial == conn.serial)
-    }
-
-    /// Stores `client` under `client.serial` and `key`, and returns what was
-    /// there (nothing, unless the network layer reused a key it never
-    /// reported closed).
-    fn insert(&mut self, key: usize, client: Client) -> Option<Client> {
-        if self.slots.len() <= key {
-            self.slots.resize_with(key.saturating_add(1), || None);
-        }
-        let slot = self.slots.get_mut(key)?;
-        let old = slot.replace(client);
-        if old.is_none() {
-            self.len += 1;
-        }
-        old
-    }
-
-    fn remove(&mut self, conn: ConnId) -> Option<Client> {
-        let slot = self.slots.get_mut(conn.key)?;
-        if slot.as_ref()?.serial != conn.serial {
-            return None;
-        }
-        self.len = self.len.saturating_sub(1);
-        slot.take()
-    }
-
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Client> {
-        self.slots.iter_mut().flatten()
-    }
 }
 
 /// How a connection ended, for the log and for the will.
@@ -704,68 +604,4 @@ impl Broker {
 /// ([MQTT-3.1.2-24]).
 fn keepalive_grace(keep_alive: u16) -> Duration {
     Duration::from_millis(u64::from(keep_alive) * 1500)
-}
-
-#[cfg(test)]
-mod clients_tests {
-    use super::*;
-
-    fn client(serial: u64) -> Client {
-        Client {
-            serial,
-            last_seen: Instant::now(),
-            timer: None,
-            state: ClientState::AwaitingConnect(Box::new(Pending {
-                peer: "127.0.0.1:1".to_string(),
-                tls: None,
-            })),
-        }
-    }
-
-    #[test]
-    fn a_stale_serial_on_a_reused_key_finds_nothing() {
-        let mut clients = Clients::default();
-        let old = ConnId { key: 3, serial: 1 };
-        let new = ConnId { key: 3, serial: 2 };
-        assert!(clients.insert(old.key, client(old.serial)).is_none());
-        assert!(clients.get(old).is_some());
-        assert!(
-            clients.remove(new).is_none(),
-            "the wrong serial removes nothing"
-        );
-        assert!(clients.remove(old).is_some());
-        assert!(clients.insert(new.key, client(new.serial)).is_none());
-        assert!(clients.get(old).is_none());
-        assert!(clients.get_mut(old).is_none());
-        assert!(clients.remove(old).is_none());
-        assert_eq!(clients.get(new).map(|c| c.serial), Some(2));
-        assert_eq!(clients.len(), 1);
-    }
-
-    #[test]
-    fn keys_beyond_the_table_find_nothing_and_count_stays_right() {
-        let mut clients = Clients::default();
-        assert!(clients
-            .get(ConnId {
-                key: 100,
-                serial: 0
-            })
-            .is_none());
-        assert!(clients
-            .remove(ConnId {
-                key: 100,
-                serial: 0
-            })
-            .is_none());
-        clients.insert(0, client(7));
-        clients.insert(5, client(8));
-        assert_eq!(clients.len(), 2);
-        assert!(
-            clients.insert(5, client(9)).is_some(),
-            "a reused key hands back the old client"
-        );
-        assert_eq!(clients.len(), 2);
-        assert!(clients.remove(ConnId { key: 5, serial: 9 }).is_some());
-        assert_eq!(clients.len(), 1);
-    }
 }
