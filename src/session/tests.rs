@@ -276,3 +276,62 @@ fn overdue_messages_are_resent_once_per_interval() {
     s.resent(t0 + 30 * SECOND);
     assert_eq!(s.next_overdue(interval), Some(t0 + 40 * SECOND));
 }
+
+#[test]
+fn a_message_keeps_what_it_says_and_not_the_hop_it_came_on() {
+    use crate::protocol::{Publish, Will};
+
+    let publish = Publish {
+        dup: true,
+        qos: QoS::ExactlyOnce,
+        retain: true,
+        topic: TopicName::new("a/b").unwrap(),
+        packet_id: Some(id(9)),
+        payload: Bytes::from_static(b"x"),
+    };
+    let message = Message::from(publish.clone());
+    assert_eq!(message.origin, Origin::Broker);
+    assert_eq!(message.properties, None, "MQTT 3.1.1 has no properties");
+    assert_eq!(
+        message.to_publish(Some(id(9)), true),
+        publish,
+        "dup and packet id belong to the hop"
+    );
+    let message = message.from_origin(Origin::Client(4));
+    let copy = message.copy_at(QoS::AtLeastOnce, false);
+    assert_eq!((copy.qos, copy.retain), (QoS::AtLeastOnce, false));
+    assert_eq!(copy.origin, Origin::Client(4), "a copy keeps its origin");
+    assert!(copy.payload.as_ptr() == message.payload.as_ptr(), "shared");
+
+    let will = Will {
+        topic: TopicName::new("w").unwrap(),
+        payload: Bytes::from_static(b"gone"),
+        qos: QoS::AtLeastOnce,
+        retain: true,
+    };
+    let message = Message::from(will);
+    assert_eq!(
+        (message.topic.as_str(), message.qos, message.retain),
+        ("w", QoS::AtLeastOnce, true)
+    );
+    assert_eq!(message.stored_size(), 1 + 4 + STORED_OVERHEAD);
+}
+
+#[test]
+fn a_restored_session_takes_its_limits_and_its_clock_from_the_new_run() {
+    let interval = 10 * SECOND;
+    let mut s = Session::new("c", false, 1, 1);
+    // Written out by a run that had been up for an hour.
+    s.push(message(1, QoS::AtLeastOnce), true, 3600 * SECOND, 41);
+    s.push(message(2, QoS::AtLeastOnce), true, 3600 * SECOND, 42);
+    assert_eq!(s.next_overdue(interval), Some(3610 * SECOND));
+    // Read back by a run two seconds old, configured with a wider window.
+    s.resent(2 * SECOND);
+    s.set_limits(2, 1);
+    assert_eq!(s.next_overdue(interval), Some(12 * SECOND));
+    assert_eq!(s.oldest_queued(), Some(42));
+    assert_eq!(
+        s.fill_window(2 * SECOND),
+        vec![(id(2), message(2, QoS::AtLeastOnce))]
+    );
+}
