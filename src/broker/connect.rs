@@ -210,6 +210,16 @@ impl Broker {
         if let Some(discarded) = attached.discarded {
             self.forget_timer(discarded);
         }
+        if attached.resumed {
+            // The limits are the configuration's, not the session's: they
+            // follow it to a session made under other settings (one read
+            // back from disk, say).
+            if let Some(slot) = self.sessions.get_mut(attached.key) {
+                let settings = &self.settings;
+                slot.session
+                    .set_limits(settings.max_inflight, settings.max_queued);
+            }
+        }
         (attached.key, attached.resumed)
     }
 

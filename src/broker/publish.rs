@@ -42,7 +42,7 @@ impl Broker {
     ) {
         self.stats.messages_received += 1;
         let (qos, packet_id) = (publish.qos, publish.packet_id);
-        let message = Message::from(publish).from_origin(Origin::Client(session));
+        let message = Message::from(publish).from_origin(Origin::client(session));
         // A publish the ACL refuses (writes to $SOL/... always are) is
         // acknowledged as usual and dropped, retained flag and all
         // ([MQTT-3.3.5-2]).
@@ -191,7 +191,7 @@ impl Broker {
         now: Instant,
         out: &mut dyn Outbox,
     ) {
-        let message = Message::from(will).from_origin(Origin::Client(session));
+        let message = Message::from(will).from_origin(Origin::client(session));
         self.route(message, now, out);
     }
 

@@ -356,7 +356,7 @@ fn stored_messages_remember_the_session_they_came_from() {
         retained.push((m.topic.to_string(), m.origin));
         std::ops::ControlFlow::Continue(())
     });
-    assert_eq!(retained, [("t/a".to_string(), Origin::Client(from))]);
+    assert_eq!(retained, [("t/a".to_string(), Origin::client(from))]);
     let key = h.broker.sessions.key_of("sub").unwrap();
     let slot = h.broker.sessions.get_mut(key).unwrap();
     let mut queued = Vec::new();
@@ -367,8 +367,8 @@ fn stored_messages_remember_the_session_they_came_from() {
     assert_eq!(
         queued,
         [
-            ("t/a".to_string(), Origin::Client(from), false),
-            ("t/will".to_string(), Origin::Client(from), false),
+            ("t/a".to_string(), Origin::client(from), false),
+            ("t/will".to_string(), Origin::client(from), false),
         ],
         "the message and the will, each marked with its publisher"
     );

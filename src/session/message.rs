@@ -12,8 +12,9 @@ use bytes::Bytes;
 use crate::protocol::{PacketId, Publish, QoS, TopicName, Will};
 
 /// What one stored message costs beyond its topic and payload: the message
-/// value itself and its place in a queue, rounded up. An estimate: it only
-/// has to make ten thousand empty messages count for something against
+/// value itself and its place in the queue or the window (on 64-bit
+/// targets, 80 bytes queued and 104 in flight). An estimate: it only has to
+/// make ten thousand empty messages count for something against
 /// `max_memory`.
 pub const STORED_OVERHEAD: usize = 96;
 
@@ -25,11 +26,14 @@ pub const STORED_OVERHEAD: usize = 96;
 pub enum Origin {
     /// Published by the client of this session key, or its will. Copy,
     /// unlike the client id, so that a message costs no reference count per
-    /// copy stored. A session key means something only in the run that
-    /// made it: persistence writes the client id it names instead, and a
-    /// restore turns that id back into the key of the restored session
-    /// (or into [`Origin::Broker`] when the session is gone).
-    Client(usize),
+    /// copy stored, and 32 bits, so that it costs a stored message no more
+    /// than a word (a broker with more sessions than that marks their
+    /// messages [`Origin::Broker`]). A session key means something only in
+    /// the run that made it: persistence writes the client id it names
+    /// instead, and a restore turns that id back into the key of the
+    /// restored session (or into [`Origin::Broker`] when the session is
+    /// gone).
+    Client(u32),
     /// Received over the bridge at this index in the configuration.
     /// Written out by the bridge's name, which a restore looks up again.
     Bridge(u16),
@@ -62,6 +66,13 @@ pub struct Message {
     pub origin: Origin,
     /// `None` for MQTT 3.1.1. Boxed: most messages will never have any.
     pub properties: Option<Box<Properties>>,
+}
+
+impl Origin {
+    /// The origin of what the client of session `key` publishes.
+    pub fn client(key: usize) -> Origin {
+        u32::try_from(key).map_or(Origin::Broker, Origin::Client)
+    }
 }
 
 impl Message {
