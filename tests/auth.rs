@@ -116,7 +116,7 @@ fn with_bystander_as(broker: &TestBroker, user: &str, password: &str, bad: impl 
 }
 
 #[test]
-fn bad_credentials_get_0x04_and_nothing_after_is_processed() {
+fn bad_credentials_get_0x05_and_nothing_after_is_processed() {
     let dir = Dir::new();
     let passwd = dir.write("passwd", &format!("alice:{SECRET}\n"));
     let Some(broker) = broker_with_passwords(&passwd, |_| {}) else {
@@ -133,7 +133,7 @@ fn bad_credentials_get_0x04_and_nothing_after_is_processed() {
             // A username without a password, against a password file.
             login(&unique_id("c"), "alice", None),
         ] {
-            refused_and_rest_ignored(&broker, &connect, 4, &topic);
+            refused_and_rest_ignored(&broker, &connect, 5, &topic);
         }
         // The right password gets in, over raw bytes and through rumqttc.
         Raw::connected(
@@ -160,7 +160,7 @@ fn a_refused_login_does_not_take_over_the_connected_client() {
     let mut good = Raw::connected(broker.addr(), &login(&id, "alice", Some("secret")), false);
     let mut bad = Raw::tcp(broker.addr());
     bad.send(&login(&id, "alice", Some("guess")).bytes());
-    bad.expect(&connack(false, 4));
+    bad.expect(&connack(false, 5));
     bad.expect_closed();
     good.send(&PINGREQ);
     good.expect(&PINGRESP);
@@ -214,7 +214,7 @@ fn a_password_file_written_by_passwd_py_works_end_to_end() {
         mqtt.disconnect();
         let mut wrong = Raw::tcp(broker.addr());
         wrong.send(&login(&unique_id("py"), user, Some("wonder")).bytes());
-        wrong.expect(&connack(false, 4));
+        wrong.expect(&connack(false, 5));
     }
 }
 
@@ -253,7 +253,7 @@ fn a_hash_from_openssl_passwd_works_end_to_end() {
     );
     let mut wrong = Raw::tcp(broker.addr());
     wrong.send(&login(&unique_id("o"), "dave", Some("secret\n")).bytes());
-    wrong.expect(&connack(false, 4));
+    wrong.expect(&connack(false, 5));
 }
 
 #[test]
@@ -275,7 +275,7 @@ fn a_flood_of_bad_passwords_does_not_stall_other_clients() {
                 raw.send(&login(&format!("flood{wave}x{n}"), "alice", Some("wrong")).bytes());
             }
             for raw in &mut clients {
-                raw.expect(&connack(false, 4));
+                raw.expect(&connack(false, 5));
                 raw.expect_closed();
             }
         }
@@ -313,7 +313,7 @@ fn reloading_the_password_file_adds_users_and_a_broken_file_changes_nothing() {
         raw.expect(&connack(false, code));
     };
     try_login("alice", 0);
-    try_login("bob", 4);
+    try_login("bob", 5);
     dir.write("passwd", &format!("alice:{SECRET}\nbob:{SECRET}\n"));
     broker.reload();
     try_login("bob", 0);
@@ -326,7 +326,7 @@ fn reloading_the_password_file_adds_users_and_a_broken_file_changes_nothing() {
     std::fs::remove_file(&passwd).unwrap();
     broker.reload();
     try_login("bob", 0);
-    try_login("mallory", 4);
+    try_login("mallory", 5);
 }
 
 // ---------------------------------------------------------------------------
@@ -402,7 +402,7 @@ fn passwords_never_reach_the_log() {
     let addr = wait_for_listener(&log);
     let mut bad = Raw::tcp(addr);
     bad.send(&login("leaky", "alice", Some("hunter2-wrong")).bytes());
-    bad.expect(&connack(false, 4));
+    bad.expect(&connack(false, 5));
     let mut good = Raw::connected(addr, &login("fine", "alice", Some("secret")), false);
     good.send(&DISCONNECT);
     // The refusal is logged (after it happened, so wait for the line).

@@ -288,3 +288,46 @@ fn will_is_published_after_a_malformed_disconnect() {
     raw.expect_closed();
     watcher.expect(&topic, b"malformed goodbye");
 }
+
+/// A takeover publishes the old connection's will unless the session goes
+/// on (clean session 0 on both connections), as mosquitto does: each of the
+/// four combinations, against the real broker.
+#[test]
+fn takeover_publishes_the_will_unless_both_sides_keep_the_session() {
+    let broker = TestBroker::start();
+    for (old_clean, new_clean) in [(false, false), (false, true), (true, false), (true, true)] {
+        let topic = unique_topic("takeover-will");
+        let mut watcher = Mqtt::connect(broker.addr(), &unique_id("w"));
+        watcher.subscribe(&topic, QoS::AtMostOnce);
+        let id = unique_id("twin");
+        let old = Connect::new(&id)
+            .clean(old_clean)
+            .will(&topic, b"old", 0, false);
+        let mut old = Raw::connected(broker.addr(), &old, false);
+        let present = !old_clean && !new_clean;
+        let mut new = Raw::connected(broker.addr(), &Connect::new(&id).clean(new_clean), present);
+        old.expect_closed();
+        // The will, if any, was routed before the new CONNACK was sent, so
+        // before the watcher's marker.
+        let wills: Vec<_> = watcher
+            .drain_until_marker(&topic)
+            .into_iter()
+            .map(|p| p.payload.to_vec())
+            .collect();
+        let expected: Vec<Vec<u8>> = if present {
+            vec![]
+        } else {
+            vec![b"old".to_vec()]
+        };
+        assert_eq!(
+            wills, expected,
+            "old clean {old_clean}, new clean {new_clean}"
+        );
+        // Leave no session behind.
+        new.send(&DISCONNECT);
+        if !new_clean {
+            Raw::connected(broker.addr(), &Connect::new(&id), false).send(&DISCONNECT);
+        }
+        watcher.disconnect();
+    }
+}

@@ -15,12 +15,14 @@
 //!
 //! 1. A client on the TLS listener with `use_identity_as_username`: its
 //!    username is its certificate's subject CN, and no password is asked
-//!    for. Without a certificate (or one without a CN): CONNACK 0x05.
+//!    for. Without a certificate (or one without a CN): CONNACK 0x04.
 //! 2. No username: allowed when `allow_anonymous` is true, else CONNACK 0x05
 //!    ([MQTT-3.2.2-5]).
 //! 3. A username with a `password_file`: the password must verify, else
-//!    CONNACK 0x04; a username without a password gets 0x04 too, as in
-//!    mosquitto. Without a password file the username is taken as given.
+//!    CONNACK 0x05; a username without a password gets 0x05 too. Without a
+//!    password file the username is taken as given.
+//!
+//! The codes are mosquitto's; [`Refusal`] says why they are right.
 //!
 //! A refused client is forgotten at once ([MQTT-3.1.4-5]): nothing it sends
 //! after the CONNECT is processed, and it cannot take over a connected
@@ -65,6 +67,43 @@ const CACHE_TTL: Duration = Duration::from_secs(5 * 60);
 pub struct AuthFiles {
     passwords: Option<PasswordFile>,
     acl: Option<AclFile>,
+}
+
+/// Why a CONNECT's credentials were refused, and the CONNACK code each
+/// gets. The codes are mosquitto's: MQTT 3.1.1 names 0x04 "bad user name or
+/// password" but describes it as data that is *malformed*, and 0x05 "not
+/// authorized"; a password that does not verify is not malformed, so it
+/// gets 0x05, as a client that gave none where one is needed does.
+/// A TLS client whose certificate cannot be its username (no certificate,
+/// or no CN in it) has no well-formed identity at all: 0x04, as mosquitto
+/// sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// `use_identity_as_username` and no CN to use.
+    NoIdentity,
+    /// No username, and `allow_anonymous` is false.
+    Anonymous,
+    /// A username whose password is wrong or missing.
+    BadPassword,
+}
+
+impl Refusal {
+    /// The CONNACK return code that carries this refusal.
+    pub(crate) fn code(self) -> ConnectReturnCode {
+        match self {
+            Refusal::NoIdentity => ConnectReturnCode::BadUsernameOrPassword,
+            Refusal::Anonymous | Refusal::BadPassword => ConnectReturnCode::NotAuthorized,
+        }
+    }
+
+    /// What the log says of it (never the password).
+    fn reason(self) -> &'static str {
+        match self {
+            Refusal::NoIdentity => "no certificate CN to use as the username",
+            Refusal::Anonymous => "not authorized",
+            Refusal::BadPassword => "bad username or password",
+        }
+    }
 }
 
 impl AuthFiles {
@@ -185,20 +224,20 @@ impl Guard {
         connect: &Connect,
         tls: Option<Option<&str>>,
         now: Instant,
-    ) -> Result<Option<String>, ConnectReturnCode> {
+    ) -> Result<Option<String>, Refusal> {
         if let (true, Some(common_name)) = (self.use_identity_as_username, tls) {
             // Whatever username and password the CONNECT carries are ignored,
             // as in mosquitto: the certificate is the credential.
             return match common_name {
                 Some(name) => Ok(Some(name.to_string())),
-                None => Err(ConnectReturnCode::NotAuthorized),
+                None => Err(Refusal::NoIdentity),
             };
         }
         let Some(username) = &connect.username else {
             return if self.allow_anonymous {
                 Ok(None)
             } else {
-                Err(ConnectReturnCode::NotAuthorized)
+                Err(Refusal::Anonymous)
             };
         };
         let Some(passwords) = &self.files.passwords else {
@@ -211,7 +250,7 @@ impl Guard {
         if good {
             Ok(Some(username.clone()))
         } else {
-            Err(ConnectReturnCode::BadUsernameOrPassword)
+            Err(Refusal::BadPassword)
         }
     }
 
@@ -346,11 +385,8 @@ impl Broker {
         };
         let tls = pending.tls.as_ref().map(|peer| peer.common_name.as_deref());
         let result = self.guard.authenticate(connect, tls, now);
-        if let Err(code) = result {
-            let why = match code {
-                ConnectReturnCode::BadUsernameOrPassword => "bad username or password",
-                _ => "not authorized",
-            };
+        if let Err(refusal) = &result {
+            let why = refusal.reason();
             let user = connect
                 .username
                 .as_deref()
@@ -362,7 +398,7 @@ impl Broker {
                 pending.peer
             );
         }
-        result
+        result.map_err(Refusal::code)
     }
 
     /// Gives session `key` the identity of the client now attached to it.

@@ -50,15 +50,18 @@ impl Broker {
         };
 
         // [MQTT-3.1.4-2]: an id already connected takes the session over;
-        // the old connection is closed as if it had failed, so its will is
-        // published.
+        // the old connection is closed. Its will is published unless the
+        // session goes on (both connections asked to keep it): then the
+        // client came back rather than failed, and mosquitto keeps the
+        // will back too, as MQTT 5 does (a will goes when its session ends).
         let taken_over = self
             .sessions
             .key_of(&client_id)
             .and_then(|key| self.sessions.get(key))
-            .and_then(|slot| slot.conn);
-        if let Some(old) = taken_over {
-            self.end_connection(old, Ending::TakenOver, now, out);
+            .and_then(|slot| Some((slot.conn?, slot.session.clean)));
+        if let Some((old, old_clean)) = taken_over {
+            let session_continues = !old_clean && !connect.clean_session;
+            self.end_connection(old, Ending::TakenOver { session_continues }, now, out);
         }
 
         let client_id: Arc<str> = client_id.into();

@@ -118,6 +118,16 @@ pub trait Outbox {
     fn traffic(&self) -> Traffic {
         Traffic::default()
     }
+    /// Asks that what is queued for `conn` be written after what was queued
+    /// for every other connection so far. The core queues a publisher's
+    /// PUBACK or PUBREC before routing its message, so that the publisher
+    /// hears its acknowledgement before any copy of its own message; this
+    /// call then lets the subscribers' deliveries still leave first. The
+    /// order of packets on one connection never changes. An outbox that
+    /// writes nothing itself (a test's) has nothing to reorder.
+    fn write_after_others(&mut self, conn: ConnId) {
+        let _ = conn;
+    }
 }
 
 /// Why a connection went away, as the network layer saw it.
@@ -198,8 +208,12 @@ enum Ending {
     Protocol(String),
     KeepaliveTimeout,
     ConnectTimeout,
-    /// Another connection came with the same client id.
-    TakenOver,
+    /// Another connection came with the same client id. The session
+    /// continues when both connections asked to keep it (clean session 0 on
+    /// each); the old will is then not published.
+    TakenOver {
+        session_continues: bool,
+    },
     /// The connection was refused at CONNECT.
     Refused,
     /// The broker is stopping. Wills were published just before, by
@@ -210,7 +224,14 @@ enum Ending {
 
 impl Ending {
     fn publishes_will(&self) -> bool {
-        !matches!(self, Ending::Disconnect | Ending::Shutdown)
+        !matches!(
+            self,
+            Ending::Disconnect
+                | Ending::Shutdown
+                | Ending::TakenOver {
+                    session_continues: true
+                }
+        )
     }
 }
 
@@ -223,7 +244,7 @@ impl fmt::Display for Ending {
             Ending::Protocol(why) => write!(f, "disconnected on a protocol error: {why}"),
             Ending::KeepaliveTimeout => f.write_str("has exceeded its keepalive, disconnecting"),
             Ending::ConnectTimeout => f.write_str("sent no CONNECT in time, disconnecting"),
-            Ending::TakenOver => f.write_str("was taken over by a new connection"),
+            Ending::TakenOver { .. } => f.write_str("was taken over by a new connection"),
             Ending::Refused => f.write_str("was refused"),
             Ending::Shutdown => f.write_str("disconnected by shutdown"),
         }

@@ -50,6 +50,11 @@ impl Broker {
         if !allowed {
             debug!("Dropped a PUBLISH to {} refused by the ACL.", message.topic);
         }
+        // The acknowledgement is queued before the message is routed, as
+        // mosquitto does: a publisher subscribed to its own topic gets its
+        // PUBACK or PUBREC first, then the copy of its message. Across
+        // connections the deliveries still go out first
+        // (`write_after_others`).
         match (qos, packet_id) {
             (QoS::AtMostOnce, _) => {
                 if allowed {
@@ -57,10 +62,11 @@ impl Broker {
                 }
             }
             (QoS::AtLeastOnce, Some(id)) => {
+                out.send(conn, &Packet::Puback(id));
                 if allowed {
                     self.route(message, now, out);
+                    out.write_after_others(conn);
                 }
-                out.send(conn, &Packet::Puback(id));
             }
             (QoS::ExactlyOnce, Some(id)) => {
                 // [MQTT-4.3.3-2]: a duplicate before PUBREL gets its PUBREC
@@ -69,10 +75,11 @@ impl Broker {
                     .sessions
                     .get_mut(session)
                     .is_some_and(|slot| slot.session.incoming_qos2(id));
+                out.send(conn, &Packet::Pubrec(id));
                 if first && allowed {
                     self.route(message, now, out);
+                    out.write_after_others(conn);
                 }
-                out.send(conn, &Packet::Pubrec(id));
             }
             // The decoder never yields QoS 1 or 2 without an id.
             (_, None) => {

@@ -43,6 +43,8 @@ pub(crate) struct Connection {
     pub(crate) closing: bool,
     /// The connection is in the loop's dirty list (to be flushed this turn).
     pub(crate) dirty: bool,
+    /// While `dirty`: the entry of the dirty list where it is flushed.
+    pub(crate) dirty_at: usize,
     /// The socket may hold unread bytes. `mio` is edge-triggered: an event
     /// says so once, and this flag remembers it until a read would block.
     pub(crate) readable: bool,
@@ -76,6 +78,7 @@ impl Connection {
             output: BytesMut::new(),
             closing: false,
             dirty: false,
+            dirty_at: 0,
             readable: false,
             read_to_end: false,
             ready: false,
@@ -126,8 +129,29 @@ impl Connection {
     pub(crate) fn mark_dirty(&mut self, dirty: &mut Vec<ConnId>) {
         if !self.dirty {
             self.dirty = true;
+            self.dirty_at = dirty.len();
             dirty.push(self.id);
         }
+    }
+
+    /// Moves a dirty connection to the end of `dirty`: it is flushed at its
+    /// last entry there, after every connection marked before that. Unless
+    /// it is the last entry already, which keeps the list from growing
+    /// while one publisher's packets are handled in a row.
+    pub(crate) fn mark_dirty_last(&mut self, dirty: &mut Vec<ConnId>) {
+        if !self.dirty {
+            return self.mark_dirty(dirty);
+        }
+        if dirty.last() != Some(&self.id) {
+            self.dirty_at = dirty.len();
+            dirty.push(self.id);
+        }
+    }
+
+    /// Whether entry `index` of the dirty list is where this connection is
+    /// flushed: its last one.
+    pub(crate) fn flushes_at(&self, index: usize) -> bool {
+        !self.dirty || self.dirty_at == index
     }
 
     /// Puts the connection in `ready` unless it is there already.

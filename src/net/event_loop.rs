@@ -623,17 +623,24 @@ impl<C: Core> EventLoop<C> {
     /// it, are flushed too before the list is cleared.
     fn flush_dirty(&mut self, now: Instant) {
         // In the order the connections were marked, which is the order the
-        // core answered in: a PUBLISH routed to a subscriber goes out before
-        // the PUBACK to its publisher, so the delivery is not kept waiting
-        // behind a write (and the wake-up of the publisher) that nobody
-        // downstream needs first. A connection marked during the loop (a
+        // core answered in, except that a publisher is moved behind the
+        // subscribers of what it published (`Outbox::write_after_others`):
+        // a PUBLISH routed to a subscriber goes out before the PUBACK to its
+        // publisher, so the delivery is not kept waiting behind a write (and
+        // the wake-up of the publisher) that nobody downstream needs first. A connection marked during the loop (a
         // will, sent when a failed flush ends a connection) is flushed too.
+        // A connection moved to the back (`mark_dirty_last`) is flushed at
+        // its last entry only.
         let mut next = 0;
         while let Some(&id) = self.dirty.get(next) {
+            let index = next;
             next += 1;
             let Some(conn) = live(&mut self.conns, id) else {
                 continue;
             };
+            if !conn.flushes_at(index) {
+                continue;
+            }
             conn.dirty = false;
             let flushed = flush_counted(conn, &mut self.traffic);
             if conn.closing {

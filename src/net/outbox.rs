@@ -90,6 +90,12 @@ impl Outbox for NetOutbox<'_> {
     fn traffic(&self) -> Traffic {
         *self.traffic
     }
+
+    fn write_after_others(&mut self, conn: ConnId) {
+        if let Some(c) = live(self.conns, conn) {
+            c.mark_dirty_last(self.dirty);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -208,6 +214,38 @@ mod tests {
             b"\xD0\x00\x30\x04\x00\x01tp\x30\x04\x00\x01tp"
         );
         assert_eq!(&slab[ids[1].key].output[..], publish);
+    }
+
+    #[test]
+    fn write_after_others_moves_a_publisher_behind_its_subscribers() {
+        let (mut slab, ids) = conns(&[1, 2, 3]);
+        let (publisher, sub, other) = (ids[0], ids[1], ids[2]);
+        let mut dirty = Vec::new();
+        let mut traffic = Traffic::default();
+        let mut out = NetOutbox::new(&mut slab, &mut dirty, &mut traffic);
+        // The PUBACK first, then the delivery, then the move.
+        out.send(publisher, &puback(1));
+        out.send(sub, &Packet::Pingresp);
+        out.write_after_others(publisher);
+        // A second PUBLISH from the same publisher adds no entry.
+        out.send(publisher, &puback(2));
+        out.write_after_others(publisher);
+        // Moving a connection with nothing queued marks it, once.
+        out.write_after_others(other);
+        assert_eq!(dirty, vec![publisher, sub, publisher, other]);
+        let flushed_at = |key: usize| {
+            (0..dirty.len())
+                .filter(|&i| dirty[i].key == key && slab[key].flushes_at(i))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(flushed_at(publisher.key), vec![2], "at its last entry");
+        assert_eq!(flushed_at(sub.key), vec![1]);
+        assert_eq!(flushed_at(other.key), vec![3]);
+        assert_eq!(
+            slab[publisher.key].output.len(),
+            2 * encoded_len(&puback(1)),
+            "the order on one connection is untouched"
+        );
     }
 
     #[test]

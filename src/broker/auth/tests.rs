@@ -193,16 +193,17 @@ fn passwords_are_checked_against_the_password_file() {
     let mut h = Harness::configured(|c| c.security.password_file = Some(passwd));
     h.login(user("c1", "alice", Some("secret")));
     h.login(user("c2", "bob", Some("secret")));
-    h.refused(user("c3", "alice", Some("Secret")), None, 4);
-    h.refused(user("c4", "carol", Some("secret")), None, 4);
-    h.refused(user("c5", "alice", Some("")), None, 4);
-    // A username without a password is a bad password, as in mosquitto.
-    h.refused(user("c6", "alice", None), None, 4);
+    h.refused(user("c3", "alice", Some("Secret")), None, 5);
+    h.refused(user("c4", "carol", Some("secret")), None, 5);
+    h.refused(user("c5", "alice", Some("")), None, 5);
+    // A username without a password is a bad password, as in mosquitto:
+    // 0x05, as for a wrong one.
+    h.refused(user("c6", "alice", None), None, 5);
     // allow_anonymous is true by default: no username is fine.
     h.login(client("c7"));
     // The cache remembers alice's good password, and only that one.
     h.login(user("c8", "alice", Some("secret")));
-    h.refused(user("c9", "alice", Some("secreT")), None, 4);
+    h.refused(user("c9", "alice", Some("secreT")), None, 5);
 }
 
 #[test]
@@ -211,7 +212,7 @@ fn a_refused_client_cannot_take_over_a_connected_id() {
     let passwd = files.write("passwd", &format!("alice:{SECRET}\n"));
     let mut h = Harness::configured(|c| c.security.password_file = Some(passwd));
     let first = h.login(user("device", "alice", Some("secret")));
-    h.refused(user("device", "alice", Some("wrong")), None, 4);
+    h.refused(user("device", "alice", Some("wrong")), None, 5);
     assert!(!h.out.closed.contains(&first), "the good client was kicked");
     h.send(first, Packet::Pingreq);
     assert_eq!(h.take(first), vec![Packet::Pingresp]);
@@ -238,12 +239,12 @@ fn use_identity_as_username_takes_the_certificate_cn_on_tls_only() {
     let (_, code) = h.try_connect(user("t2", "alice", Some("wrong")), Some(Some("cert-user")));
     assert_eq!(code, 0);
     // A TLS client without a certificate (or without a CN) has no identity.
-    h.refused(client("t3"), Some(None), 5);
-    h.refused(user("t4", "alice", Some("secret")), Some(None), 5);
+    h.refused(client("t3"), Some(None), 4);
+    h.refused(user("t4", "alice", Some("secret")), Some(None), 4);
     // Plain clients log in with their password as usual.
     let plain = h.login(user("p1", "alice", Some("secret")));
     assert_eq!(h.subscribe(plain, &["cert/x"]), vec![SubackCode::Failure]);
-    h.refused(user("p2", "cert-user", None), None, 4);
+    h.refused(user("p2", "cert-user", None), None, 5);
     h.refused(client("p3"), None, 5);
 }
 
@@ -441,7 +442,7 @@ fn reload_applies_new_files_and_removes_what_is_no_longer_allowed() {
     assert_eq!(h.received(alice), vec!["a/y"]);
     h.login(user("c2", "bob", Some("secret")));
     // The cache forgot alice's old password.
-    h.refused(user("c3", "alice", Some("secret")), None, 4);
+    h.refused(user("c3", "alice", Some("secret")), None, 5);
     h.login(user("c4", "alice", Some("changed")));
 
     // The offline session kept nothing on b/, message included.
@@ -486,7 +487,7 @@ fn a_failed_reload_keeps_everything_as_it_was() {
     std::fs::remove_file(&passwd.path).unwrap();
     h.reload();
     h.login(user("c3", "alice", Some("secret")));
-    h.refused(user("c4", "mallory", Some("secret")), None, 4);
+    h.refused(user("c4", "mallory", Some("secret")), None, 5);
     let anon = h.login(client("anon"));
     assert_eq!(h.subscribe(anon, &["a/#"]), vec![SubackCode::Failure]);
 }
@@ -570,7 +571,7 @@ fn a_broker_whose_files_vanished_refuses_rather_than_opens() {
         c.security.acl_file = Some(acl);
         c.security.password_file = Some(passwd);
     });
-    h.refused(user("c", "alice", Some("secret")), None, 4);
+    h.refused(user("c", "alice", Some("secret")), None, 5);
     let anon = h.login(client("anon"));
     assert_eq!(h.subscribe(anon, &["#"]), vec![SubackCode::Failure]);
 }
