@@ -142,6 +142,7 @@ impl Sessions {
 
     /// Who session `key` belongs to, for the ACL: its client id and the
     /// username it last attached with.
+    #[inline]
     pub(super) fn identity(&self, key: usize) -> Option<(&str, Option<&str>)> {
         let slot = self.slots.get(key)?;
         Some((&slot.session.client_id, slot.username.as_deref()))
@@ -152,6 +153,9 @@ impl Sessions {
         self.client_ids.get(client_id).copied()
     }
 
+    /// Session `key`. This and [`Sessions::get_mut`] are called for every
+    /// delivery, so they are kept inlinable wherever routing is compiled.
+    #[inline]
     pub(super) fn get(&self, key: usize) -> Option<&SessionSlot> {
         self.slots.get(key)
     }
@@ -159,6 +163,7 @@ impl Sessions {
     /// A session to change. Its subscriptions are changed through
     /// [`Sessions::subscribe`] and [`Sessions::unsubscribe`], never through
     /// the [`Session`] alone, or routing would not follow.
+    #[inline]
     pub(super) fn get_mut(&mut self, key: usize) -> Option<&mut SessionSlot> {
         self.slots.get_mut(key)
     }

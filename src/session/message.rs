@@ -99,6 +99,7 @@ impl Message {
     /// its payload and [`STORED_OVERHEAD`]. A payload shared by several
     /// sessions is counted once per session: the count errs on the side of
     /// reclaiming early, never late.
+    #[inline]
     pub fn stored_size(&self) -> usize {
         self.topic
             .as_str()
@@ -109,6 +110,7 @@ impl Message {
 
     /// The copy a subscriber's session keeps, at the QoS it was granted and
     /// with the retain flag as it will be sent.
+    #[inline]
     pub fn copy_at(&self, qos: QoS, retain: bool) -> Message {
         Message {
             topic: self.topic.clone(),
