@@ -59,6 +59,10 @@ SCENARIOS=(
     "fanout100_q1|fanout --subs 100 --qos 1 --size 16"
     "pairs100_q0|pairs --pairs 100 --qos 0 --size 16"
     "pairs100_q1|pairs --pairs 100 --qos 1 --size 16"
+    # @default: each broker with its own default QoS 1/2 window (sol's
+    # max_inflight_messages, mosquitto's 20, rumqttd's 100), publishers
+    # keeping up to 500 PUBLISHes unacknowledged.
+    "fanin10_q1_default|fanin --pubs 10 --qos 1 --size 16 --inflight 500 @default"
     # 10 s: 10 000 samples, so that the p99 is the 100th slowest, not the 30th.
     "latency_q1|latency --qos 1 --rate 1000 --size 16 --duration 10"
     "conns10000|conns --conns 10000 --sources 4 --hold 1"
@@ -139,14 +143,21 @@ next_connection_delay_ms = 0
     dynamic_filters = true
 CONF
 
+# The same configurations with each broker's default window (@default).
+grep -v '^max_inflight_messages' "$WORK/sol.conf" > "$WORK/sol-default.conf"
+grep -v '^max_inflight_messages' "$WORK/mosquitto.conf" > "$WORK/mosquitto-default.conf"
+grep -v 'max_inflight_count' "$WORK/rumqttd.toml" > "$WORK/rumqttd-default.toml"
+
 BROKER_PID=""
 
+# start_broker NAME [SUFFIX]: SUFFIX "-default" picks the default-window
+# configuration.
 start_broker() {
-    local name=$1
+    local name=$1 conf=${2:-}
     case "$name" in
-        sol) taskset -c 0 "$SOL" -c "$WORK/sol.conf" 2>"$WORK/sol.log" & ;;
-        mosquitto) taskset -c 0 mosquitto -c "$WORK/mosquitto.conf" 2>"$WORK/mosquitto.log" & ;;
-        rumqttd) taskset -c 0 rumqttd -q -c "$WORK/rumqttd.toml" >"$WORK/rumqttd.log" 2>&1 & ;;
+        sol) taskset -c 0 "$SOL" -c "$WORK/sol$conf.conf" 2>"$WORK/sol.log" & ;;
+        mosquitto) taskset -c 0 mosquitto -c "$WORK/mosquitto$conf.conf" 2>"$WORK/mosquitto.log" & ;;
+        rumqttd) taskset -c 0 rumqttd -q -c "$WORK/rumqttd$conf.toml" >"$WORK/rumqttd.log" 2>&1 & ;;
     esac
     BROKER_PID=$!
     local port=${PORT[$name]}
@@ -191,9 +202,14 @@ for round in $(seq "$ROUNDS"); do
                 target="--unix ${SOCK[$broker]}"
                 run_args=${args//@unix/}
             fi
+            conf=""
+            if [[ "$run_args" == *@default* ]]; then
+                conf="-default"
+                run_args=${run_args//@default/}
+            fi
             # A scenario that names its own duration keeps it.
             [[ "$run_args" == *--duration* ]] || run_args="$run_args --duration $DURATION"
-            start_broker "$broker"
+            start_broker "$broker" "$conf"
             echo "round $round: $id on $broker" >&2
             # shellcheck disable=SC2086
             line=$(taskset -c 1 "$BENCH" $run_args $target \

@@ -29,6 +29,8 @@ COLORS = {"sol": "#d95f02", "mosquitto": "#1b9e77", "rumqttd": "#7570b3"}
 ROWS = [
     ("fanin10_q0", "fan-in, 10 pubs, QoS 0, 16 B", "msgs_per_broker_cpu_s", True, 2.0),
     ("fanin10_q1", "fan-in, 10 pubs, QoS 1, 16 B", "msgs_per_broker_cpu_s", True, 2.0),
+    ("fanin10_q1_default", "fan-in, 10 pubs, QoS 1, each broker's default window",
+     "msgs_per_broker_cpu_s", True, 2.0),
     ("fanout100_q0", "fan-out, 100 subs, QoS 0", "msgs_per_broker_cpu_s", True, 1.5),
     ("fanout1000_q0", "fan-out, 1000 subs, QoS 0", "msgs_per_broker_cpu_s", True, 1.5),
     ("fanout10000_q0", "fan-out, 10 000 subs, QoS 0", "msgs_per_broker_cpu_s", True, 1.5),

@@ -58,6 +58,8 @@ pub mod logging;
 pub mod net;
 pub mod protocol;
 pub mod session;
+#[doc(hidden)]
+pub mod test_rng;
 pub mod timer;
 pub mod trie;
 

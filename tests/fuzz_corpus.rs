@@ -23,8 +23,8 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use sol::test_rng::XorShift;
 use targets::seeds::{seeds, TARGETS};
-use targets::XorShift;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -151,13 +151,13 @@ fn mutate(rng: &mut XorShift, input: &mut Vec<u8>, other: &[u8]) {
         }
         2 if len > 0 => {
             let i = rng.below(len);
-            input[i] = rng.next_u64() as u8;
+            input[i] = rng.byte();
         }
         3 => {
             let i = rng.below(len + 1);
             let n = 1 + rng.below(8);
             for _ in 0..n {
-                input.insert(i, rng.next_u64() as u8);
+                input.insert(i, rng.byte());
             }
         }
         4 if len > 0 => {
@@ -183,7 +183,7 @@ fn mutate(rng: &mut XorShift, input: &mut Vec<u8>, other: &[u8]) {
         _ if len > 1 => {
             input.truncate(rng.below(len));
         }
-        _ => input.push(rng.next_u64() as u8),
+        _ => input.push(rng.byte()),
     }
 }
 

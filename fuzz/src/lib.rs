@@ -33,36 +33,9 @@ use sol::auth::PasswordFile;
 use sol::broker::{Broker, CloseReason, ConnId, Outbox};
 use sol::config::{parse_args, Config};
 use sol::protocol::{encode, encoded_len, DecodeError, Decoder, Packet, TopicFilter, TopicName};
+use sol::test_rng::XorShift;
 
 pub mod seeds;
-
-/// A small deterministic generator. The fuzz input picks its seed, so an
-/// input replays exactly, chunk sizes included.
-pub struct XorShift(u64);
-
-impl XorShift {
-    pub fn new(seed: u64) -> XorShift {
-        // Zero is the one state xorshift never leaves.
-        XorShift(seed ^ 0x9E37_79B9_7F4A_7C15)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// A number in `0..n` (0 when `n` is 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        match u64::try_from(n) {
-            Ok(0) | Err(_) => 0,
-            Ok(n) => usize::try_from(self.next_u64() % n).unwrap_or(0),
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------
 // decode
@@ -95,6 +68,8 @@ pub fn decode(data: &[u8]) {
         .copied()
         .unwrap_or(64);
     let whole = run_decoder(client, limit, stream, &mut |left| left);
+    // The input picks the seed, so an input replays exactly, chunk sizes
+    // included.
     let mut rng = XorShift::new(u64::from(seed));
     let chunked = run_decoder(client, limit, stream, &mut |left| {
         1 + rng.below(left.min(64))
