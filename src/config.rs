@@ -158,35 +158,9 @@ const MAX_PERIOD: Duration = Duration::from_secs(24 * 60 * 60);
 /// adding a message's size to it cannot overflow a 64-bit `usize`.
 const MAX_MEMORY: u64 = 1 << 50;
 
-/// One mistake in a config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The 1-based line the mistake is on; 0 when it is about the file as a
-    /// whole (it could not be read).
-    pub line: usize,
-    /// What is wrong, naming the key and quoting the value.
-    pub message: String,
-}
-
-impl ConfigError {
-    fn new(line: usize, message: String) -> ConfigError {
-        ConfigError { line, message }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    /// `line N: message`; an error about the whole file (line 0) is just its
-    /// message, which names the file.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line == 0 {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "line {}: {}", self.line, self.message)
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
+/// One mistake in a config file; its message names the key and quotes the
+/// value.
+pub type ConfigError = crate::LineError;
 
 impl fmt::Display for LogLevel {
     /// The spelling `log_level` takes in the file.

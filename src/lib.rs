@@ -17,10 +17,15 @@
 //! - [`timer`]: a hashed timer wheel. Pure: `now` is passed in.
 //! - [`session`]: what the broker remembers about one client id:
 //!   subscriptions, QoS 1 and 2 messages in flight, the offline queue.
-//! - [`broker`]: the protocol core. Packets in, packets out. No `mio`.
+//! - [`broker`]: the protocol core. Packets in, packets out. No `mio`. Its
+//!   guard checks a CONNECT's credentials and every topic a client touches.
 //! - [`config`]: the `sol.conf` parser and the command line.
-//! - [`auth`]: password files and checking a CONNECT's credentials.
-//! - [`acl`]: mosquitto-style ACL files: who may publish and subscribe where.
+//! - [`LineError`]: the one error of `sol.conf`, the password file and the
+//!   ACL file: a line number and what is wrong on it.
+//! - [`security`]: the password file (SHA-512 crypt hashes) and the
+//!   mosquitto-style ACL file: who may log in, and who may publish, read and
+//!   subscribe where. It answers; the core's guard asks it at CONNECT and on
+//!   every topic, and decides what a refusal means.
 //! - [`net`]: the event loop, listeners and connections, TLS included; the
 //!   only module that touches `mio`, rustls and the clock.
 //!
@@ -49,14 +54,13 @@
     )
 )]
 
-pub mod acl;
-pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod guide;
 pub mod logging;
 pub mod net;
 pub mod protocol;
+pub mod security;
 pub mod session;
 #[doc(hidden)]
 pub mod test_rng;
@@ -64,3 +68,5 @@ pub mod timer;
 pub mod trie;
 
 mod textfile;
+
+pub use textfile::LineError;

@@ -440,3 +440,30 @@ fn wait_for_listener(log: &Path) -> std::net::SocketAddr {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn the_password_file_is_read_once_when_the_server_binds() {
+    // The core applies what `Server::bind` read: a file gone by the time
+    // the loop starts changes nothing. Whatever SOL_TEST_BROKER says, this
+    // is sol's own API, run in this process.
+    let dir = Dir::new();
+    let passwd = dir.write("passwd", &format!("alice:{SECRET}\n"));
+    let mut config = sol::config::Config {
+        ip_address: "127.0.0.1".to_string(),
+        ip_port: 0,
+        tcp_enabled: true,
+        ..Default::default()
+    };
+    config.security.password_file = Some(ConfigPath::new(&passwd));
+    config.security.allow_anonymous = false;
+    let server = sol::net::Server::bind(&config).unwrap();
+    std::fs::remove_file(&passwd).unwrap();
+    let addr = server.tcp_addr().unwrap();
+    let handle = server.handle();
+    let running = std::thread::spawn(move || server.run());
+    let mut raw = Raw::tcp(addr);
+    raw.send(&login("once", "alice", Some("secret")).bytes());
+    raw.expect(&connack(false, 0));
+    handle.shutdown();
+    running.join().unwrap().unwrap();
+}

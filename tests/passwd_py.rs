@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use sol::auth::PasswordFile;
+use sol::security::passwords::PasswordFile;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/passwd.py");
 const PLAIN_FIXTURE: &str = concat!(

@@ -28,11 +28,11 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use sol::acl::{Access, AclFile};
-use sol::auth::PasswordFile;
 use sol::broker::{Broker, CloseReason, ConnId, Outbox};
 use sol::config::{parse_args, Config};
 use sol::protocol::{encode, encoded_len, DecodeError, Decoder, Packet, TopicFilter, TopicName};
+use sol::security::acl::AclFile;
+use sol::security::passwords::PasswordFile;
 use sol::test_rng::XorShift;
 
 pub mod seeds;
@@ -505,13 +505,13 @@ pub fn acl(data: &[u8]) {
     };
     let _ = file.rule_count();
     if let Ok(name) = TopicName::new(topic.clone()) {
-        let _ = file.check_topic(&client_id, username, &name, Access::Read);
-        let write = file.check_topic(&client_id, username, &name, Access::Write);
+        let _ = file.may_read(&client_id, username, &name);
+        let write = file.may_publish(&client_id, username, &name);
         if name.levels().next() == Some("$SOL") {
             assert!(!write, "{client_id:?}/{username:?} may write to {name}");
         }
     }
     if let Ok(filter) = TopicFilter::new(topic) {
-        let _ = file.check_subscribe(&client_id, username, &filter);
+        let _ = file.may_subscribe(&client_id, username, &filter);
     }
 }

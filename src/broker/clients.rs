@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::auth::TlsPeer;
+use super::guard::TlsPeer;
 use super::ConnId;
 use crate::protocol::Will;
 use crate::timer::TimerId;
@@ -48,7 +48,8 @@ pub(super) struct Pending {
 pub(super) struct Connected {
     /// Key of the session in [`Sessions`].
     pub(super) session: usize,
-    /// Shared with the session and the `client_ids` map: one copy.
+    /// Shared with the session and the client-id index of `Sessions`: one
+    /// copy.
     pub(super) client_id: Arc<str>,
     pub(super) keep_alive: u16,
     /// Boxed: most clients have no will.

@@ -26,9 +26,9 @@
 //! Explained in docs/03-connect-sessions-keepalive.md, docs/09-timer-wheel.md
 //! and docs/13-housekeeping.md.
 
-mod auth;
 mod clients;
 mod connect;
+mod guard;
 mod memory;
 mod publish;
 mod retained;
@@ -53,12 +53,12 @@ use log::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::protocol::{Connack, DecodeError, Decoder, Packet, QoS};
+use crate::security::SecurityFiles;
 use crate::timer::TimerWheel;
 use clients::{Client, ClientState, Clients, Connected, Pending};
 use retained::RetainedStore;
 use sessions::{SessionSlot, Sessions};
 
-pub use auth::{AuthFiles, MAX_ROUNDS};
 pub use retained::Retained;
 pub use stats::Traffic;
 
@@ -279,11 +279,20 @@ pub struct Broker {
     /// Accounting for `max_memory`.
     memory: memory::Memory,
     /// Passwords, ACL, and what they allow.
-    guard: auth::Guard,
+    guard: guard::Guard,
 }
 
 impl Broker {
+    /// A core that reads the password and ACL files `config` names itself;
+    /// one that does not load is logged and leaves it refusing every client.
     pub fn new(config: &Config, now: Instant) -> Broker {
+        let files = guard::load_or_deny_all(&config.security);
+        Broker::with_security(config, files, now)
+    }
+
+    /// A core that applies password and ACL files already loaded from the
+    /// ones `config` names, so that they are read once at start.
+    pub fn with_security(config: &Config, files: SecurityFiles, now: Instant) -> Broker {
         let mut timers = TimerWheel::new(now);
         let publisher = stats::Publisher::new(config.stats_publish_interval, now);
         if publisher.enabled() {
@@ -313,7 +322,7 @@ impl Broker {
             stats: Stats::default(),
             publisher,
             memory: memory::Memory::new(config.max_memory),
-            guard: auth::Guard::new(&config.security),
+            guard: guard::Guard::new(&config.security, files),
         }
     }
 
@@ -549,7 +558,9 @@ impl Broker {
         }
         let will = connected.will.map(|will| *will).filter(|will| {
             ending.publishes_will()
-                && self.may_publish_will(&connected.client_id, username.as_deref(), &will.topic)
+                && self
+                    .guard
+                    .may_publish(&connected.client_id, username.as_deref(), &will.topic)
         });
         if let Some(will) = will {
             debug!(
@@ -583,7 +594,10 @@ impl Broker {
             wills.push((Arc::clone(&connected.client_id), session, username, *will));
         }
         for (client_id, session, username, will) in wills {
-            if self.may_publish_will(&client_id, username.as_deref(), &will.topic) {
+            if self
+                .guard
+                .may_publish(&client_id, username.as_deref(), &will.topic)
+            {
                 debug!(
                     "Publishing the will of {client_id} on {} at shutdown.",
                     will.topic

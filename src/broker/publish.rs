@@ -238,7 +238,7 @@ impl Broker {
         for &(key, granted) in &matches {
             // A subscription may overlap topics its client may not read
             // (`#` beside `deny secret/#`): each delivery is checked.
-            if !self.may_receive(key, &message.topic) {
+            if !self.may_read(key, &message.topic) {
                 continue;
             }
             let qos = message.qos.min(granted);

@@ -76,8 +76,9 @@ use std::time::Instant;
 use log::warn;
 use mio::{Interest, Poll, Token, Waker};
 
-use crate::broker::{AuthFiles, Broker};
+use crate::broker::Broker;
 use crate::config::{Config, ConfigError};
+use crate::security::SecurityFiles;
 
 use event_loop::{Core, EventLoop, Limits};
 use listener::{bind_tcp, bind_unix, ListenSocket, Listener};
@@ -118,6 +119,9 @@ impl Shared {
 /// A bound broker, ready to run.
 pub struct Server {
     config: Config,
+    /// The password and ACL files, read by [`Server::bind`] and handed to
+    /// the core by [`Server::run`], so they are read once.
+    security: SecurityFiles,
     poll: Poll,
     listeners: Vec<Listener>,
     shared: Arc<Shared>,
@@ -158,7 +162,7 @@ impl ServerHandle {
 /// same; this is for `--test-config`.
 pub fn check_files(config: &Config) -> Result<(), Vec<ConfigError>> {
     let mut errors = Vec::new();
-    if let Err(found) = AuthFiles::load(&config.security) {
+    if let Err(found) = SecurityFiles::load(&config.security) {
         errors.extend(found);
     }
     if config.security.tls_port.is_some() {
@@ -184,7 +188,7 @@ impl Server {
     /// after reading every file it names: a password, ACL, certificate or
     /// key file that does not load is an `InvalidInput` error naming it.
     pub fn bind(config: &Config) -> io::Result<Server> {
-        AuthFiles::load(&config.security).map_err(invalid_config)?;
+        let security = SecurityFiles::load(&config.security).map_err(invalid_config)?;
         let tls = match config.security.tls_port {
             Some(port) => Some((
                 port,
@@ -223,6 +227,7 @@ impl Server {
         let waker = Waker::new(poll.registry(), WAKER)?;
         Ok(Server {
             config: config.clone(),
+            security,
             poll,
             listeners,
             shared: Arc::new(Shared {
@@ -279,8 +284,9 @@ impl Server {
 
     /// Runs the event loop until shutdown. The Unix socket file is removed
     /// when this returns.
-    pub fn run(self) -> io::Result<()> {
-        let broker = Broker::new(&self.config, Instant::now());
+    pub fn run(mut self) -> io::Result<()> {
+        let security = std::mem::take(&mut self.security);
+        let broker = Broker::with_security(&self.config, security, Instant::now());
         let mut limits = Limits::new(self.config.max_request_size);
         limits.max_connections = self.config.max_connections;
         self.run_with(broker, limits)

@@ -7,12 +7,12 @@ use bytes::Bytes;
 
 use super::super::test_support::{id, Harness};
 use super::super::*;
-use super::MAX_ROUNDS;
-use crate::config::{Config, ConfigPath};
+use crate::config::{Config, ConfigPath, SecurityConfig};
 use crate::protocol::{
     Connect, ConnectReturnCode, Protocol, Publish, QoS, Suback, SubackCode, Subscribe, TopicFilter,
     TopicName, Will,
 };
+use crate::security::SecurityFiles;
 
 // `openssl passwd -6 -salt 'rounds=1000$fastsalt' secret`: the cheapest cost.
 const SECRET: &str = "$6$rounds=1000$fastsalt$QUh6pcssLqL9TTIo8uuXvjOuE15BI8RaB407ulJHJSw7xoZdBHxJidPusc4FQzMxJMFEv99YlsyJ7QtdXDELg.";
@@ -518,51 +518,6 @@ fn a_resumed_session_keeps_only_what_its_new_user_may_have() {
 }
 
 #[test]
-fn files_that_do_not_load_are_reported_against_the_config_line() {
-    let files = Files::new("load-errors");
-    let mut passwd = files.write("passwd", "alice:plain\n\nbob:also-plain\n");
-    passwd.line = 12;
-    let mut acl = files.write("acl", "topic\n");
-    acl.line = 13;
-    let security = crate::config::SecurityConfig {
-        password_file: Some(passwd),
-        acl_file: Some(acl),
-        ..Default::default()
-    };
-    let errors: Vec<String> = AuthFiles::load(&security)
-        .unwrap_err()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    assert_eq!(errors.len(), 3, "{errors:?}");
-    assert!(
-        errors[0].starts_with("line 12: password_file "),
-        "{errors:?}"
-    );
-    assert!(errors[0].ends_with(": line 1: the password is not hashed: run passwd.py on this file"));
-    assert!(errors[1].contains(": line 3: "), "{errors:?}");
-    assert!(errors[2].starts_with("line 13: acl_file "), "{errors:?}");
-    assert!(
-        errors[2].ends_with(": line 1: `topic` needs a topic filter"),
-        "{errors:?}"
-    );
-}
-
-#[test]
-fn hashes_too_costly_for_the_loop_are_refused_at_load() {
-    let files = Files::new("rounds");
-    let hash = |rounds: usize| SECRET.replace("rounds=1000", &format!("rounds={rounds}"));
-    let mut security = crate::config::SecurityConfig {
-        password_file: Some(files.write("ok", &format!("a:{}\n", hash(MAX_ROUNDS)))),
-        ..Default::default()
-    };
-    assert!(AuthFiles::load(&security).is_ok());
-    security.password_file = Some(files.write("slow", &format!("a:{}\n", hash(MAX_ROUNDS + 1))));
-    let errors = AuthFiles::load(&security).unwrap_err();
-    assert!(errors[0].message.contains("100001 rounds"), "{errors:?}");
-}
-
-#[test]
 fn a_broker_whose_files_vanished_refuses_rather_than_opens() {
     let files = Files::new("vanished");
     let acl = ConfigPath::new(files.0.join("missing-acl"));
@@ -574,4 +529,25 @@ fn a_broker_whose_files_vanished_refuses_rather_than_opens() {
     h.refused(user("c", "alice", Some("secret")), None, 5);
     let anon = h.login(client("anon"));
     assert_eq!(h.subscribe(anon, &["#"]), vec![SubackCode::Failure]);
+}
+
+#[test]
+fn without_an_acl_file_everything_but_writing_broker_topics_is_allowed() {
+    let open = super::Guard::new(&SecurityConfig::default(), SecurityFiles::default());
+    let t = TopicName::new("a/b").unwrap();
+    assert!(open.may_read("c", None, &t));
+    assert!(open.may_publish("c", None, &t));
+    assert!(open.may_subscribe("c", None, &TopicFilter::new("#").unwrap()));
+    for sol in ["$SOL/broker/uptime", "$SOL"] {
+        let sol = TopicName::new(sol).unwrap();
+        assert!(open.may_read("c", None, &sol));
+        assert!(!open.may_publish("c", None, &sol));
+    }
+    // Only `$SOL` itself is reserved, not every name that starts so.
+    assert!(open.may_publish("c", None, &TopicName::new("$SOLAR/x").unwrap()));
+
+    let closed = super::Guard::new(&SecurityConfig::default(), SecurityFiles::deny_all());
+    assert!(!closed.may_read("c", None, &t));
+    assert!(!closed.may_publish("c", None, &t));
+    assert!(!closed.may_subscribe("c", None, &TopicFilter::new("a").unwrap()));
 }

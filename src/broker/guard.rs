@@ -1,11 +1,13 @@
 //! Who may connect, and what each client may do: the password file, the ACL
 //! file and the TLS client certificate, as the core applies them.
 //!
-//! This module owns loading the password and ACL files named in the config
-//! (at start and again on [`Broker::reload`]), the decision on a CONNECT's
-//! credentials, and the per-topic checks: on PUBLISH, on SUBSCRIBE, on every
-//! delivery and on wills. The file formats are [`crate::auth`]'s and
-//! [`crate::acl`]'s; this module only asks them.
+//! This module owns the [`Guard`]: the password and ACL files in force
+//! (handed in at start, read again on [`Broker::reload`]), the decision on
+//! a CONNECT's credentials, and the three per-topic questions, asked
+//! nowhere else: `may_publish` (every PUBLISH and every will), `may_read`
+//! (every delivery, retained ones included) and `may_subscribe` (every
+//! SUBSCRIBE filter). The file formats, and reading them, are
+//! [`crate::security`]'s; this module only asks them.
 //!
 //! It must not know about sockets or TLS libraries: the network layer hands
 //! in what the handshake proved ([`Broker::tls_established`]) as a plain
@@ -36,8 +38,9 @@
 //! right password costs one check per five minutes, not one per CONNECT. A
 //! wrong password always costs a full check: a flood of them slows the loop
 //! by a millisecond each, the price of a round trip to a slow client, and
-//! never stops it. A file whose hashes ask for more than [`MAX_ROUNDS`] is
-//! refused when it is loaded, so no single check can stall every client.
+//! never stops it. A file whose hashes ask for more than
+//! [`MAX_ROUNDS`](crate::security::MAX_ROUNDS) is refused when it is loaded,
+//! so no single check can stall every client.
 //!
 //! Explained in docs/12-tls-and-auth.md.
 
@@ -46,28 +49,17 @@ use std::time::{Duration, Instant};
 use log::{debug, error, info, warn};
 
 use super::{Broker, ClientState, ConnId, Outbox};
-use crate::acl::{self, Access, AclFile};
-use crate::auth::{PasswordFile, VerifyCache};
-use crate::config::{ConfigError, ConfigPath, SecurityConfig};
+use crate::config::{ConfigPath, SecurityConfig};
 use crate::protocol::{Connect, ConnectReturnCode, TopicFilter, TopicName};
-
-/// The most `rounds=` a password hash may ask for. SHA-512 crypt costs about
-/// 0.18 µs a round in a release build: 100 000 rounds is some 18 ms, the
-/// longest one check may hold up every other client.
-pub const MAX_ROUNDS: usize = 100_000;
+use crate::security::acl;
+use crate::security::passwords::VerifyCache;
+use crate::security::SecurityFiles;
 
 /// How many users' last good passwords are remembered.
 const CACHE_CAPACITY: usize = 1024;
 
 /// How long a remembered password is trusted without checking the hash.
 const CACHE_TTL: Duration = Duration::from_secs(5 * 60);
-
-/// The password and ACL files, as loaded.
-#[derive(Debug, Default)]
-pub struct AuthFiles {
-    passwords: Option<PasswordFile>,
-    acl: Option<AclFile>,
-}
 
 /// Why a CONNECT's credentials were refused, and the CONNACK code each
 /// gets. The codes are mosquitto's: MQTT 3.1.1 names 0x04 "bad user name or
@@ -106,62 +98,18 @@ impl Refusal {
     }
 }
 
-impl AuthFiles {
-    /// Reads the password and ACL files the config names. Every error names
-    /// the config line that named the file and, after it, the line of the
-    /// file that is wrong.
-    pub fn load(security: &SecurityConfig) -> Result<AuthFiles, Vec<ConfigError>> {
-        let mut errors = Vec::new();
-        let passwords = match &security.password_file {
-            None => None,
-            Some(path) => load_passwords(path)
-                .map_err(|found| errors.extend(found))
-                .ok(),
-        };
-        let acl = match &security.acl_file {
-            None => None,
-            Some(path) => AclFile::load(&path.path)
-                .map_err(|found| {
-                    errors.extend(found.iter().map(|e| path.error("acl_file", e)));
-                })
-                .ok(),
-        };
-        if !errors.is_empty() {
-            return Err(errors);
+/// Reads the files `security` names, for a broker given none
+/// ([`Broker::new`]): a failure is logged and leaves the broker refusing
+/// everyone rather than open. The network layer loads them itself before
+/// it starts the broker, and refuses to start when that fails.
+pub(super) fn load_or_deny_all(security: &SecurityConfig) -> SecurityFiles {
+    SecurityFiles::load(security).unwrap_or_else(|errors| {
+        for e in &errors {
+            error!("{e}");
         }
-        Ok(AuthFiles { passwords, acl })
-    }
-
-    /// What a broker whose files could not be read must run with: nobody
-    /// can log in with a username (an empty password file) and nothing is
-    /// allowed (an empty ACL). Never open access (mosquitto CVE-2017-7652).
-    fn deny_all() -> AuthFiles {
-        AuthFiles {
-            passwords: PasswordFile::parse("").ok(),
-            acl: Some(AclFile::default()),
-        }
-    }
-}
-
-/// Reads a password file and refuses hashes too costly to check on the loop.
-fn load_passwords(path: &ConfigPath) -> Result<PasswordFile, Vec<ConfigError>> {
-    let file = PasswordFile::load(&path.path).map_err(|found| {
-        found
-            .iter()
-            .map(|e| path.error("password_file", e))
-            .collect::<Vec<_>>()
-    })?;
-    if file.max_rounds() > MAX_ROUNDS {
-        return Err(vec![path.error(
-            "password_file",
-            format!(
-                "a hash asks for {} rounds; at most {MAX_ROUNDS} are allowed, \
-                 because each check runs on the broker's only thread",
-                file.max_rounds()
-            ),
-        )]);
-    }
-    Ok(file)
+        error!("the password or ACL file could not be loaded: refusing every client");
+        SecurityFiles::deny_all()
+    })
 }
 
 /// What the TLS handshake proved about a connection's peer.
@@ -180,30 +128,21 @@ pub(super) struct Guard {
     use_identity_as_username: bool,
     password_file: Option<ConfigPath>,
     acl_file: Option<ConfigPath>,
-    files: AuthFiles,
+    files: SecurityFiles,
     cache: VerifyCache,
 }
 
 impl Guard {
-    /// Loads the files the config names. The network layer loads them once
-    /// before it starts the broker and refuses to start when that fails; a
-    /// failure here (a file changed in between) is logged and leaves the
-    /// broker refusing everyone rather than open.
-    pub(super) fn new(security: &SecurityConfig) -> Guard {
-        let files = AuthFiles::load(security).unwrap_or_else(|errors| {
-            for e in &errors {
-                error!("{e}");
-            }
-            error!("the password or ACL file could not be loaded: refusing every client");
-            AuthFiles::deny_all()
-        });
+    /// Applies `files`, loaded from the files `security` names, with the
+    /// rest of `security`.
+    pub(super) fn new(security: &SecurityConfig, files: SecurityFiles) -> Guard {
         if !security.allow_anonymous && security.password_file.is_none() {
             warn!(
                 "allow_anonymous is false but there is no password_file: \
                  any username is accepted, with any password"
             );
         }
-        if files.acl.as_ref().is_some_and(|acl| acl.rule_count() == 0) {
+        if files.acl().is_some_and(|acl| acl.rule_count() == 0) {
             warn!("the ACL file has no rules: every publish and subscribe is refused");
         }
         Guard {
@@ -240,7 +179,7 @@ impl Guard {
                 Err(Refusal::Anonymous)
             };
         };
-        let Some(passwords) = &self.files.passwords else {
+        let Some(passwords) = self.files.passwords() else {
             return Ok(Some(username.clone()));
         };
         let good = match &connect.password {
@@ -254,21 +193,19 @@ impl Guard {
         }
     }
 
-    /// May this client publish to `topic`? The one place that decides,
-    /// `$SOL/...` included (see [`acl::topic_allowed`]).
-    pub(super) fn may_write(
+    /// May this client publish to `topic`, itself or by its will? Without
+    /// an ACL file everything is allowed but `$SOL/...`, the broker's own;
+    /// the file refuses `$SOL/...` too, whatever it says.
+    pub(super) fn may_publish(
         &self,
         client_id: &str,
         username: Option<&str>,
         topic: &TopicName,
     ) -> bool {
-        acl::topic_allowed(
-            self.files.acl.as_ref(),
-            client_id,
-            username,
-            topic,
-            Access::Write,
-        )
+        match self.files.acl() {
+            Some(acl) => acl.may_publish(client_id, username, topic),
+            None => !acl::is_broker_topic(topic),
+        }
     }
 
     /// May this client be sent a message published to `topic`?
@@ -278,13 +215,10 @@ impl Guard {
         username: Option<&str>,
         topic: &TopicName,
     ) -> bool {
-        acl::topic_allowed(
-            self.files.acl.as_ref(),
-            client_id,
-            username,
-            topic,
-            Access::Read,
-        )
+        match self.files.acl() {
+            Some(acl) => acl.may_read(client_id, username, topic),
+            None => true,
+        }
     }
 
     /// May this client hold a subscription to `filter`?
@@ -294,13 +228,16 @@ impl Guard {
         username: Option<&str>,
         filter: &TopicFilter,
     ) -> bool {
-        acl::subscribe_allowed(self.files.acl.as_ref(), client_id, username, filter)
+        match self.files.acl() {
+            Some(acl) => acl.may_subscribe(client_id, username, filter),
+            None => true,
+        }
     }
 
-    /// Whether an ACL file is in force: without one every check passes, and
-    /// the per-delivery work can be skipped.
+    /// Whether an ACL file is in force: without one every subscription and
+    /// every read is allowed, and the per-session work can be skipped.
     fn has_acl(&self) -> bool {
-        self.files.acl.is_some()
+        self.files.acl().is_some()
     }
 }
 
@@ -344,7 +281,7 @@ impl Broker {
             acl_file: self.guard.acl_file.clone(),
             ..SecurityConfig::default()
         };
-        match AuthFiles::load(&security) {
+        match SecurityFiles::load(&security) {
             Ok(files) => {
                 self.guard.files = files;
                 // A changed password must stop working at once.
@@ -421,6 +358,9 @@ impl Broker {
         }
     }
 
+    // The broker's side of the same three questions: who `conn` or session
+    // `key` is, then the guard's answer.
+
     /// May the client of `conn` publish to `topic`?
     pub(super) fn may_publish(&self, conn: ConnId, topic: &TopicName) -> bool {
         match self.clients.get(conn).map(|c| &c.state) {
@@ -429,14 +369,14 @@ impl Broker {
                     .sessions
                     .get(c.session)
                     .and_then(|slot| slot.username.as_deref());
-                self.guard.may_write(&c.client_id, username, topic)
+                self.guard.may_publish(&c.client_id, username, topic)
             }
             _ => false,
         }
     }
 
     /// May session `key` be sent a message on `topic`?
-    pub(super) fn may_receive(&self, key: usize, topic: &TopicName) -> bool {
+    pub(super) fn may_read(&self, key: usize, topic: &TopicName) -> bool {
         match self.sessions.get(key) {
             Some(slot) => {
                 self.guard
@@ -455,17 +395,6 @@ impl Broker {
             }
             None => false,
         }
-    }
-
-    /// May a will on `topic` be published for this client? A will is a
-    /// publish made on the client's behalf, so it needs write access.
-    pub(super) fn may_publish_will(
-        &self,
-        client_id: &str,
-        username: Option<&str>,
-        topic: &TopicName,
-    ) -> bool {
-        self.guard.may_write(client_id, username, topic)
     }
 
     /// Removes from session `key` every subscription its client may no
