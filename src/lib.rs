@@ -19,7 +19,9 @@
 //!   subscriptions, QoS 1 and 2 messages in flight, the offline queue.
 //! - [`broker`]: the protocol core. Packets in, packets out. No `mio`. Its
 //!   guard checks a CONNECT's credentials and every topic a client touches.
-//! - [`config`]: the `sol.conf` parser and the command line.
+//! - [`config`]: the `sol.conf` parser: flat keys, `listener` and
+//!   `connection` blocks, one key table.
+//! - [`cli`]: the command line.
 //! - [`LineError`]: the one error of `sol.conf`, the password file and the
 //!   ACL file: a line number and what is wrong on it.
 //! - [`security`]: the password file (SHA-512 crypt hashes) and the
@@ -55,6 +57,7 @@
 )]
 
 pub mod broker;
+pub mod cli;
 pub mod config;
 pub mod guide;
 pub mod logging;

@@ -1,8 +1,9 @@
 //! The `sol` binary: reads the command line and the config, starts logging,
 //! binds the listeners and runs the event loop.
 //!
-//! Everything here is glue; the parsing lives in [`sol::config`], the logger
-//! in [`sol::logging`], the broker in [`sol::net`]. Exit codes: 0 for success
+//! Everything here is glue: arguments ([`sol::cli`]), then the config
+//! ([`sol::config`]), then logging ([`sol::logging`]), then the broker
+//! ([`sol::net`]). Exit codes: 0 for success
 //! (including `-h`, `--version` and a good `--test-config`), 1 for a bad
 //! configuration or a failure to start or run, 2 for a bad command line.
 
@@ -31,34 +32,18 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use sol::config::{self, Args, Command, Config, ConfigError, DEFAULT_CONFIG_PATH};
+use sol::cli::{self, Args, Command, USAGE};
+use sol::config::{Config, ConfigError, ListenerBind, DEFAULT_CONFIG_PATH};
 use sol::net::Server;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-const USAGE: &str = "\
-Usage: sol [-c FILE] [-v] [-a ADDR] [-p PORT] [--test-config]
-       sol -h | --help | --version
-
-A single-threaded MQTT 3.1.1 broker.
-
-Options:
-  -c FILE          read the configuration from FILE
-                   (default: /etc/sol/sol.conf if it exists, else built-in defaults)
-  -v               log at DEBUG level, whatever the configuration says
-  -a ADDR          listen for TCP on the IP address ADDR (overrides ip_address)
-  -p PORT          listen for TCP on PORT (overrides ip_port)
-  --test-config    check the configuration, report any errors and exit
-  -h, --help       print this help and exit
-  --version        print the version and exit
-";
 
 /// Exit status for a command line that cannot be understood, as `getopt`
 /// tools and BSD's sysexits use.
 const USAGE_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
-    let command = match utf8_args().and_then(config::parse_args) {
+    let command = match cli::parse_os_args(std::env::args_os().skip(1)) {
         Ok(command) => command,
         Err(message) => {
             eprintln!("sol: {message}");
@@ -79,18 +64,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// The arguments after the program name. `std::env::args` would panic on
-/// one that is not UTF-8; that is a usage error instead.
-fn utf8_args() -> Result<Vec<String>, String> {
-    std::env::args_os()
-        .skip(1)
-        .map(|arg| {
-            arg.into_string()
-                .map_err(|arg| format!("argument {arg:?} is not valid UTF-8"))
-        })
-        .collect()
-}
-
 fn run(args: &Args) -> ExitCode {
     let (mut config, source) = match load_config(args) {
         Ok(loaded) => loaded,
@@ -99,7 +72,7 @@ fn run(args: &Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    config.apply_args(args);
+    args.apply_to(&mut config);
     // The files the config names are part of it: a password file that does
     // not parse is a configuration error, reported like one.
     if let Err(errors) = sol::net::check_files(&config) {
@@ -227,34 +200,35 @@ fn fail(config: &Config, message: &str) {
 }
 
 /// The listeners a config asks for, for messages: `tcp 127.0.0.1:1883 and
-/// unix socket /tmp/sol.sock`.
+/// unix socket /tmp/sol.sock`; the default ones first, then the `listener`
+/// blocks in file order.
 struct Listeners<'a>(&'a Config);
 
 impl fmt::Display for Listeners<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let config = self.0;
+        // Through SocketAddr so an IPv6 address gets its brackets.
+        let tcp = |kind: &str, port: u16| match config.ip_address.parse::<IpAddr>() {
+            Ok(ip) => format!("{kind} {}", SocketAddr::new(ip, port)),
+            Err(_) => format!("{kind} {}:{port}", config.ip_address),
+        };
+        let mut all = Vec::new();
         if config.tcp_enabled {
-            // Through SocketAddr so an IPv6 address gets its brackets.
-            match config.ip_address.parse::<IpAddr>() {
-                Ok(ip) => write!(f, "tcp {}", SocketAddr::new(ip, config.ip_port))?,
-                Err(_) => write!(f, "tcp {}:{}", config.ip_address, config.ip_port)?,
-            }
-            if config.unix_socket.is_some() {
-                f.write_str(" and ")?;
-            }
+            all.push(tcp("tcp", config.ip_port));
         }
         if let Some(path) = &config.unix_socket {
-            write!(f, "unix socket {}", path.display())?;
+            all.push(format!("unix socket {}", path.display()));
         }
         if let Some(port) = config.security.tls_port {
-            if config.tcp_enabled || config.unix_socket.is_some() {
-                f.write_str(" and ")?;
-            }
-            match config.ip_address.parse::<IpAddr>() {
-                Ok(ip) => write!(f, "tls {}", SocketAddr::new(ip, port))?,
-                Err(_) => write!(f, "tls {}:{port}", config.ip_address)?,
-            }
+            all.push(tcp("tls", port));
         }
-        Ok(())
+        for listener in &config.listeners {
+            let kind = if listener.tls.is_some() { "tls" } else { "tcp" };
+            all.push(match &listener.bind {
+                ListenerBind::Tcp(addr) => format!("{kind} {addr}"),
+                ListenerBind::Unix(path) => format!("unix socket {}", path.display()),
+            });
+        }
+        f.write_str(&all.join(" and "))
     }
 }

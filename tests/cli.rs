@@ -146,6 +146,60 @@ fn test_config_reports_every_bad_line() {
 }
 
 #[test]
+fn test_config_reports_misplaced_keys_and_bridges_by_line() {
+    let path = temp_file(
+        "blocks.conf",
+        "ip_port 1999
+listener 1884
+max_memory 1GB
+connection far
+address h
+",
+    );
+    let output = sol([
+        OsString::from("--test-config"),
+        OsString::from("-c"),
+        path.clone().into(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    let shown = path.display();
+    for expected in [
+        format!(
+            "sol: {shown}: line 3: `max_memory` is a broker setting and cannot be set \
+             inside a `listener` block\n"
+        ),
+        format!("sol: {shown}: line 4: bridges (`connection` blocks) are not supported yet\n"),
+        "sol: 2 errors in the configuration\n".to_string(),
+    ] {
+        assert!(text.contains(&expected), "missing {expected:?} in\n{text}");
+    }
+}
+
+#[test]
+fn test_config_lists_block_listeners_after_the_default_ones() {
+    let path = temp_file(
+        "listeners.conf",
+        "unix_socket /tmp/cli-test-blocks.sock\nlistener 1884 ::\nlistener 0 ./cli.sock\n",
+    );
+    let output = sol([
+        OsString::from("--test-config"),
+        OsString::from("-c"),
+        path.into(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    // No default TCP listener: the file names listeners of its own.
+    let text = stdout(&output);
+    assert!(
+        text.contains(
+            "listeners: unix socket /tmp/cli-test-blocks.sock and tcp [::]:1884 \
+             and unix socket ./cli.sock\n"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
 fn test_config_names_a_missing_file() {
     let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-does-not-exist.conf");
     let output = sol([

@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use sol::broker::{Broker, CloseReason, ConnId, Outbox};
-use sol::config::{parse_args, Config};
+use sol::cli::parse_args;
+use sol::config::Config;
 use sol::protocol::{encode, encoded_len, DecodeError, Decoder, Packet, TopicFilter, TopicName};
 use sol::security::acl::AclFile;
 use sol::security::passwords::PasswordFile;

@@ -373,9 +373,26 @@ max_queued_messages 1000
 ";
     let bad =
         "ip_port 70000\nmax_request_size 1\nconnect_timeout 25h\nnope 1\nip_port\nip_port 1\n";
+    let blocks = "\
+max_memory 1GB
+listener 8884 ::
+certfile c.pem
+keyfile k.pem
+max_connections 10
+protocol mqtt
+listener 0 ./sol.sock
+connection far
+address broker.example:1883 [::1]:1884
+topic sensors/# both 1 here/ there/
+topic cmd/+ in
+restart_timeout 5 30
+tree true
+tree_priority 7
+";
     let args = "-c /etc/sol/sol.conf -v -a ::1 -p 1884 --test-config";
     vec![
         ("full", full.as_bytes().to_vec()),
+        ("blocks", blocks.as_bytes().to_vec()),
         ("errors", bad.as_bytes().to_vec()),
         ("args", args.as_bytes().to_vec()),
     ]

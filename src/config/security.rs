@@ -13,7 +13,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::{parse_whole, ConfigError, Key};
+use super::ConfigError;
 
 /// A file named in the config, and the line that named it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,62 +125,34 @@ impl Default for SecurityConfig {
 }
 
 impl SecurityConfig {
-    /// Checks `value` for one of the security keys and stores it. `line` is
-    /// kept with paths. Returns `Ok(false)` for a key that is not one of
-    /// them.
-    pub(super) fn set(&mut self, key: Key, value: &str, line: usize) -> Result<bool, String> {
-        let path = || {
-            Some(ConfigPath {
-                path: PathBuf::from(value),
-                line,
-            })
-        };
-        match key {
-            Key::TlsPort => {
-                self.tls_port = Some(parse_whole(value, 0, u16::MAX.into(), "a port number")?);
-            }
-            Key::Certfile => self.certfile = path(),
-            Key::Keyfile => self.keyfile = path(),
-            Key::Cafile => self.cafile = path(),
-            Key::TlsProtocols => self.tls_protocols = parse_protocols(value)?,
-            Key::RequireCertificate => self.require_certificate = parse_bool(value)?,
-            Key::UseIdentityAsUsername => self.use_identity_as_username = parse_bool(value)?,
-            Key::AllowAnonymous => self.allow_anonymous = parse_bool(value)?,
-            Key::PasswordFile => self.password_file = path(),
-            Key::AclFile => self.acl_file = path(),
-            _ => return Ok(false),
-        }
-        Ok(true)
-    }
-
     /// The rules between keys, checked once the whole file is read. `line`
     /// says where a key was set (`None`: not set). The TCP listener's port
     /// is passed when it runs, to catch both listeners on one port.
     pub(super) fn check(
         &self,
-        line: impl Fn(Key) -> Option<usize>,
+        line: impl Fn(&str) -> Option<usize>,
         tcp_port: Option<u16>,
     ) -> Vec<ConfigError> {
         let mut errors = Vec::new();
-        let mut error = |key: Key, message: String| {
+        let mut error = |key: &str, message: String| {
             errors.push(ConfigError::new(line(key).unwrap_or(0), message));
         };
         if self.tls_port.is_some() {
             for (key, set) in [
-                (Key::Certfile, self.certfile.is_some()),
-                (Key::Keyfile, self.keyfile.is_some()),
+                ("certfile", self.certfile.is_some()),
+                ("keyfile", self.keyfile.is_some()),
             ] {
                 if !set {
                     error(
-                        Key::TlsPort,
-                        format!("tls_port needs {} (and certfile and keyfile)", key.name()),
+                        "tls_port",
+                        format!("tls_port needs {} (and certfile and keyfile)", key),
                     );
                 }
             }
             if let (Some(tls), Some(tcp)) = (self.tls_port, tcp_port) {
                 if tls == tcp && tls != 0 {
                     error(
-                        Key::TlsPort,
+                        "tls_port",
                         format!("tls_port {tls} is also ip_port: TLS needs a port of its own"),
                     );
                 }
@@ -190,29 +162,29 @@ impl SecurityConfig {
             // almost always a forgotten tls_port, better said now than
             // discovered when a client cannot connect.
             for key in [
-                Key::Certfile,
-                Key::Keyfile,
-                Key::Cafile,
-                Key::TlsProtocols,
-                Key::RequireCertificate,
-                Key::UseIdentityAsUsername,
+                "certfile",
+                "keyfile",
+                "cafile",
+                "tls_protocols",
+                "require_certificate",
+                "use_identity_as_username",
             ] {
                 if line(key).is_some() {
-                    error(key, format!("{} needs tls_port", key.name()));
+                    error(key, format!("{} needs tls_port", key));
                 }
             }
         }
         if self.cafile.is_none() {
             for (key, on) in [
-                (Key::RequireCertificate, self.require_certificate),
-                (Key::UseIdentityAsUsername, self.use_identity_as_username),
+                ("require_certificate", self.require_certificate),
+                ("use_identity_as_username", self.use_identity_as_username),
             ] {
                 if on && self.tls_port.is_some() {
                     error(
                         key,
                         format!(
                             "{} needs cafile: client certificates are verified against it",
-                            key.name()
+                            key
                         ),
                     );
                 }
@@ -222,17 +194,89 @@ impl SecurityConfig {
     }
 }
 
-/// `true` or `false`, as mosquitto spells them.
-fn parse_bool(value: &str) -> Result<bool, String> {
-    match value {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(format!("`{}` is not true or false", value.escape_debug())),
+/// The TLS settings of one listener, whichever way it was configured: the
+/// flat keys' `tls_port` listener ([`SecurityConfig::tls`]) or a `listener`
+/// block that sets `certfile` ([`ListenerConfig::tls`](super::ListenerConfig::tls)).
+/// One struct for both, so the network layer sets up every TLS listener the
+/// same way. In a config that parsed, `certfile` and `keyfile` are both set.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// `certfile`: the server's certificate chain, PEM, leaf first.
+    pub certfile: Option<ConfigPath>,
+    /// `keyfile`: the server's private key, PEM.
+    pub keyfile: Option<ConfigPath>,
+    /// `cafile`: CA certificates client certificates must chain to; without
+    /// it, clients are not asked for one.
+    pub cafile: Option<ConfigPath>,
+    /// `tls_protocols`: the TLS versions offered. Default both.
+    pub tls_protocols: TlsProtocols,
+    /// `require_certificate`: refuse clients without a valid certificate.
+    pub require_certificate: bool,
+    /// `use_identity_as_username`: a client's username is its certificate's
+    /// subject CN.
+    pub use_identity_as_username: bool,
+}
+
+impl SecurityConfig {
+    /// The `tls_port` listener's settings as a [`TlsConfig`], the struct a
+    /// `listener` block fills; `None` without `tls_port`.
+    pub fn tls(&self) -> Option<TlsConfig> {
+        self.tls_port?;
+        Some(TlsConfig {
+            certfile: self.certfile.clone(),
+            keyfile: self.keyfile.clone(),
+            cafile: self.cafile.clone(),
+            tls_protocols: self.tls_protocols,
+            require_certificate: self.require_certificate,
+            use_identity_as_username: self.use_identity_as_username,
+        })
+    }
+}
+
+impl TlsConfig {
+    /// The rules between a `listener` block's TLS keys, the flat rules
+    /// with `certfile` in the place of `tls_port`: it is what makes the
+    /// listener a TLS one. `line` says where the block set a key.
+    pub(super) fn check(&self, line: impl Fn(&str) -> Option<usize>) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        let mut error = |key: &str, message: String| {
+            errors.push(ConfigError::new(line(key).unwrap_or(0), message));
+        };
+        match (&self.certfile, &self.keyfile) {
+            (Some(_), None) => error("certfile", "certfile needs keyfile".to_string()),
+            (None, Some(_)) => error("keyfile", "keyfile needs certfile".to_string()),
+            _ => {}
+        }
+        if self.certfile.is_none() {
+            for key in [
+                "cafile",
+                "tls_protocols",
+                "require_certificate",
+                "use_identity_as_username",
+            ] {
+                if line(key).is_some() {
+                    error(key, format!("{key} needs certfile and keyfile"));
+                }
+            }
+        } else if self.cafile.is_none() {
+            for (key, on) in [
+                ("require_certificate", self.require_certificate),
+                ("use_identity_as_username", self.use_identity_as_username),
+            ] {
+                if on {
+                    error(
+                        key,
+                        format!("{key} needs cafile: client certificates are verified against it"),
+                    );
+                }
+            }
+        }
+        errors
     }
 }
 
 /// `tlsv1_2`, `tlsv1_3` or both, separated by commas or blanks, in any case.
-fn parse_protocols(value: &str) -> Result<TlsProtocols, String> {
+pub(super) fn parse_protocols(value: &str) -> Result<TlsProtocols, String> {
     let mut protocols = TlsProtocols {
         tls12: false,
         tls13: false,
@@ -266,6 +310,7 @@ fn parse_protocols(value: &str) -> Result<TlsProtocols, String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::keys::KEYS;
     use super::super::Config;
     use super::*;
 
@@ -340,9 +385,16 @@ acl_file /etc/sol/my acl#1
                 acl_file: at("/etc/sol/my acl#1", 10),
             }
         );
-        for key in Key::ALL {
-            if SecurityConfig::default().set(key, "true", 1) != Ok(false) {
-                assert!(text.contains(key.name()), "{}", key.name());
+        // Every key of the table that stores into the security settings is
+        // in the text above.
+        for key in KEYS {
+            let Some(store) = key.broker else { continue };
+            for value in ["true", "false", "8883"] {
+                let mut config = Config::default();
+                let _ = store(&mut config, value, 1);
+                if config.security != SecurityConfig::default() {
+                    assert!(text.contains(key.name), "{}", key.name);
+                }
             }
         }
     }
