@@ -13,65 +13,40 @@
 //!   which is how a duplicate QoS 2 PUBLISH is recognised and not delivered
 //!   twice ([MQTT-4.3.3-2]).
 //!
-//! It also keeps, for the broker's housekeeping, when each queued message
-//! arrived (the oldest are reclaimed first when memory runs short), when each
-//! inflight message was last sent (an overdue one is sent again), and how many
-//! bytes its messages hold.
+//! It also keeps, for the broker's housekeeping, the order in which each
+//! queued message arrived (the oldest are reclaimed first when memory runs
+//! short), when each inflight message was last sent (an overdue one is sent
+//! again), and how many bytes its messages hold.
 //!
 //! **Invariant:** this module knows no sockets, no connections and no
-//! clock: every instant it stores was passed in by the broker. Everything in
-//! it is plain data, so that a session can later be written to disk and read
-//! back.
+//! clock. Everything in a [`Session`] is plain data that can be written out
+//! and read back:
+//!
+//! - a queued message's place in the broker-wide order of arrival is a
+//!   sequence number the broker passes in; a restore keeps the numbers and
+//!   the broker counts on from the highest;
+//! - when an inflight message was last sent is *broker time*, a
+//!   [`Duration`] since the broker started that the broker passes in. It
+//!   means nothing to another run: a restore calls [`Session::resent`]
+//!   with its own time, which is what happens anyway when the client comes
+//!   back and every inflight message is sent again ([MQTT-4.4.0-1]);
+//! - the window and queue limits come from the configuration and are not
+//!   the session's to keep: a restore applies them again
+//!   ([`Session::set_limits`]).
+//!
+//! The message type it stores, [`Message`], is shared with the broker's
+//! retained messages and its routing (`session/message.rs`).
 //! Explained in docs/07-qos-step-by-step.md.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
+use crate::protocol::{PacketId, QoS, TopicFilter};
 
-use crate::protocol::{PacketId, Publish, QoS, TopicFilter, TopicName};
+mod message;
 
-/// What one stored message costs beyond its topic and payload: the message
-/// value itself and its place in a queue, rounded up. An estimate: it only
-/// has to make ten thousand empty messages count for something against
-/// `max_memory`.
-pub const STORED_OVERHEAD: usize = 96;
-
-/// A message on its way to one subscriber, at the QoS it will be sent with.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Message {
-    pub topic: TopicName,
-    pub payload: Bytes,
-    pub qos: QoS,
-    pub retain: bool,
-}
-
-impl Message {
-    /// The bytes this message is counted for against `max_memory`: its topic,
-    /// its payload and [`STORED_OVERHEAD`]. A payload shared by several
-    /// sessions is counted once per session: the count errs on the side of
-    /// reclaiming early, never late.
-    pub fn stored_size(&self) -> usize {
-        self.topic
-            .as_str()
-            .len()
-            .saturating_add(self.payload.len())
-            .saturating_add(STORED_OVERHEAD)
-    }
-
-    /// The PUBLISH packet that carries this message.
-    pub fn to_publish(&self, packet_id: Option<PacketId>, dup: bool) -> Publish {
-        Publish {
-            dup,
-            qos: self.qos,
-            retain: self.retain,
-            topic: self.topic.clone(),
-            packet_id,
-            payload: self.payload.clone(),
-        }
-    }
-}
+pub use message::{Message, Origin, Properties, STORED_OVERHEAD};
 
 /// Where an outgoing QoS 1 or 2 message stands in its handshake.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,17 +101,17 @@ impl Inflight {
 struct Sent {
     id: PacketId,
     state: Inflight,
-    /// When its PUBLISH (or PUBREL) was last sent.
-    at: Instant,
+    /// When its PUBLISH (or PUBREL) was last sent, in broker time.
+    at: Duration,
 }
 
 /// A message waiting in the queue.
 #[derive(Debug)]
 struct Queued {
     message: Message,
-    /// When it was queued: the oldest queued messages are the first to go
-    /// when the broker reclaims memory.
-    since: Instant,
+    /// Its place in the broker-wide order of arrival: the oldest queued
+    /// messages are the first to go when the broker reclaims memory.
+    seq: u64,
 }
 
 /// What [`Session::take_overdue`] found to send again.
@@ -155,7 +130,9 @@ pub struct Session {
     pub client_id: Arc<str>,
     /// Clean session 1: the session ends with its connection.
     pub clean: bool,
-    pub subscriptions: Subscriptions,
+    /// The routing copy is the broker's trie; `Sessions` in the broker
+    /// keeps the two in step.
+    subscriptions: Subscriptions,
     /// Sent and unacknowledged, in the order first sent.
     inflight: LazyDeque<Sent>,
     queue: LazyDeque<Queued>,
@@ -165,6 +142,7 @@ pub struct Session {
     #[allow(clippy::box_collection)]
     incoming_qos2: Option<Box<HashSet<PacketId>>>,
     next_id: PacketId,
+    /// From the configuration, not written out ([`Session::set_limits`]).
     max_inflight: usize,
     max_queued: usize,
     /// Messages this session had to drop: its queue was full, or the broker
@@ -196,10 +174,35 @@ impl Session {
         }
     }
 
-    /// Offers a QoS 1 or 2 message for delivery at `now`. `online` says
-    /// whether the client is connected: offline, every message waits in the
-    /// queue.
-    pub fn push(&mut self, message: Message, online: bool, now: Instant) -> Pushed {
+    /// The window and queue limits of the configuration: set at creation,
+    /// and again by a restore, since they are not the session's to keep.
+    pub fn set_limits(&mut self, max_inflight: usize, max_queued: usize) {
+        self.max_inflight = max_inflight.max(1);
+        self.max_queued = max_queued;
+    }
+
+    /// The client's subscriptions, filter to granted QoS.
+    pub fn subscriptions(&self) -> &Subscriptions {
+        &self.subscriptions
+    }
+
+    /// Adds or replaces the subscription to `filter`; returns the QoS it
+    /// replaced. The broker's routing copy is not changed: the broker goes
+    /// through its `Sessions`, which changes both.
+    pub fn subscribe(&mut self, filter: TopicFilter, qos: QoS) -> Option<QoS> {
+        self.subscriptions.insert(filter, qos)
+    }
+
+    /// Removes the subscription to `filter`; returns its QoS if there was
+    /// one. As for [`Session::subscribe`], the routing copy is the caller's.
+    pub fn unsubscribe(&mut self, filter: &TopicFilter) -> Option<QoS> {
+        self.subscriptions.remove(filter)
+    }
+
+    /// Offers a QoS 1 or 2 message for delivery at broker time `now`, as
+    /// the `seq`-th message to arrive. `online` says whether the client is
+    /// connected: offline, every message waits in the queue.
+    pub fn push(&mut self, message: Message, online: bool, now: Duration, seq: u64) -> Pushed {
         if online && self.queue.is_empty() && self.window_has_room() {
             self.stored_bytes = self.stored_bytes.saturating_add(message.stored_size());
             return Pushed::Send(self.start_inflight(message, now));
@@ -209,17 +212,14 @@ impl Session {
             return Pushed::Dropped;
         }
         self.stored_bytes = self.stored_bytes.saturating_add(message.stored_size());
-        self.queue.push_back(Queued {
-            message,
-            since: now,
-        });
+        self.queue.push_back(Queued { message, seq });
         Pushed::Queued
     }
 
     /// Moves queued messages into the inflight window while it has room,
     /// returning each with the id to send it under (at `now`), in queue
     /// order.
-    pub fn fill_window(&mut self, now: Instant) -> Vec<(PacketId, Message)> {
+    pub fn fill_window(&mut self, now: Duration) -> Vec<(PacketId, Message)> {
         let mut ready = Vec::new();
         while self.window_has_room() {
             let Some(queued) = self.queue.pop_front() else {
@@ -239,7 +239,7 @@ impl Session {
     /// PUBREC: the QoS 2 message `id` was received (at `now`); the broker
     /// answers with PUBREL, unless the id is at another stage, and waits for
     /// PUBCOMP. A repeated PUBREC fits: its PUBREL may have been lost.
-    pub fn pubrec(&mut self, id: PacketId, now: Instant) -> Ack {
+    pub fn pubrec(&mut self, id: PacketId, now: Duration) -> Ack {
         let Some(sent) = self.inflight.iter_mut().find(|sent| sent.id == id) else {
             return Ack::Unknown;
         };
@@ -284,8 +284,9 @@ impl Session {
         self.inflight.iter().map(|sent| (sent.id, &sent.state))
     }
 
-    /// Everything in flight was sent again at `now` (on reconnect).
-    pub fn resent(&mut self, now: Instant) {
+    /// Everything in flight was sent again at `now`: on reconnect, and on
+    /// restore, with the restoring run's broker time.
+    pub fn resent(&mut self, now: Duration) {
         for sent in self.inflight.iter_mut() {
             sent.at = now;
         }
@@ -295,7 +296,7 @@ impl Session {
     /// the order first sent, each marked as sent again at `now`. At most the
     /// inflight window, and each message at most once per `interval`: what
     /// bounds resending.
-    pub fn take_overdue(&mut self, now: Instant, interval: Duration) -> Vec<Resend> {
+    pub fn take_overdue(&mut self, now: Duration, interval: Duration) -> Vec<Resend> {
         let mut due = Vec::new();
         for sent in self.inflight.iter_mut() {
             let overdue = sent.at.checked_add(interval).is_some_and(|at| at <= now);
@@ -313,8 +314,9 @@ impl Session {
         due
     }
 
-    /// When the next inflight message becomes overdue, if any is in flight.
-    pub fn next_overdue(&self, interval: Duration) -> Option<Instant> {
+    /// When (in broker time) the next inflight message becomes overdue, if
+    /// any is in flight.
+    pub fn next_overdue(&self, interval: Duration) -> Option<Duration> {
         let oldest = self.inflight.iter().map(|sent| sent.at).min()?;
         oldest.checked_add(interval)
     }
@@ -343,9 +345,9 @@ impl Session {
         self.stored_bytes
     }
 
-    /// When the oldest queued message was queued.
-    pub fn oldest_queued(&self) -> Option<Instant> {
-        self.queue.front().map(|queued| queued.since)
+    /// The place in the order of arrival of the oldest queued message.
+    pub fn oldest_queued(&self) -> Option<u64> {
+        self.queue.front().map(|queued| queued.seq)
     }
 
     /// Drops the oldest queued message to reclaim memory, counting it in
@@ -364,7 +366,7 @@ impl Session {
     /// Used when the client may no longer read some topics: what it would
     /// have been sent on them must not reach it late. A message awaiting
     /// PUBCOMP was already received and stays, so the handshake can end.
-    pub fn retain_messages(&mut self, mut keep: impl FnMut(&Message) -> bool) -> usize {
+    pub fn keep_messages(&mut self, mut keep: impl FnMut(&Message) -> bool) -> usize {
         let before = self.queue.len() + self.inflight.len();
         let mut freed = 0usize;
         self.queue.retain(|queued| {
@@ -392,7 +394,7 @@ impl Session {
         self.inflight.len() < self.max_inflight
     }
 
-    fn start_inflight(&mut self, message: Message, now: Instant) -> PacketId {
+    fn start_inflight(&mut self, message: Message, now: Duration) -> PacketId {
         let id = self.allocate_id();
         let state = match message.qos {
             QoS::ExactlyOnce => Inflight::AwaitingPubrec(message),
@@ -532,278 +534,4 @@ impl<T> LazyDeque<T> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn message(n: u8, qos: QoS) -> Message {
-        Message {
-            topic: TopicName::new("t").unwrap(),
-            payload: Bytes::from(vec![n]),
-            qos,
-            retain: false,
-        }
-    }
-
-    fn id(n: u16) -> PacketId {
-        PacketId::new(n).unwrap()
-    }
-
-    #[test]
-    fn window_then_queue_then_drop() {
-        let mut s = Session::new("c", false, 2, 2);
-        let now = Instant::now();
-        assert_eq!(
-            s.push(message(1, QoS::AtLeastOnce), true, now),
-            Pushed::Send(id(1))
-        );
-        assert_eq!(
-            s.push(message(2, QoS::AtLeastOnce), true, now),
-            Pushed::Send(id(2))
-        );
-        assert_eq!(
-            s.push(message(3, QoS::AtLeastOnce), true, now),
-            Pushed::Queued
-        );
-        assert_eq!(
-            s.push(message(4, QoS::AtLeastOnce), true, now),
-            Pushed::Queued
-        );
-        assert_eq!(
-            s.push(message(5, QoS::AtLeastOnce), true, now),
-            Pushed::Dropped
-        );
-        assert_eq!(s.dropped, 1);
-        assert_eq!(s.puback(id(1)), Ack::Done);
-        assert_eq!(
-            s.puback(id(1)),
-            Ack::Unknown,
-            "a second PUBACK for the same id is unknown"
-        );
-        let ready = s.fill_window(now);
-        assert_eq!(ready, vec![(id(3), message(3, QoS::AtLeastOnce))]);
-        assert_eq!(s.queued_len(), 1);
-    }
-
-    #[test]
-    fn offline_messages_wait_even_with_room() {
-        let mut s = Session::new("c", false, 5, 5);
-        let now = Instant::now();
-        assert_eq!(
-            s.push(message(1, QoS::ExactlyOnce), false, now),
-            Pushed::Queued
-        );
-        assert_eq!(s.inflight_len(), 0);
-        let ready = s.fill_window(now);
-        assert_eq!(ready.len(), 1);
-    }
-
-    #[test]
-    fn an_acknowledgement_at_the_wrong_stage_changes_nothing() {
-        let mut s = Session::new("c", false, 5, 5);
-        let now = Instant::now();
-        s.push(message(1, QoS::AtLeastOnce), true, now);
-        assert_eq!(s.pubrec(id(1), now), Ack::Mismatch);
-        assert_eq!(s.pubcomp(id(1)), Ack::Mismatch);
-        assert_eq!(s.inflight_len(), 1);
-        assert_eq!(s.puback(id(1)), Ack::Done);
-        assert_eq!(s.pubrec(id(1), now), Ack::Unknown);
-        assert_eq!(s.stored_bytes(), 0);
-        // A PUBREC repeated after the PUBREL went out still fits.
-        s.push(message(2, QoS::ExactlyOnce), true, now);
-        assert_eq!(s.pubrec(id(2), now), Ack::Done);
-        assert_eq!(s.pubrec(id(2), now), Ack::Done);
-        assert_eq!(s.pubcomp(id(2)), Ack::Done);
-        assert_eq!(s.inflight_len(), 0);
-    }
-
-    #[test]
-    fn qos2_outgoing_handshake() {
-        let mut s = Session::new("c", false, 5, 5);
-        let now = Instant::now();
-        assert_eq!(
-            s.push(message(1, QoS::ExactlyOnce), true, now),
-            Pushed::Send(id(1))
-        );
-        assert_eq!(
-            s.pubcomp(id(1)),
-            Ack::Mismatch,
-            "PUBCOMP before PUBREC does not complete"
-        );
-        assert_eq!(s.puback(id(1)), Ack::Mismatch, "nor does a PUBACK");
-        assert_eq!(s.pubrec(id(1), now), Ack::Done);
-        assert_eq!(
-            s.inflight().next().map(|(_, st)| st),
-            Some(&Inflight::AwaitingPubcomp)
-        );
-        assert_eq!(s.pubcomp(id(1)), Ack::Done);
-        assert_eq!(s.inflight_len(), 0);
-    }
-
-    #[test]
-    fn incoming_qos2_duplicates_are_recognised_until_pubrel() {
-        let mut s = Session::new("c", false, 5, 5);
-        assert!(s.incoming_qos2(id(7)));
-        assert!(!s.incoming_qos2(id(7)));
-        s.pubrel(id(7));
-        assert!(s.incoming_qos2(id(7)));
-    }
-
-    #[test]
-    fn retain_messages_drops_what_may_no_longer_be_sent() {
-        let now = Instant::now();
-        let mut s = Session::new("c", false, 3, 10);
-        for n in 1..=3 {
-            s.push(message(n, QoS::ExactlyOnce), true, now);
-        }
-        for n in 4..=6 {
-            s.push(message(n, QoS::AtLeastOnce), true, now);
-        }
-        // Message 1 was received (PUBREC): it stays whatever `keep` says.
-        assert_eq!(s.pubrec(id(1), now), Ack::Done);
-        let dropped = s.retain_messages(|m| m.payload[0] % 2 == 0);
-        // 3 (inflight) and 5 (queued) go; 1 awaits PUBCOMP and stays.
-        assert_eq!(dropped, 2);
-        let inflight: Vec<PacketId> = s.inflight().map(|(i, _)| i).collect();
-        assert_eq!(inflight, vec![id(1), id(2)]);
-        assert_eq!(s.queued_len(), 2);
-        // What is left is counted: 2 (inflight), 4 and 6 (queued).
-        assert_eq!(
-            s.stored_bytes(),
-            3 * message(2, QoS::AtLeastOnce).stored_size()
-        );
-        assert_eq!(s.pubcomp(id(1)), Ack::Done);
-        // The freed room takes the queue in order.
-        let ready: Vec<u8> = s
-            .fill_window(now)
-            .iter()
-            .map(|(_, m)| m.payload[0])
-            .collect();
-        assert_eq!(ready, vec![4, 6]);
-    }
-
-    #[test]
-    fn packet_ids_skip_those_in_flight_and_wrap() {
-        let mut s = Session::new("c", false, 3, 0);
-        let now = Instant::now();
-        s.next_id = id(u16::MAX);
-        assert_eq!(
-            s.push(message(1, QoS::AtLeastOnce), true, now),
-            Pushed::Send(id(u16::MAX))
-        );
-        assert_eq!(
-            s.push(message(2, QoS::AtLeastOnce), true, now),
-            Pushed::Send(id(1))
-        );
-        s.next_id = id(u16::MAX);
-        assert_eq!(
-            s.push(message(3, QoS::AtLeastOnce), true, now),
-            Pushed::Send(id(2))
-        );
-    }
-
-    const SECOND: Duration = Duration::from_secs(1);
-
-    fn sized(topic: &str, payload: &[u8], qos: QoS) -> Message {
-        Message {
-            topic: TopicName::new(topic).unwrap(),
-            payload: Bytes::copy_from_slice(payload),
-            qos,
-            retain: false,
-        }
-    }
-
-    #[test]
-    fn stored_bytes_follow_every_message_in_and_out() {
-        let now = Instant::now();
-        let mut s = Session::new("c", false, 1, 10);
-        let a = sized("a/b", b"hello", QoS::AtLeastOnce);
-        let b = sized("c", &[0; 100], QoS::ExactlyOnce);
-        let c = sized("d", b"", QoS::AtLeastOnce);
-        assert_eq!(a.stored_size(), 3 + 5 + STORED_OVERHEAD);
-        assert_eq!(s.push(a.clone(), true, now), Pushed::Send(id(1)));
-        assert_eq!(s.push(b.clone(), true, now), Pushed::Queued);
-        assert_eq!(s.push(c.clone(), true, now), Pushed::Queued);
-        let all = a.stored_size() + b.stored_size() + c.stored_size();
-        assert_eq!(s.stored_bytes(), all);
-        assert_eq!(s.stored_len(), 3);
-
-        // Moving from the queue into the window changes nothing.
-        assert_eq!(s.puback(id(1)), Ack::Done);
-        assert_eq!(s.stored_bytes(), all - a.stored_size());
-        assert_eq!(s.fill_window(now), vec![(id(2), b.clone())]);
-        assert_eq!(s.stored_bytes(), all - a.stored_size());
-
-        // After PUBREC only the id is held.
-        assert_eq!(s.pubrec(id(2), now), Ack::Done);
-        assert_eq!(s.stored_bytes(), c.stored_size());
-        assert_eq!(s.stored_len(), 1);
-        assert_eq!(s.pubcomp(id(2)), Ack::Done);
-        assert_eq!(s.stored_bytes(), c.stored_size());
-
-        assert_eq!(s.drop_oldest_queued(), Some(c.stored_size()));
-        assert_eq!(s.stored_bytes(), 0);
-        assert_eq!(s.stored_len(), 0);
-        assert_eq!(s.drop_oldest_queued(), None);
-        assert_eq!(s.dropped, 1);
-    }
-
-    #[test]
-    fn the_oldest_queued_message_goes_first_and_inflight_never() {
-        let t0 = Instant::now();
-        let mut s = Session::new("c", false, 1, 10);
-        assert_eq!(
-            s.push(message(1, QoS::AtLeastOnce), true, t0),
-            Pushed::Send(id(1))
-        );
-        assert_eq!(s.oldest_queued(), None);
-        assert_eq!(
-            s.drop_oldest_queued(),
-            None,
-            "nothing queued: the inflight one stays"
-        );
-        s.push(message(2, QoS::AtLeastOnce), true, t0 + SECOND);
-        s.push(message(3, QoS::AtLeastOnce), true, t0 + 2 * SECOND);
-        assert_eq!(s.oldest_queued(), Some(t0 + SECOND));
-        s.drop_oldest_queued();
-        assert_eq!(s.oldest_queued(), Some(t0 + 2 * SECOND));
-        assert_eq!(s.puback(id(1)), Ack::Done);
-        assert_eq!(
-            s.fill_window(t0),
-            vec![(id(2), message(3, QoS::AtLeastOnce))]
-        );
-        assert_eq!(s.inflight_len(), 1);
-    }
-
-    #[test]
-    fn overdue_messages_are_resent_once_per_interval() {
-        let t0 = Instant::now();
-        let interval = 10 * SECOND;
-        let mut s = Session::new("c", false, 3, 10);
-        assert_eq!(s.next_overdue(interval), None);
-        s.push(message(1, QoS::AtLeastOnce), true, t0);
-        s.push(message(2, QoS::ExactlyOnce), true, t0 + 2 * SECOND);
-        s.push(message(3, QoS::ExactlyOnce), true, t0 + 4 * SECOND);
-        assert_eq!(s.pubrec(id(3), t0 + 5 * SECOND), Ack::Done);
-        assert_eq!(s.next_overdue(interval), Some(t0 + interval));
-
-        assert_eq!(s.take_overdue(t0 + 9 * SECOND, interval), vec![]);
-        assert_eq!(
-            s.take_overdue(t0 + 12 * SECOND, interval),
-            vec![
-                Resend::Publish(id(1), message(1, QoS::AtLeastOnce)),
-                Resend::Publish(id(2), message(2, QoS::ExactlyOnce)),
-            ]
-        );
-        // Sent again just now: not again before another interval.
-        assert_eq!(s.take_overdue(t0 + 14 * SECOND, interval), vec![]);
-        assert_eq!(s.next_overdue(interval), Some(t0 + 15 * SECOND));
-        assert_eq!(
-            s.take_overdue(t0 + 15 * SECOND, interval),
-            vec![Resend::Pubrel(id(3))]
-        );
-        assert_eq!(s.puback(id(1)), Ack::Done);
-        assert_eq!(s.next_overdue(interval), Some(t0 + 22 * SECOND));
-        s.resent(t0 + 30 * SECOND);
-        assert_eq!(s.next_overdue(interval), Some(t0 + 40 * SECOND));
-    }
-}
+mod tests;

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use log::info;
 
-use super::{Broker, ClientState, ConnId, Connected, Ending, Outbox, SessionSlot, Timer};
+use super::{Broker, ClientState, ConnId, Connected, Ending, Outbox, Timer};
 use crate::protocol::{Connack, Connect, ConnectReturnCode, Packet, Protocol};
 use crate::session::{Inflight, Session};
 
@@ -26,7 +26,7 @@ impl Broker {
         out: &mut dyn Outbox,
     ) {
         let Some(client_id) = self.choose_client_id(&connect) else {
-            self.refuse(conn, ConnectReturnCode::IdentifierRejected, out);
+            self.refuse(conn, ConnectReturnCode::IdentifierRejected, now, out);
             return;
         };
         // [MQTT-3.1.4-5]: credentials are checked before the client may
@@ -34,7 +34,7 @@ impl Broker {
         let username = match self.authenticate(conn, &connect, &client_id, now) {
             Ok(username) => username,
             Err(code) => {
-                self.refuse(conn, code, out);
+                self.refuse(conn, code, now, out);
                 return;
             }
         };
@@ -45,7 +45,7 @@ impl Broker {
                 "Refusing {:?}: keepalive {} s is above max_keepalive.",
                 client_id, connect.keep_alive
             );
-            self.refuse(conn, ConnectReturnCode::IdentifierRejected, out);
+            self.refuse(conn, ConnectReturnCode::IdentifierRejected, now, out);
             return;
         };
 
@@ -55,14 +55,13 @@ impl Broker {
         // client came back rather than failed, and mosquitto keeps the
         // will back too, as MQTT 5 does (a will goes when its session ends).
         let taken_over = self
-            .client_ids
-            .get(client_id.as_str())
-            .and_then(|&key| self.sessions.get(key))
+            .sessions
+            .key_of(&client_id)
+            .and_then(|key| self.sessions.get(key))
             .and_then(|slot| Some((slot.conn?, slot.session.clean)));
         if let Some((old, old_clean)) = taken_over {
             let session_continues = !old_clean && !connect.clean_session;
-            out.close(old);
-            self.end_connection(old, Ending::TakenOver { session_continues }, out);
+            self.end_connection(old, Ending::TakenOver { session_continues }, now, out);
         }
 
         let client_id: Arc<str> = client_id.into();
@@ -112,7 +111,7 @@ impl Broker {
         };
         out.send(conn, &Packet::Connack(connack));
         if present {
-            self.resume(conn, session, out);
+            self.resume(conn, session, now, out);
         }
     }
 
@@ -157,7 +156,7 @@ impl Broker {
         // [MQTT-3.1.3-6]: an empty id with clean session gets a unique one.
         loop {
             let id = self.random_client_id();
-            if !self.client_ids.contains_key(id.as_str()) {
+            if self.sessions.key_of(&id).is_none() {
                 return Some(id);
             }
         }
@@ -183,48 +182,54 @@ impl Broker {
 
     /// Sends a refusing CONNACK and closes. Nothing the client sends after
     /// it is processed: the connection is forgotten at once.
-    pub(super) fn refuse(&mut self, conn: ConnId, code: ConnectReturnCode, out: &mut dyn Outbox) {
+    pub(super) fn refuse(
+        &mut self,
+        conn: ConnId,
+        code: ConnectReturnCode,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
         let connack = Connack {
             session_present: false,
             code,
         };
         out.send(conn, &Packet::Connack(connack));
-        out.close(conn);
-        self.end_connection(conn, Ending::Refused, out);
+        self.end_connection(conn, Ending::Refused, now, out);
     }
 
     /// Finds or creates the session for `client_id` and attaches `conn` to
     /// it. Returns its key and whether an old session was resumed.
     fn attach_session(&mut self, client_id: &Arc<str>, clean: bool, conn: ConnId) -> (usize, bool) {
-        if let Some(&key) = self.client_ids.get(&**client_id) {
-            if clean {
-                // [MQTT-3.1.2-6]: clean session discards any previous one.
-                self.remove_session(key);
-            } else if let Some(slot) = self.sessions.get_mut(key) {
-                slot.conn = Some(conn);
-                return (key, true);
+        let settings = &self.settings;
+        let new = || {
+            Session::new(
+                Arc::clone(client_id),
+                clean,
+                settings.max_inflight,
+                settings.max_queued,
+            )
+        };
+        let attached = self.sessions.attach(client_id, clean, conn, new);
+        if let Some(discarded) = attached.discarded {
+            self.forget_timer(discarded);
+        }
+        if attached.resumed {
+            // The limits are the configuration's, not the session's: they
+            // follow it to a session made under other settings (one read
+            // back from disk, say).
+            if let Some(slot) = self.sessions.get_mut(attached.key) {
+                let settings = &self.settings;
+                slot.session
+                    .set_limits(settings.max_inflight, settings.max_queued);
             }
         }
-        let session = Session::new(
-            Arc::clone(client_id),
-            clean,
-            self.settings.max_inflight,
-            self.settings.max_queued,
-        );
-        let key = self.sessions.insert(SessionSlot {
-            session,
-            conn: Some(conn),
-            retry: None,
-            username: None,
-        });
-        self.client_ids.insert(Arc::clone(client_id), key);
-        (key, false)
+        (attached.key, attached.resumed)
     }
 
     /// A persistent session came back: resend every unacknowledged message
     /// with DUP set, and every unanswered PUBREL, in their original order
     /// ([MQTT-4.4.0-1]); then let the queue flow into the window.
-    fn resume(&mut self, conn: ConnId, session: usize, out: &mut dyn Outbox) {
+    fn resume(&mut self, conn: ConnId, session: usize, now: Instant, out: &mut dyn Outbox) {
         let Some(slot) = self.sessions.get_mut(session) else {
             return;
         };
@@ -239,9 +244,10 @@ impl Broker {
             };
             out.send(conn, &packet);
         }
-        slot.session.resent(self.now);
-        super::retry::arm(&mut self.timers, slot, self.now, &self.settings);
+        slot.session
+            .resent(now.saturating_duration_since(self.epoch));
+        super::retry::arm(&mut self.timers, slot, now, self.epoch, &self.settings);
         self.stats.messages_sent += resent;
-        self.flush_queue(conn, session, out);
+        self.flush_queue(conn, session, now, out);
     }
 }

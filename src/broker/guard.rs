@@ -413,26 +413,25 @@ impl Broker {
         let (client_id, username) = (&slot.session.client_id, slot.username.as_deref());
         let refused: Vec<TopicFilter> = slot
             .session
-            .subscriptions
+            .subscriptions()
             .keys()
             .filter(|filter| !self.guard.may_subscribe(client_id, username, filter))
             .cloned()
             .collect();
+        let client_id = slot.session.client_id.clone();
+        for filter in &refused {
+            self.sessions.unsubscribe(key, filter);
+            debug!(
+                "Client {} may no longer subscribe to {filter}: subscription removed.",
+                client_id.escape_debug()
+            );
+        }
         let guard = &self.guard;
         let Some(slot) = self.sessions.get_mut(key) else {
             return (0, 0);
         };
-        for filter in &refused {
-            slot.session.subscriptions.remove(filter);
-            self.subscriptions.remove(filter, &key);
-            debug!(
-                "Client {} may no longer subscribe to {filter}: subscription removed.",
-                slot.session.client_id.escape_debug()
-            );
-        }
-        let client_id = slot.session.client_id.clone();
         let username = slot.username.clone();
-        let dropped = slot.session.retain_messages(|message| {
+        let dropped = slot.session.keep_messages(|message| {
             guard.may_read(&client_id, username.as_deref(), &message.topic)
         });
         (refused.len(), dropped)

@@ -7,12 +7,13 @@
 //!
 //! - queued and inflight messages of every session, online or not
 //!   ([`Session::stored_bytes`](crate::session::Session::stored_bytes));
-//! - retained messages;
+//! - retained messages ([`RetainedStore`](super::retained), which keeps
+//!   their bytes and their order);
 //! - output buffers: bytes encoded for clients and not yet written (the
 //!   network layer reports them through [`Outbox::traffic`]).
 //!
 //! Each message counts its topic, its payload and a fixed overhead
-//! ([`STORED_OVERHEAD`](crate::session::STORED_OVERHEAD)). A payload shared by
+//! ([`Message::stored_size`](crate::session::Message::stored_size)). A payload shared by
 //! several sessions is counted once for each: the count is an upper bound of
 //! what is really held, so the broker reclaims early rather than late. What
 //! is not counted is small and bounded by other limits: sessions and
@@ -37,7 +38,7 @@
 //! 1. The oldest queued messages of offline sessions (sol never queues QoS 0
 //!    messages: a QoS 0 message for an offline client is not kept, and one
 //!    for an online client goes straight into its output buffer, where the
-//!    1 MiB high-water mark bounds it).
+//!    1 MiB [`QOS0_OUTPUT_LIMIT`](super::QOS0_OUTPUT_LIMIT) bounds it).
 //! 2. The oldest queued messages of online sessions: they wait for room in
 //!    the client's inflight window.
 //! 3. Only when nothing else is left: the oldest retained messages.
@@ -54,14 +55,12 @@
 //! Explained in docs/13-housekeeping.md.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
 
-use super::{Broker, Outbox, Retained, Timer};
-use crate::protocol::TopicName;
-use crate::session::STORED_OVERHEAD;
+use super::{Broker, Outbox, Timer};
 
 /// How often the memory is counted even when no message arrives: output
 /// buffers grow and shrink without the core hearing of it.
@@ -71,17 +70,11 @@ pub(super) const CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// a steady flow over the limit does not reclaim, and count, per message.
 const LOW_WATER_TENTHS: usize = 9;
 
-/// The memory accounting and the state of reclaiming.
+/// The memory accounting and the state of reclaiming. What is held is
+/// counted by its owners (sessions, the retained store, the network
+/// layer): this only adds it up and decides when to reclaim.
 pub(super) struct Memory {
     limit: usize,
-    /// What the retained messages are counted for.
-    retained_bytes: usize,
-    /// For each retained topic: when it was stored (a sequence number) and
-    /// what it is counted for.
-    retained: HashMap<TopicName, (u64, usize)>,
-    /// Retained topics, oldest first: the order they are reclaimed in.
-    retained_order: BTreeMap<u64, TopicName>,
-    next_seq: u64,
     /// The last real count.
     counted: usize,
     /// What routed messages may have added since.
@@ -108,10 +101,6 @@ impl Memory {
     pub(super) fn new(limit: usize) -> Memory {
         Memory {
             limit,
-            retained_bytes: 0,
-            retained: HashMap::new(),
-            retained_order: BTreeMap::new(),
-            next_seq: 0,
             counted: 0,
             grown: 0,
             exhausted: false,
@@ -119,39 +108,10 @@ impl Memory {
         }
     }
 
-    /// A retained message is stored (possibly replacing another).
-    pub(super) fn retained_stored(&mut self, retained: &Retained) {
-        self.retained_removed(&retained.topic);
-        let size = retained_size(retained);
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.retained_bytes = self.retained_bytes.saturating_add(size);
-        self.retained.insert(retained.topic.clone(), (seq, size));
-        self.retained_order.insert(seq, retained.topic.clone());
-    }
-
-    /// The retained message on `topic`, if any, is gone.
-    pub(super) fn retained_removed(&mut self, topic: &TopicName) {
-        if let Some((seq, size)) = self.retained.remove(topic) {
-            self.retained_bytes = self.retained_bytes.saturating_sub(size);
-            self.retained_order.remove(&seq);
-        }
-    }
-
     /// 90% of the limit: where reclaiming stops.
     fn low_water(&self) -> usize {
         self.limit / 10 * LOW_WATER_TENTHS
     }
-}
-
-/// What a retained message is counted for, as a queued one would be.
-fn retained_size(retained: &Retained) -> usize {
-    retained
-        .topic
-        .as_str()
-        .len()
-        .saturating_add(retained.payload.len())
-        .saturating_add(STORED_OVERHEAD)
 }
 
 impl Broker {
@@ -165,7 +125,7 @@ impl Broker {
             .map(|(_, slot)| slot.session.stored_bytes())
             .fold(0, usize::saturating_add);
         sessions
-            .saturating_add(self.memory.retained_bytes)
+            .saturating_add(self.retained.bytes())
             .saturating_add(out.traffic().output_buffered)
     }
 
@@ -238,23 +198,15 @@ impl Broker {
             }
         }
         while used > target {
-            let Some((_, topic)) = self.memory.retained_order.pop_first() else {
+            let Some(size) = self.retained.remove_oldest() else {
                 break;
             };
-            let size = self
-                .memory
-                .retained
-                .get(&topic)
-                .map_or(0, |&(_, size)| size);
-            self.memory.retained_removed(&topic);
-            if self.retained.remove(&topic).is_some() {
-                if self.memory.burst.retained_dropped == 0 {
-                    warn!("Nothing left to reclaim but retained messages: dropping the oldest.");
-                }
-                self.memory.burst.retained_dropped += 1;
-                self.memory.burst.dropped += 1;
-                self.stats.messages_dropped += 1;
+            if self.memory.burst.retained_dropped == 0 {
+                warn!("Nothing left to reclaim but retained messages: dropping the oldest.");
             }
+            self.memory.burst.retained_dropped += 1;
+            self.memory.burst.dropped += 1;
+            self.stats.messages_dropped += 1;
             used = used.saturating_sub(size);
         }
         let dropped = self.memory.burst.dropped;
@@ -278,7 +230,7 @@ impl Broker {
     fn reclaim_queued(&mut self, online: bool, mut used: usize, target: usize) -> usize {
         // The oldest message of each session, in a heap: the next to drop
         // is always on top, whichever session it is in.
-        let mut oldest: BinaryHeap<Reverse<(Instant, usize)>> = self
+        let mut oldest: BinaryHeap<Reverse<(u64, usize)>> = self
             .sessions
             .iter()
             .filter(|(_, slot)| slot.conn.is_some() == online)

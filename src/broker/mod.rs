@@ -8,12 +8,16 @@
 //! any connection, and connections to close.
 //!
 //! **Architecture invariant:** this module never touches a socket, never
-//! reads the clock (`now` is always passed in) and never blocks. That is what
-//! lets `tests` in this module drive whole MQTT conversations without a
-//! network, and what will let other transports (TLS, WebSocket, a bridge
-//! that is itself a client) reuse it unchanged.
+//! reads the clock (`now` is always passed in, and kept nowhere) and never
+//! blocks. That is what lets `tests` in this module drive whole MQTT
+//! conversations without a network, and what lets TLS reuse it unchanged, as
+//! other transports (WebSocket, a bridge that is itself a client) will.
 //!
-//! The handlers live one idea per file: `connect.rs` (CONNECT, sessions,
+//! Its state has owners: `clients.rs` (the network connections),
+//! `sessions.rs` (`Sessions`: the sessions, the client-id index and the
+//! subscription trie) and `retained.rs` (`RetainedStore`: the retained
+//! messages and their order and size). The
+//! handlers live one idea per file: `connect.rs` (CONNECT, sessions,
 //! takeover), `publish.rs` (PUBLISH, the QoS handshakes, routing, retained
 //! messages) and `subscribe.rs` (SUBSCRIBE and UNSUBSCRIBE). The periodic
 //! housekeeping on the same timer wheel has its own files: `stats.rs`
@@ -22,12 +26,15 @@
 //! Explained in docs/03-connect-sessions-keepalive.md, docs/09-timer-wheel.md
 //! and docs/13-housekeeping.md.
 
+mod clients;
 mod connect;
 mod guard;
 mod memory;
 mod peer;
 mod publish;
+mod retained;
 mod retry;
+mod sessions;
 mod stats;
 mod subscribe;
 #[cfg(test)]
@@ -38,24 +45,23 @@ mod tests;
 mod tests_housekeeping;
 
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use log::{debug, error, info, warn};
-use slab::Slab;
 
 use crate::config::Config;
-use crate::protocol::{Connack, DecodeError, Decoder, Packet, QoS, Will};
+use crate::protocol::{Connack, DecodeError, Decoder, Packet, QoS};
 use crate::security::SecurityFiles;
-use crate::session::Session;
-use crate::timer::{TimerId, TimerWheel};
-use crate::trie::{RetainedTrie, SubscriptionTrie};
+use crate::timer::TimerWheel;
+use clients::{Client, ClientState, Clients, Connected, Pending};
+use retained::RetainedStore;
+use sessions::{SessionSlot, Sessions};
 
 pub use peer::{PeerInfo, TlsInfo, Transport};
-pub use publish::Retained;
+pub use retained::Retained;
 pub use stats::Traffic;
 
 /// Names one connection for its whole life.
@@ -149,12 +155,13 @@ pub enum CloseReason {
     Shutdown,
 }
 
-/// Above this many bytes waiting in a connection's output buffer, QoS 0
-/// messages to it are dropped (and counted) rather than buffered: a
-/// subscriber that does not read must not make the broker's memory grow
-/// without bound. QoS 1 and 2 need no such mark: the inflight window and
-/// `max_queued_messages` already bound them.
-pub const OUTPUT_HIGH_WATER: usize = 1024 * 1024;
+/// The most bytes a connection's output buffer may hold for a QoS 0
+/// message to still be added: past it, QoS 0 messages to it are dropped
+/// (and counted) rather than buffered, since a subscriber that does not
+/// read must not make the broker's memory grow without bound. QoS 1 and 2
+/// need no such limit: the inflight window and `max_queued_messages`
+/// already bound them.
+pub const QOS0_OUTPUT_LIMIT: usize = 1024 * 1024;
 
 /// Counters the broker keeps as it works.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -163,7 +170,7 @@ pub struct Stats {
     pub messages_received: u64,
     /// PUBLISH packets sent to clients (resends included).
     pub messages_sent: u64,
-    /// Messages dropped: QoS 0 past the output high-water mark, or QoS 1
+    /// Messages dropped: QoS 0 past [`QOS0_OUTPUT_LIMIT`], or QoS 1
     /// and 2 past a full session queue.
     pub messages_dropped: u64,
     /// Connections that completed CONNECT since start.
@@ -200,122 +207,6 @@ struct Settings {
     retry_interval: Duration,
     /// Zero: no limit.
     max_keepalive: u16,
-}
-
-/// One network connection, from accept to close.
-///
-/// Kept small: ten thousand idle clients are ten thousand of these. What
-/// only CONNECT needs (the peer address, the TLS certificate) goes away
-/// with [`ClientState::AwaitingConnect`].
-struct Client {
-    /// [`ConnId::serial`]: tells this connection from an earlier one that
-    /// had the same key.
-    serial: u64,
-    /// When the client last sent a packet: keepalive counts from here.
-    last_seen: Instant,
-    /// The connection's one pending timer: connect timeout, then keepalive.
-    timer: Option<TimerId>,
-    state: ClientState,
-}
-
-enum ClientState {
-    /// Accepted; only CONNECT may come. Boxed: few connections wait here
-    /// for long, and a connected one should not pay for its size.
-    AwaitingConnect(Box<Pending>),
-    Connected(Connected),
-}
-
-/// What the core knows of a connection before its CONNECT.
-struct Pending {
-    /// For the log lines up to and including the CONNECT's: `ip:port` or
-    /// `unix:...`. The network layer keeps its own copy for its logs.
-    peer: String,
-    /// Set once the TLS handshake completed: the connection came to the
-    /// TLS listener, and this is what its certificate proved.
-    tls: Option<guard::TlsPeer>,
-}
-
-struct Connected {
-    /// Key of the session in `Broker::sessions`.
-    session: usize,
-    /// Shared with the session and the `client_ids` map: one copy.
-    client_id: Arc<str>,
-    keep_alive: u16,
-    /// Boxed: most clients have no will.
-    will: Option<Box<Will>>,
-    // Its username (or certificate CN) is the session's
-    // (`SessionSlot::username`), set at CONNECT: kept once, there.
-}
-
-/// A session and the connection it is attached to, if any. The connection
-/// is kept here rather than in [`Session`] so that sessions stay plain data.
-struct SessionSlot {
-    session: Session,
-    conn: Option<ConnId>,
-    /// The resend check of the attached connection, armed while it has
-    /// messages in flight.
-    retry: Option<TimerId>,
-    /// The username of the client that last attached, kept with the
-    /// session so that each delivery's ACL check is one lookup away.
-    username: Option<String>,
-}
-
-/// The broker's clients, indexed by [`ConnId::key`]: the network layer's
-/// slab keys are small and dense, so a vector serves where a map would hash
-/// every packet's connection id and cost a bucket and a hash per client.
-/// Each entry keeps its [`ConnId::serial`], so a stale id finds nothing.
-#[derive(Default)]
-struct Clients {
-    slots: Vec<Option<Client>>,
-    len: usize,
-}
-
-impl Clients {
-    fn get(&self, conn: ConnId) -> Option<&Client> {
-        self.slots
-            .get(conn.key)?
-            .as_ref()
-            .filter(|client| client.serial == conn.serial)
-    }
-
-    fn get_mut(&mut self, conn: ConnId) -> Option<&mut Client> {
-        self.slots
-            .get_mut(conn.key)?
-            .as_mut()
-            .filter(|client| client.serial == conn.serial)
-    }
-
-    /// Stores `client` under `client.serial` and `key`, and returns what was
-    /// there (nothing, unless the network layer reused a key it never
-    /// reported closed).
-    fn insert(&mut self, key: usize, client: Client) -> Option<Client> {
-        if self.slots.len() <= key {
-            self.slots.resize_with(key.saturating_add(1), || None);
-        }
-        let slot = self.slots.get_mut(key)?;
-        let old = slot.replace(client);
-        if old.is_none() {
-            self.len += 1;
-        }
-        old
-    }
-
-    fn remove(&mut self, conn: ConnId) -> Option<Client> {
-        let slot = self.slots.get_mut(conn.key)?;
-        if slot.as_ref()?.serial != conn.serial {
-            return None;
-        }
-        self.len = self.len.saturating_sub(1);
-        slot.take()
-    }
-
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Client> {
-        self.slots.iter_mut().flatten()
-    }
 }
 
 /// How a connection ended, for the log and for the will.
@@ -376,11 +267,15 @@ impl fmt::Display for Ending {
 pub struct Broker {
     settings: Settings,
     clients: Clients,
-    sessions: Slab<SessionSlot>,
-    client_ids: HashMap<Arc<str>, usize>,
-    subscriptions: SubscriptionTrie<usize, QoS>,
-    retained: RetainedTrie<Retained>,
+    sessions: Sessions,
+    retained: RetainedStore,
     timers: TimerWheel<Timer>,
+    /// The instant broker time counts from: sessions keep durations since
+    /// it, which are plain data, rather than instants.
+    epoch: Instant,
+    /// Messages routed so far: each one's number is its place in the order
+    /// of arrival, which is the order queued messages are reclaimed in.
+    arrivals: u64,
     /// Counter and secret keys behind the client ids the broker generates.
     generated_ids: u64,
     id_keys: RandomState,
@@ -391,10 +286,6 @@ pub struct Broker {
     encodings: publish::Encodings,
     fired: Vec<Timer>,
     stats: Stats,
-    /// The time of the event being handled, set by every entry point, so
-    /// that what is stored deep down (a queued or inflight message) is
-    /// stamped without `now` passed through every call.
-    now: Instant,
     /// The `$SOL/broker/` statistics.
     publisher: stats::Publisher,
     /// Accounting for `max_memory`.
@@ -430,18 +321,17 @@ impl Broker {
                 max_keepalive: config.max_keepalive,
             },
             clients: Clients::default(),
-            sessions: Slab::new(),
-            client_ids: HashMap::new(),
-            subscriptions: SubscriptionTrie::new(),
-            retained: RetainedTrie::new(),
+            sessions: Sessions::default(),
+            retained: RetainedStore::default(),
             timers,
+            epoch: now,
+            arrivals: 0,
             generated_ids: 0,
             id_keys: RandomState::new(),
             matches: Vec::new(),
             encodings: publish::Encodings::default(),
             fired: Vec::new(),
             stats: Stats::default(),
-            now,
             publisher,
             memory: memory::Memory::new(config.max_memory),
             guard: guard::Guard::new(&config.security, files),
@@ -450,7 +340,6 @@ impl Broker {
 
     /// A socket was accepted: arms its connect timeout.
     pub fn open(&mut self, conn: ConnId, peer: &str, now: Instant) {
-        self.now = now;
         let timer = self.timers.insert(
             now + self.settings.connect_timeout,
             Timer::ConnectTimeout(conn),
@@ -478,7 +367,6 @@ impl Broker {
     /// One decoded packet from `conn`. Packets from a connection the core
     /// has already closed are ignored.
     pub fn packet(&mut self, conn: ConnId, packet: Packet, now: Instant, out: &mut dyn Outbox) {
-        self.now = now;
         let Some(client) = self.clients.get_mut(conn) else {
             return;
         };
@@ -489,29 +377,34 @@ impl Broker {
                     Packet::Connect(connect) => self.handle_connect(conn, *connect, now, out),
                     // The decoder refuses anything but CONNECT first; this is
                     // the second line of defence ([MQTT-3.1.0-1]).
-                    other => self.violation(conn, format!("{} before CONNECT", other.name()), out),
+                    other => {
+                        let why = format!("{} before CONNECT", other.name());
+                        self.violation(conn, why, now, out);
+                    }
                 }
                 return;
             }
             ClientState::Connected(connected) => connected.session,
         };
         match packet {
-            Packet::Publish(publish) => self.handle_publish(conn, session, publish, out),
-            Packet::Puback(id) => self.handle_puback(conn, session, id, out),
-            Packet::Pubrec(id) => self.handle_pubrec(conn, session, id, out),
+            Packet::Publish(publish) => self.handle_publish(conn, session, publish, now, out),
+            Packet::Puback(id) => self.handle_puback(conn, session, id, now, out),
+            Packet::Pubrec(id) => self.handle_pubrec(conn, session, id, now, out),
             Packet::Pubrel(id) => self.handle_pubrel(conn, session, id, out),
-            Packet::Pubcomp(id) => self.handle_pubcomp(conn, session, id, out),
-            Packet::Subscribe(subscribe) => self.handle_subscribe(conn, session, subscribe, out),
+            Packet::Pubcomp(id) => self.handle_pubcomp(conn, session, id, now, out),
+            Packet::Subscribe(subscribe) => {
+                self.handle_subscribe(conn, session, subscribe, now, out);
+            }
             Packet::Unsubscribe(unsub) => self.handle_unsubscribe(conn, session, unsub, out),
             Packet::Pingreq => out.send(conn, &Packet::Pingresp),
-            Packet::Disconnect => {
-                out.close(conn);
-                self.end_connection(conn, Ending::Disconnect, out);
-            }
+            Packet::Disconnect => self.end_connection(conn, Ending::Disconnect, now, out),
             // [MQTT-3.1.0-2]: a second CONNECT is a protocol violation.
-            Packet::Connect(_) => self.violation(conn, "second CONNECT".to_string(), out),
+            Packet::Connect(_) => self.violation(conn, "second CONNECT".to_string(), now, out),
             // Server-to-client packets; the decoder refuses them too.
-            other => self.violation(conn, format!("{} from a client", other.name()), out),
+            other => {
+                let why = format!("{} from a client", other.name());
+                self.violation(conn, why, now, out);
+            }
         }
     }
 
@@ -525,7 +418,6 @@ impl Broker {
         now: Instant,
         out: &mut dyn Outbox,
     ) {
-        self.now = now;
         let ending = match reason {
             CloseReason::PeerClosed => Ending::PeerClosed,
             CloseReason::Io(e) => Ending::Io(e),
@@ -545,8 +437,7 @@ impl Broker {
                 Ending::Protocol(error.to_string())
             }
         };
-        out.close(conn);
-        self.end_connection(conn, ending, out);
+        self.end_connection(conn, ending, now, out);
     }
 
     /// The earliest instant at which [`Broker::tick`] has work to do.
@@ -556,12 +447,11 @@ impl Broker {
 
     /// Runs every timer due at `now`.
     pub fn tick(&mut self, now: Instant, out: &mut dyn Outbox) {
-        self.now = now;
         let mut fired = std::mem::take(&mut self.fired);
         self.timers.expire(now, &mut fired);
         for timer in fired.drain(..) {
             match timer {
-                Timer::ConnectTimeout(conn) => self.connect_timeout(conn, out),
+                Timer::ConnectTimeout(conn) => self.connect_timeout(conn, now, out),
                 Timer::Keepalive(conn) => self.keepalive_check(conn, now, out),
                 Timer::Stats => self.publish_stats(now, out),
                 Timer::Memory => self.periodic_memory_check(now, out),
@@ -588,7 +478,7 @@ impl Broker {
 
     /// Subscriptions held across all sessions.
     pub fn subscription_count(&self) -> usize {
-        self.subscriptions.len()
+        self.sessions.subscription_count()
     }
 
     /// Retained messages held.
@@ -604,14 +494,13 @@ impl Broker {
         self.timers.len().saturating_sub(periodic)
     }
 
-    fn connect_timeout(&mut self, conn: ConnId, out: &mut dyn Outbox) {
+    fn connect_timeout(&mut self, conn: ConnId, now: Instant, out: &mut dyn Outbox) {
         let Some(client) = self.clients.get_mut(conn) else {
             return;
         };
         client.timer = None;
         if let ClientState::AwaitingConnect(_) = client.state {
-            out.close(conn);
-            self.end_connection(conn, Ending::ConnectTimeout, out);
+            self.end_connection(conn, Ending::ConnectTimeout, now, out);
         }
     }
 
@@ -628,24 +517,25 @@ impl Broker {
         };
         let deadline = client.last_seen + keepalive_grace(connected.keep_alive);
         if now >= deadline {
-            out.close(conn);
-            self.end_connection(conn, Ending::KeepaliveTimeout, out);
+            self.end_connection(conn, Ending::KeepaliveTimeout, now, out);
         } else {
             client.timer = Some(self.timers.insert(deadline, Timer::Keepalive(conn)));
         }
     }
 
     /// Closes `conn` for breaking the protocol; its will is published.
-    fn violation(&mut self, conn: ConnId, why: String, out: &mut dyn Outbox) {
-        out.close(conn);
-        self.end_connection(conn, Ending::Protocol(why), out);
+    fn violation(&mut self, conn: ConnId, why: String, now: Instant, out: &mut dyn Outbox) {
+        self.end_connection(conn, Ending::Protocol(why), now, out);
     }
 
-    /// Forgets `conn`: cancels its timer, detaches its session (ending it if
-    /// it was a clean session) and publishes its will if `ending` calls for
-    /// it. Every path that closes a connection comes through here, so that
-    /// nothing it held is left behind.
-    fn end_connection(&mut self, conn: ConnId, ending: Ending, out: &mut dyn Outbox) {
+    /// Closes `conn` and forgets it: cancels its timer, detaches its
+    /// session (ending it if it was a clean session) and publishes its will
+    /// if `ending` calls for it. Every path that closes a connection comes
+    /// through here, so that nothing it held is left behind. The close is
+    /// asked for even of a connection the core has forgotten already: the
+    /// network layer may still hold its socket.
+    fn end_connection(&mut self, conn: ConnId, ending: Ending, now: Instant, out: &mut dyn Outbox) {
+        out.close(conn);
         let Some(client) = self.clients.remove(conn) else {
             return;
         };
@@ -689,7 +579,7 @@ impl Broker {
                 "Publishing the will of {} on {}.",
                 connected.client_id, will.topic
             );
-            self.publish_will(will, out);
+            self.publish_will(will, connected.session, now, out);
         }
     }
 
@@ -699,7 +589,7 @@ impl Broker {
     /// closed, so that every subscriber still connected receives it in the
     /// final flush, and a retained will is stored. Each will is taken, so
     /// the closing that follows cannot publish it twice.
-    pub(super) fn publish_wills_at_shutdown(&mut self, out: &mut dyn Outbox) {
+    pub(super) fn publish_wills_at_shutdown(&mut self, now: Instant, out: &mut dyn Outbox) {
         let mut wills = Vec::new();
         for client in self.clients.iter_mut() {
             let ClientState::Connected(connected) = &mut client.state else {
@@ -710,11 +600,12 @@ impl Broker {
             };
             let username = self
                 .sessions
-                .get(connected.session)
-                .and_then(|slot| slot.username.clone());
-            wills.push((Arc::clone(&connected.client_id), username, *will));
+                .identity(connected.session)
+                .and_then(|(_, username)| username.map(str::to_string));
+            let session = connected.session;
+            wills.push((Arc::clone(&connected.client_id), session, username, *will));
         }
-        for (client_id, username, will) in wills {
+        for (client_id, session, username, will) in wills {
             if self
                 .guard
                 .may_publish(&client_id, username.as_deref(), &will.topic)
@@ -723,25 +614,36 @@ impl Broker {
                     "Publishing the will of {client_id} on {} at shutdown.",
                     will.topic
                 );
-                self.publish_will(will, out);
+                self.publish_will(will, session, now, out);
             }
         }
     }
 
-    /// Ends a session: its subscriptions leave the trie, its id is free.
+    /// Ends a session: its subscriptions leave the trie, its id is free,
+    /// its resend check is cancelled.
     fn remove_session(&mut self, key: usize) {
-        let Some(slot) = self.sessions.try_remove(key) else {
-            return;
-        };
+        if let Some(slot) = self.sessions.remove(key) {
+            self.forget_timer(slot);
+        }
+    }
+
+    /// Cancels the resend check of a session that is gone.
+    fn forget_timer(&mut self, slot: SessionSlot) {
         if let Some(timer) = slot.retry {
             self.timers.cancel(timer);
         }
-        for filter in slot.session.subscriptions.keys() {
-            self.subscriptions.remove(filter, &key);
-        }
-        if self.client_ids.get(&*slot.session.client_id) == Some(&key) {
-            self.client_ids.remove(&*slot.session.client_id);
-        }
+    }
+
+    /// `now` in broker time, the clock sessions keep: a duration since the
+    /// broker started.
+    fn broker_time(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.epoch)
+    }
+
+    /// The number of the next message to arrive ([`Broker::arrivals`]).
+    fn next_arrival(&mut self) -> u64 {
+        self.arrivals = self.arrivals.wrapping_add(1);
+        self.arrivals
     }
 }
 
@@ -749,68 +651,4 @@ impl Broker {
 /// ([MQTT-3.1.2-24]).
 fn keepalive_grace(keep_alive: u16) -> Duration {
     Duration::from_millis(u64::from(keep_alive) * 1500)
-}
-
-#[cfg(test)]
-mod clients_tests {
-    use super::*;
-
-    fn client(serial: u64) -> Client {
-        Client {
-            serial,
-            last_seen: Instant::now(),
-            timer: None,
-            state: ClientState::AwaitingConnect(Box::new(Pending {
-                peer: "127.0.0.1:1".to_string(),
-                tls: None,
-            })),
-        }
-    }
-
-    #[test]
-    fn a_stale_serial_on_a_reused_key_finds_nothing() {
-        let mut clients = Clients::default();
-        let old = ConnId { key: 3, serial: 1 };
-        let new = ConnId { key: 3, serial: 2 };
-        assert!(clients.insert(old.key, client(old.serial)).is_none());
-        assert!(clients.get(old).is_some());
-        assert!(
-            clients.remove(new).is_none(),
-            "the wrong serial removes nothing"
-        );
-        assert!(clients.remove(old).is_some());
-        assert!(clients.insert(new.key, client(new.serial)).is_none());
-        assert!(clients.get(old).is_none());
-        assert!(clients.get_mut(old).is_none());
-        assert!(clients.remove(old).is_none());
-        assert_eq!(clients.get(new).map(|c| c.serial), Some(2));
-        assert_eq!(clients.len(), 1);
-    }
-
-    #[test]
-    fn keys_beyond_the_table_find_nothing_and_count_stays_right() {
-        let mut clients = Clients::default();
-        assert!(clients
-            .get(ConnId {
-                key: 100,
-                serial: 0
-            })
-            .is_none());
-        assert!(clients
-            .remove(ConnId {
-                key: 100,
-                serial: 0
-            })
-            .is_none());
-        clients.insert(0, client(7));
-        clients.insert(5, client(8));
-        assert_eq!(clients.len(), 2);
-        assert!(
-            clients.insert(5, client(9)).is_some(),
-            "a reused key hands back the old client"
-        );
-        assert_eq!(clients.len(), 2);
-        assert!(clients.remove(ConnId { key: 5, serial: 9 }).is_some());
-        assert_eq!(clients.len(), 1);
-    }
 }

@@ -4,39 +4,45 @@
 //! Explained in docs/07-qos-step-by-step.md and docs/08-retained-and-wills.md.
 
 use std::cmp::Reverse;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use log::debug;
 
-use super::{retry, Broker, ConnId, Outbox, SessionSlot, Stats, OUTPUT_HIGH_WATER};
-use crate::protocol::{Packet, PacketId, Protocol, Publish, QoS, SharedPublish, TopicName, Will};
-use crate::session::{Ack, Message, Pushed};
+use super::{retry, Broker, ConnId, Outbox, SessionSlot, Stats, QOS0_OUTPUT_LIMIT};
+use crate::protocol::{Packet, PacketId, Protocol, Publish, QoS, SharedPublish, Will};
+use crate::session::{Ack, Message, Origin, Pushed};
 
-/// A retained message as stored: the last message published with the retain
-/// flag on its topic ([MQTT-3.3.1-5]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Retained {
-    pub topic: TopicName,
-    pub payload: Bytes,
-    pub qos: QoS,
+/// When the messages being delivered arrived: the instant, for the timers
+/// a delivery arms, and what a session keeps of it (broker time, and the
+/// place in the order of arrival).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Arrival {
+    pub(super) now: Instant,
+    pub(super) time: Duration,
+    pub(super) seq: u64,
 }
 
 impl Broker {
+    /// The next message (or batch of retained ones) arrives at `now`.
+    pub(super) fn arrival(&mut self, now: Instant) -> Arrival {
+        Arrival {
+            now,
+            time: self.broker_time(now),
+            seq: self.next_arrival(),
+        }
+    }
+
     pub(super) fn handle_publish(
         &mut self,
         conn: ConnId,
         session: usize,
         publish: Publish,
+        now: Instant,
         out: &mut dyn Outbox,
     ) {
         self.stats.messages_received += 1;
-        let message = Message {
-            topic: publish.topic,
-            payload: publish.payload,
-            qos: publish.qos,
-            retain: publish.retain,
-        };
+        let (qos, packet_id) = (publish.qos, publish.packet_id);
+        let message = Message::from(publish).from_origin(Origin::client(session));
         // A publish the ACL refuses (writes to $SOL/... always are) is
         // acknowledged as usual and dropped, retained flag and all
         // ([MQTT-3.3.5-2]).
@@ -49,16 +55,16 @@ impl Broker {
         // PUBACK or PUBREC first, then the copy of its message. Across
         // connections the deliveries still go out first
         // (`write_after_others`).
-        match (publish.qos, publish.packet_id) {
+        match (qos, packet_id) {
             (QoS::AtMostOnce, _) => {
                 if allowed {
-                    self.route(message, out);
+                    self.route(message, now, out);
                 }
             }
             (QoS::AtLeastOnce, Some(id)) => {
                 out.send(conn, &Packet::Puback(id));
                 if allowed {
-                    self.route(message, out);
+                    self.route(message, now, out);
                     out.write_after_others(conn);
                 }
             }
@@ -71,12 +77,15 @@ impl Broker {
                     .is_some_and(|slot| slot.session.incoming_qos2(id));
                 out.send(conn, &Packet::Pubrec(id));
                 if first && allowed {
-                    self.route(message, out);
+                    self.route(message, now, out);
                     out.write_after_others(conn);
                 }
             }
             // The decoder never yields QoS 1 or 2 without an id.
-            (_, None) => self.violation(conn, "PUBLISH without a packet id".to_string(), out),
+            (_, None) => {
+                let why = "PUBLISH without a packet id".to_string();
+                self.violation(conn, why, now, out);
+            }
         }
     }
 
@@ -94,6 +103,7 @@ impl Broker {
         ack: Ack,
         what: &str,
         id: PacketId,
+        now: Instant,
         out: &mut dyn Outbox,
     ) -> bool {
         match ack {
@@ -101,7 +111,7 @@ impl Broker {
             Ack::Unknown => false,
             Ack::Mismatch => {
                 let why = format!("{what} for packet id {}, at another stage", id.get());
-                self.violation(conn, why, out);
+                self.violation(conn, why, now, out);
                 false
             }
         }
@@ -112,14 +122,15 @@ impl Broker {
         conn: ConnId,
         session: usize,
         id: PacketId,
+        now: Instant,
         out: &mut dyn Outbox,
     ) {
         let ack = self
             .sessions
             .get_mut(session)
             .map_or(Ack::Unknown, |slot| slot.session.puback(id));
-        if self.acknowledged(conn, ack, "PUBACK", id, out) {
-            self.flush_queue(conn, session, out);
+        if self.acknowledged(conn, ack, "PUBACK", id, now, out) {
+            self.flush_queue(conn, session, now, out);
         }
     }
 
@@ -130,14 +141,16 @@ impl Broker {
         conn: ConnId,
         session: usize,
         id: PacketId,
+        now: Instant,
         out: &mut dyn Outbox,
     ) {
+        let time = self.broker_time(now);
         let ack = self
             .sessions
             .get_mut(session)
-            .map_or(Ack::Unknown, |slot| slot.session.pubrec(id, self.now));
+            .map_or(Ack::Unknown, |slot| slot.session.pubrec(id, time));
         if ack == Ack::Mismatch {
-            self.acknowledged(conn, ack, "PUBREC", id, out);
+            self.acknowledged(conn, ack, "PUBREC", id, now, out);
             return;
         }
         out.send(conn, &Packet::Pubrel(id));
@@ -162,28 +175,31 @@ impl Broker {
         conn: ConnId,
         session: usize,
         id: PacketId,
+        now: Instant,
         out: &mut dyn Outbox,
     ) {
         let ack = self
             .sessions
             .get_mut(session)
             .map_or(Ack::Unknown, |slot| slot.session.pubcomp(id));
-        if self.acknowledged(conn, ack, "PUBCOMP", id, out) {
-            self.flush_queue(conn, session, out);
+        if self.acknowledged(conn, ack, "PUBCOMP", id, now, out) {
+            self.flush_queue(conn, session, now, out);
         }
     }
 
-    /// Publishes a will as if its client had sent it. The caller has
-    /// checked that its client may write there (`Broker::end_connection`):
-    /// a will aimed at `$SOL` is dropped like any client write there.
-    pub(super) fn publish_will(&mut self, will: Will, out: &mut dyn Outbox) {
-        let message = Message {
-            topic: will.topic,
-            payload: will.payload,
-            qos: will.qos,
-            retain: will.retain,
-        };
-        self.route(message, out);
+    /// Publishes a will as if the client of `session` had sent it. The
+    /// caller has checked that its client may write there
+    /// (`Broker::end_connection`): a will aimed at `$SOL` is dropped like
+    /// any client write there.
+    pub(super) fn publish_will(
+        &mut self,
+        will: Will,
+        session: usize,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
+        let message = Message::from(will).from_origin(Origin::client(session));
+        self.route(message, now, out);
     }
 
     /// Stores or clears the retained message, then hands a copy to every
@@ -195,17 +211,23 @@ impl Broker {
     /// ([`Encodings`]): a fan-out to a thousand subscribers encodes the
     /// PUBLISH at most three times, and each subscriber costs a copy of its
     /// bytes, not a packet of its own.
-    pub(super) fn route(&mut self, message: Message, out: &mut dyn Outbox) {
+    ///
+    /// The message's [`Origin`] goes along but decides nothing yet: no
+    /// MQTT 3.1.1 rule leaves a publisher out. A rule that does (a bridge's
+    /// loop prevention, MQTT 5's No Local) compares it with each match's
+    /// session key here, at the cost of one comparison per delivery.
+    pub(super) fn route(&mut self, message: Message, now: Instant, out: &mut dyn Outbox) {
         if message.retain {
-            self.retain(&message);
+            self.retained.store(&message);
         }
         let size = message.stored_size();
+        let arrival = self.arrival(now);
         let mut matches = std::mem::take(&mut self.matches);
         let mut encodings = std::mem::take(&mut self.encodings);
         matches.clear();
         let filters = self
-            .subscriptions
-            .for_each_match(&message.topic, |&key, &qos| matches.push((key, qos)));
+            .sessions
+            .for_each_subscriber(&message.topic, |&key, &qos| matches.push((key, qos)));
         // Overlapping subscriptions of one client: keep its highest QoS. A
         // key can only repeat when more than one filter matched; with one
         // (the common case) the sort would cost a fifth of a fan-out.
@@ -220,7 +242,7 @@ impl Broker {
                 continue;
             }
             let qos = message.qos.min(granted);
-            self.deliver(key, &message, qos, &mut encodings, out);
+            self.deliver(key, &message, qos, arrival, &mut encodings, out);
         }
         encodings.clear();
         self.encodings = encodings;
@@ -228,24 +250,6 @@ impl Broker {
         let copies = matches.len() + usize::from(message.retain);
         self.matches = matches;
         self.memory_grew(size.saturating_mul(copies), out);
-    }
-
-    /// [MQTT-3.3.1-10/11]: a retained PUBLISH with an empty payload deletes
-    /// the topic's retained message and stores nothing.
-    fn retain(&mut self, message: &Message) {
-        if message.payload.is_empty() {
-            if self.retained.remove(&message.topic).is_some() {
-                self.memory.retained_removed(&message.topic);
-            }
-        } else {
-            let retained = Retained {
-                topic: message.topic.clone(),
-                payload: message.payload.clone(),
-                qos: message.qos,
-            };
-            self.memory.retained_stored(&retained);
-            self.retained.insert(&message.topic, retained);
-        }
     }
 
     /// Hands the routed `message` to session `key` at `qos`: straight out
@@ -257,35 +261,44 @@ impl Broker {
         key: usize,
         message: &Message,
         qos: QoS,
+        arrival: Arrival,
         encodings: &mut Encodings,
         out: &mut dyn Outbox,
     ) {
         let Some(slot) = self.sessions.get_mut(key) else {
             return;
         };
-        let stored = || Message {
-            topic: message.topic.clone(),
-            payload: message.payload.clone(),
-            qos,
-            // [MQTT-3.3.1-9]: live forwarding clears the retain flag.
-            retain: false,
-        };
+        // [MQTT-3.3.1-9]: live forwarding clears the retain flag.
+        let stored = || message.copy_at(qos, false);
         let wire = Wire::Shared(encodings, message);
-        let delivery = deliver_with(slot, qos, stored, wire, self.now, &mut self.stats, out);
+        let delivery = deliver_with(slot, qos, stored, wire, arrival, &mut self.stats, out);
         // A QoS 0 copy never enters the window, so it has nothing to
         // resend; the check cost a QoS 0 fan-out 8 % of its instructions.
         if delivery == Delivery::Sent && qos != QoS::AtMostOnce {
-            retry::arm(&mut self.timers, slot, self.now, &self.settings);
+            retry::arm(
+                &mut self.timers,
+                slot,
+                arrival.now,
+                self.epoch,
+                &self.settings,
+            );
         }
     }
 
     /// Sends whatever the session's window now has room for from its queue.
-    pub(super) fn flush_queue(&mut self, conn: ConnId, session: usize, out: &mut dyn Outbox) {
+    pub(super) fn flush_queue(
+        &mut self,
+        conn: ConnId,
+        session: usize,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) {
+        let time = self.broker_time(now);
         let Some(slot) = self.sessions.get_mut(session) else {
             return;
         };
-        let sent = slot.session.fill_window(self.now);
-        retry::arm(&mut self.timers, slot, self.now, &self.settings);
+        let sent = slot.session.fill_window(time);
+        retry::arm(&mut self.timers, slot, now, self.epoch, &self.settings);
         for (id, message) in sent {
             out.send(conn, &Packet::Publish(message.to_publish(Some(id), false)));
             self.stats.messages_sent += 1;
@@ -300,34 +313,10 @@ pub(super) enum Delivery {
     Sent,
     /// Waiting in the session's queue.
     Queued,
-    /// Not kept: QoS 0 for an offline session or past the output high-water
-    /// mark, or QoS 1 and 2 past a full queue. Counted as dropped where the
+    /// Not kept: QoS 0 for an offline session or past
+    /// [`QOS0_OUTPUT_LIMIT`], or QoS 1 and 2 past a full queue. Counted as dropped where the
     /// client lost something it would have received.
     Dropped,
-}
-
-/// Delivers `message` to one session at `now`, as a packet of its own. A
-/// free function over the fields it needs, so that callers can walk the
-/// retained trie while delivering. The caller arms the resend check
-/// ([`retry::arm`]) after a [`Delivery::Sent`].
-pub(super) fn deliver_to(
-    slot: &mut SessionSlot,
-    message: Message,
-    now: Instant,
-    stats: &mut Stats,
-    out: &mut dyn Outbox,
-) -> Delivery {
-    let qos = message.qos;
-    let publish = message.to_publish(None, false);
-    deliver_with(
-        slot,
-        qos,
-        || message,
-        Wire::Packet(publish),
-        now,
-        stats,
-        out,
-    )
 }
 
 /// The encodings of the message being routed, one per QoS it goes out at,
@@ -378,7 +367,7 @@ impl Encodings {
 }
 
 /// How a PUBLISH reaches a connection.
-enum Wire<'a> {
+pub(super) enum Wire<'a> {
     /// A packet of its own, encoded into the connection's output.
     Packet(Publish),
     /// The routed message's shared encoding: the same bytes for every
@@ -410,13 +399,16 @@ impl Wire<'_> {
 
 /// Delivers a message at `qos` to one session, sending it over `wire`. Only
 /// QoS 1 and 2 call `stored` for the copy the session keeps: QoS 0 is sent
-/// or dropped, never kept.
-fn deliver_with(
+/// or dropped, never kept. A function of the fields it needs rather than a
+/// method, so that a caller can walk the retained messages while it
+/// delivers them. The caller arms the resend check ([`retry::arm`]) after
+/// a [`Delivery::Sent`].
+pub(super) fn deliver_with(
     slot: &mut SessionSlot,
     qos: QoS,
     stored: impl FnOnce() -> Message,
     wire: Wire<'_>,
-    now: Instant,
+    arrival: Arrival,
     stats: &mut Stats,
     out: &mut dyn Outbox,
 ) -> Delivery {
@@ -426,7 +418,7 @@ fn deliver_with(
         let Some(conn) = slot.conn else {
             return Delivery::Dropped;
         };
-        if out.pending(conn) >= OUTPUT_HIGH_WATER {
+        if out.pending(conn) >= QOS0_OUTPUT_LIMIT {
             stats.messages_dropped += 1;
             return Delivery::Dropped;
         }
@@ -435,7 +427,10 @@ fn deliver_with(
         return Delivery::Sent;
     }
     let conn = slot.conn;
-    match slot.session.push(stored(), conn.is_some(), now) {
+    match slot
+        .session
+        .push(stored(), conn.is_some(), arrival.time, arrival.seq)
+    {
         Pushed::Send(id) => {
             if let Some(conn) = conn {
                 wire.send(out, conn, qos, Some(id));
@@ -455,13 +450,17 @@ fn deliver_with(
 mod tests {
     use super::*;
 
+    use bytes::Bytes;
+
+    use crate::protocol::TopicName;
+
     fn message(payload: &'static [u8]) -> Message {
-        Message {
-            topic: TopicName::new("t").unwrap(),
-            payload: Bytes::from_static(payload),
-            qos: QoS::ExactlyOnce,
-            retain: true,
-        }
+        Message::new(
+            TopicName::new("t").unwrap(),
+            Bytes::from_static(payload),
+            QoS::ExactlyOnce,
+            true,
+        )
     }
 
     #[test]

@@ -41,10 +41,12 @@ const RECHECK_BACKED_UP: Duration = Duration::from_secs(1);
 /// Arms the resend check of the connection `slot`'s session is attached
 /// to, unless it is armed already, nothing is in flight, or resending is
 /// off. Called whenever a message may have gone into the inflight window.
+/// `epoch` is where the session's broker time counts from.
 pub(super) fn arm(
     timers: &mut TimerWheel<Timer>,
     slot: &mut SessionSlot,
     now: Instant,
+    epoch: Instant,
     settings: &Settings,
 ) {
     let interval = settings.retry_interval;
@@ -54,11 +56,11 @@ pub(super) fn arm(
     if slot.retry.is_some() || interval.is_zero() || slot.session.inflight_len() == 0 {
         return;
     }
-    let Some(at) = slot
+    let overdue = slot
         .session
         .next_overdue(interval)
-        .or_else(|| now.checked_add(interval))
-    else {
+        .and_then(|at| epoch.checked_add(at));
+    let Some(at) = overdue.or_else(|| now.checked_add(interval)) else {
         return;
     };
     slot.retry = Some(timers.insert(at, Timer::Retry(conn)));
@@ -91,7 +93,9 @@ impl Broker {
             slot.retry = at.map(|at| self.timers.insert(at, Timer::Retry(conn)));
             return;
         }
-        let due = slot.session.take_overdue(now, interval);
+        let due = slot
+            .session
+            .take_overdue(now.saturating_duration_since(self.epoch), interval);
         for resend in &due {
             match resend {
                 Resend::Publish(id, message) => {
@@ -110,7 +114,8 @@ impl Broker {
         }
         // Everything left in flight was sent less than an interval ago, so
         // this is in the future.
-        if let Some(at) = slot.session.next_overdue(interval) {
+        let next = slot.session.next_overdue(interval);
+        if let Some(at) = next.and_then(|at| self.epoch.checked_add(at)) {
             slot.retry = Some(self.timers.insert(at, Timer::Retry(conn)));
         }
     }

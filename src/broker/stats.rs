@@ -174,13 +174,8 @@ impl Broker {
             let Ok(topic) = TopicName::new(format!("{STATS_ROOT}/{leaf}")) else {
                 continue;
             };
-            let message = Message {
-                topic,
-                payload: Bytes::from(value),
-                qos: QoS::AtMostOnce,
-                retain: true,
-            };
-            self.route(message, out);
+            let message = Message::new(topic, Bytes::from(value), QoS::AtMostOnce, true);
+            self.route(message, now, out);
         }
         if let Some(at) = now.checked_add(self.publisher.interval) {
             self.timers.insert(at, Timer::Stats);
@@ -221,7 +216,7 @@ impl Broker {
             ("bytes/received", traffic.bytes_received.to_string()),
             ("bytes/sent", traffic.bytes_sent.to_string()),
             ("retained messages/count", self.retained.len().to_string()),
-            ("subscriptions/count", self.subscriptions.len().to_string()),
+            ("subscriptions/count", self.subscription_count().to_string()),
             ("memory/used", self.memory_used(out).to_string()),
         ]
         .into_iter()
@@ -239,8 +234,7 @@ impl Broker {
     /// The server is stopping: logs what the broker did and holds, and
     /// publishes the wills of the clients about to be disconnected.
     pub fn shutdown(&mut self, now: Instant, out: &mut dyn Outbox) {
-        self.now = now;
-        self.publish_wills_at_shutdown(out);
+        self.publish_wills_at_shutdown(now, out);
         let uptime = now.saturating_duration_since(self.publisher.started);
         info!(
             "Shutting down after {} s: {} client(s) connected, {} session(s) held; \

@@ -3,13 +3,13 @@
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;
+use std::time::Instant;
 
 use log::debug;
 
-use super::publish::{deliver_to, Delivery};
+use super::publish::{deliver_with, Delivery, Wire};
 use super::{retry, Broker, ConnId, Outbox};
 use crate::protocol::{Packet, QoS, Suback, SubackCode, Subscribe, TopicFilter, Unsubscribe};
-use crate::session::Message;
 
 impl Broker {
     /// Grants every filter the ACL allows at the QoS asked for (sol
@@ -22,6 +22,7 @@ impl Broker {
         conn: ConnId,
         session: usize,
         subscribe: Subscribe,
+        now: Instant,
         out: &mut dyn Outbox,
     ) {
         let mut codes = Vec::with_capacity(subscribe.filters.len());
@@ -32,11 +33,9 @@ impl Broker {
                 codes.push(SubackCode::Failure);
                 continue;
             }
-            let Some(slot) = self.sessions.get_mut(session) else {
+            if !self.sessions.subscribe(session, filter, *qos) {
                 return;
-            };
-            slot.session.subscriptions.insert(filter.clone(), *qos);
-            self.subscriptions.insert(filter, session, *qos);
+            }
             codes.push(SubackCode::Granted(*qos));
             granted.push((filter, *qos));
         }
@@ -58,7 +57,10 @@ impl Broker {
             .collect();
         distinct.reverse();
         for (filter, granted) in distinct {
-            if self.send_retained(session, filter, granted, out).is_break() {
+            if self
+                .send_retained(session, filter, granted, now, out)
+                .is_break()
+            {
                 break;
             }
         }
@@ -66,31 +68,26 @@ impl Broker {
 
     /// [MQTT-3.3.1-8]: retained messages sent because of a new
     /// subscription carry the retain flag; only those its client may read
-    /// are sent. The walk stops as soon as the
-    /// subscriber can take no more (its output is past the high-water mark
+    /// are sent. The walk stops as soon as the subscriber can take no more
+    /// (its output is past [`QOS0_OUTPUT_LIMIT`](super::QOS0_OUTPUT_LIMIT)
     /// or its queue is full), and so does the whole SUBSCRIBE's.
     fn send_retained(
         &mut self,
         session: usize,
         filter: &TopicFilter,
         granted: QoS,
+        now: Instant,
         out: &mut dyn Outbox,
     ) -> ControlFlow<()> {
-        let now = self.now;
-        let Broker {
-            retained,
-            sessions,
-            stats,
-            timers,
-            settings,
-            guard,
-            ..
-        } = self;
-        let Some(slot) = sessions.get_mut(session) else {
+        let arrival = self.arrival(now);
+        // The retained messages are read while the session and the counts
+        // change: fields apart, so each is borrowed on its own.
+        let Some(slot) = self.sessions.get_mut(session) else {
             return ControlFlow::Break(());
         };
+        let (guard, stats) = (&self.guard, &mut self.stats);
         let mut stored = 0usize;
-        let flow = retained.try_for_each_match(filter, |retained| {
+        let flow = self.retained.try_for_each_match(filter, |retained| {
             // The filter may reach topics its client may not read.
             let readable = guard.may_read(
                 &slot.session.client_id,
@@ -100,14 +97,10 @@ impl Broker {
             if !readable {
                 return ControlFlow::Continue(());
             }
-            let message = Message {
-                topic: retained.topic.clone(),
-                payload: retained.payload.clone(),
-                qos: retained.qos.min(granted),
-                retain: true,
-            };
+            let message = retained.copy_at(retained.qos.min(granted), true);
             let size = message.stored_size();
-            match deliver_to(slot, message, now, stats, out) {
+            let (qos, wire) = (message.qos, Wire::Packet(message.to_publish(None, false)));
+            match deliver_with(slot, qos, || message, wire, arrival, stats, out) {
                 Delivery::Dropped => ControlFlow::Break(()),
                 Delivery::Sent | Delivery::Queued => {
                     stored = stored.saturating_add(size);
@@ -115,7 +108,7 @@ impl Broker {
                 }
             }
         });
-        retry::arm(timers, slot, now, settings);
+        retry::arm(&mut self.timers, slot, now, self.epoch, &self.settings);
         self.memory_grew(stored, out);
         flow
     }
@@ -129,12 +122,8 @@ impl Broker {
         unsubscribe: Unsubscribe,
         out: &mut dyn Outbox,
     ) {
-        if let Some(slot) = self.sessions.get_mut(session) {
-            for filter in &unsubscribe.filters {
-                if slot.session.subscriptions.remove(filter).is_some() {
-                    self.subscriptions.remove(filter, &session);
-                }
-            }
+        for filter in &unsubscribe.filters {
+            self.sessions.unsubscribe(session, filter);
         }
         out.send(conn, &Packet::Unsuback(unsubscribe.packet_id));
     }

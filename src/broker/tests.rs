@@ -328,6 +328,53 @@ fn retained_messages_are_stored_replaced_deleted_and_sent_on_subscribe() {
 }
 
 #[test]
+fn stored_messages_remember_the_session_they_came_from() {
+    use crate::session::Origin;
+
+    let mut h = Harness::new();
+    let sub = h.connect(connect("sub", false), false);
+    h.send(sub, subscribe(1, &[("t/#", QoS::AtLeastOnce)]));
+    h.drop_conn(sub);
+    let mut with_will = connect("pub", true);
+    with_will.will = Some(Will {
+        topic: topic("t/will"),
+        payload: Bytes::from_static(b"gone"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+    });
+    let publisher = h.connect(with_will, false);
+    let from = h.broker.sessions.key_of("pub").unwrap();
+    h.send(
+        publisher,
+        publish("t/a", "m", QoS::AtLeastOnce, Some(1), true),
+    );
+    h.drop_conn(publisher);
+
+    let mut retained = Vec::new();
+    let everything = TopicFilter::new("#").unwrap();
+    let _ = h.broker.retained.try_for_each_match(&everything, |m| {
+        retained.push((m.topic.to_string(), m.origin));
+        std::ops::ControlFlow::Continue(())
+    });
+    assert_eq!(retained, [("t/a".to_string(), Origin::client(from))]);
+    let key = h.broker.sessions.key_of("sub").unwrap();
+    let slot = h.broker.sessions.get_mut(key).unwrap();
+    let mut queued = Vec::new();
+    slot.session.keep_messages(|m| {
+        queued.push((m.topic.to_string(), m.origin, m.retain));
+        true
+    });
+    assert_eq!(
+        queued,
+        [
+            ("t/a".to_string(), Origin::client(from), false),
+            ("t/will".to_string(), Origin::client(from), false),
+        ],
+        "the message and the will, each marked with its publisher"
+    );
+}
+
+#[test]
 fn dollar_topics_are_not_matched_by_leading_wildcards_and_sol_is_read_only() {
     let mut h = Harness::new();
     let sub = h.connect(connect("sub", true), false);
@@ -696,7 +743,7 @@ fn qos0_past_the_high_water_mark_is_dropped_and_counted() {
     let publisher = h.connect(connect("pub", true), false);
     h.send(sub, subscribe(1, &[("t", QoS::AtMostOnce)]));
     h.out.take(sub);
-    h.out.pending.insert(sub, OUTPUT_HIGH_WATER);
+    h.out.pending.insert(sub, QOS0_OUTPUT_LIMIT);
     h.send(publisher, publish("t", "m", QoS::AtMostOnce, None, false));
     assert!(h.out.take(sub).is_empty());
     assert_eq!(h.broker.stats().messages_dropped, 1);
@@ -811,7 +858,7 @@ fn retained_delivery_stops_at_the_first_message_the_subscriber_cannot_take() {
     }
     let sub = h.connect(connect("s", true), false);
     // The subscriber's output is already full: nothing more can go out.
-    h.out.pending.insert(sub, OUTPUT_HIGH_WATER);
+    h.out.pending.insert(sub, QOS0_OUTPUT_LIMIT);
     let filters = [
         ("#", QoS::AtMostOnce),
         ("r/#", QoS::AtMostOnce),

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use log::{debug, error, info, warn};
 use mio::{Events, Poll, Token};
 
-use crate::broker::{CloseReason, ConnId, Outbox, TlsInfo, OUTPUT_HIGH_WATER};
+use crate::broker::{CloseReason, ConnId, Outbox, TlsInfo, QOS0_OUTPUT_LIMIT};
 use crate::protocol::DecodeError;
 
 use super::accept::open_spare_fd;
@@ -71,7 +71,7 @@ impl Limits {
     /// reading a PINGRESP) must not make the broker queue without bound.
     ///
     /// The mark sits above what *other* clients' messages can queue: the
-    /// core stops sending QoS 0 at [`OUTPUT_HIGH_WATER`], so fan-out tops out
+    /// core stops sending QoS 0 at [`QOS0_OUTPUT_LIMIT`], so fan-out tops out
     /// at that plus one largest packet. Were the two marks equal, a slow but
     /// live subscriber to a busy topic would have its input paused for good,
     /// its PINGREQs never read, and it would be closed for keepalive.
@@ -79,7 +79,7 @@ impl Limits {
         Limits {
             max_request_size,
             read_budget: READ_BUDGET,
-            pause_input_at: OUTPUT_HIGH_WATER
+            pause_input_at: QOS0_OUTPUT_LIMIT
                 .saturating_add(max_request_size)
                 .saturating_add(PAUSE_INPUT_SLACK),
             max_connections: None,

@@ -435,8 +435,8 @@ fn reload_applies_new_files_and_removes_what_is_no_longer_allowed() {
     h.publish(alice, "b/queued", "x", false);
     assert!(h.received(alice).is_empty());
     let queued = |h: &Harness| {
-        let key = h.broker.client_ids["off"];
-        h.broker.sessions[key].session.queued_len()
+        let key = h.broker.sessions.key_of("off").unwrap();
+        h.broker.sessions.get(key).unwrap().session.queued_len()
     };
     assert_eq!(queued(&h), 1);
 

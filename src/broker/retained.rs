@@ -1,0 +1,141 @@
+//! `RetainedStore`: the retained messages, one per topic
+//! ([MQTT-3.3.1-5]), with the order they were stored in and what they are
+//! counted for against `max_memory`, kept in step in one place.
+//!
+//! It knows nothing of sessions, subscribers or the ACL: `subscribe.rs`
+//! walks it for a new subscription and decides who gets what, and
+//! `memory.rs` asks it for its bytes and to give up its oldest message.
+//! Explained in docs/08-retained-and-wills.md.
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+
+use crate::protocol::{TopicFilter, TopicName};
+use crate::session::Message;
+use crate::trie::RetainedTrie;
+
+/// A retained message as stored: the last message published with the retain
+/// flag on its topic, and when it was stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retained {
+    pub message: Message,
+    /// Its place in the order retained messages were stored in: the oldest
+    /// go first when memory is reclaimed. A sequence number, so that it can
+    /// be written out as it is; a restore counts on from the highest.
+    pub seq: u64,
+}
+
+/// Every retained message, and the index that reclaims them oldest first.
+#[derive(Default)]
+pub(super) struct RetainedStore {
+    trie: RetainedTrie<Retained>,
+    /// Retained topics by [`Retained::seq`], oldest first.
+    order: BTreeMap<u64, TopicName>,
+    next_seq: u64,
+    /// The [`Message::stored_size`] of every retained message.
+    bytes: usize,
+}
+
+impl RetainedStore {
+    /// Stores `message` as its topic's retained message, or clears the
+    /// topic: [MQTT-3.3.1-10/11] a retained PUBLISH with an empty payload
+    /// deletes the retained message and stores nothing.
+    pub(super) fn store(&mut self, message: &Message) {
+        if message.payload.is_empty() {
+            self.remove(&message.topic);
+            return;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let retained = Retained {
+            message: message.clone(),
+            seq,
+        };
+        self.bytes = self.bytes.saturating_add(message.stored_size());
+        self.order.insert(seq, message.topic.clone());
+        if let Some(old) = self.trie.insert(&message.topic, retained) {
+            self.forget(&old);
+        }
+    }
+
+    /// Removes the retained message on `topic`, if there is one.
+    pub(super) fn remove(&mut self, topic: &TopicName) -> Option<Retained> {
+        let old = self.trie.remove(topic)?;
+        self.forget(&old);
+        Some(old)
+    }
+
+    /// Removes the oldest retained message; returns the bytes it was
+    /// counted for.
+    pub(super) fn remove_oldest(&mut self) -> Option<usize> {
+        let (_, topic) = self.order.pop_first()?;
+        let old = self.trie.remove(&topic)?;
+        let size = old.message.stored_size();
+        self.bytes = self.bytes.saturating_sub(size);
+        Some(size)
+    }
+
+    /// Calls `f` with every retained message whose topic `filter` matches,
+    /// until it breaks.
+    pub(super) fn try_for_each_match(
+        &self,
+        filter: &TopicFilter,
+        mut f: impl FnMut(&Message) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        self.trie
+            .try_for_each_match(filter, |retained| f(&retained.message))
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.trie.len()
+    }
+
+    /// What the retained messages are counted for against `max_memory`.
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn forget(&mut self, old: &Retained) {
+        self.order.remove(&old.seq);
+        self.bytes = self.bytes.saturating_sub(old.message.stored_size());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::protocol::QoS;
+
+    fn message(topic: &str, payload: &'static [u8]) -> Message {
+        Message::new(
+            TopicName::new(topic).unwrap(),
+            Bytes::from_static(payload),
+            QoS::AtLeastOnce,
+            true,
+        )
+    }
+
+    #[test]
+    fn the_index_and_the_bytes_follow_every_store_replace_and_delete() {
+        let mut store = RetainedStore::default();
+        let (a, b) = (message("a", b"1"), message("b/c", b"22"));
+        store.store(&a);
+        store.store(&b);
+        assert_eq!(store.len(), 2);
+        assert_eq!(store.bytes(), a.stored_size() + b.stored_size());
+        // Replacing `a` makes it the newest.
+        let a2 = message("a", b"333");
+        store.store(&a2);
+        assert_eq!(store.len(), 2);
+        assert_eq!(store.bytes(), a2.stored_size() + b.stored_size());
+        assert_eq!(store.remove_oldest(), Some(b.stored_size()));
+        assert_eq!(store.bytes(), a2.stored_size());
+        // An empty payload deletes.
+        store.store(&message("a", b""));
+        assert_eq!((store.len(), store.bytes()), (0, 0));
+        assert_eq!(store.remove_oldest(), None);
+        assert!(store.order.is_empty());
+    }
+}
