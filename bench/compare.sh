@@ -11,12 +11,17 @@
 #
 # Usage: bench/compare.sh [--install] [--rounds N] [--duration SECS]
 #                         [--brokers "sol mosquitto rumqttd"] [--only ID,ID]
-#                         [--out DIR]
+#                         [--out DIR] [--sol-before PATH]
 #   --install   apt-get install mosquitto, and cargo install rumqttd if
 #               `cargo install --list` does not have it. Nothing is installed
 #               without it.
 #   --out DIR   write the results, table and chart into DIR instead of
 #               target/compare and docs/ (docs/ is left alone).
+#   --sol-before PATH
+#               a second sol binary (built from the code before a change),
+#               run as broker "sol-before" beside the others with the same
+#               configuration, so that a before/after comparison comes from
+#               one run; `bench/report.py beforeafter` prints its table.
 #
 # Writes DIR/results.jsonl (every run, one JSON line each), then
 # bench/report.py turns it into the table in docs/benchmarks.md and
@@ -30,6 +35,7 @@ BROKERS="sol mosquitto rumqttd"
 ONLY=""
 OUT=""
 INSTALL=0
+SOL_BEFORE=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --install) INSTALL=1 ;;
@@ -38,7 +44,8 @@ while [ $# -gt 0 ]; do
         --brokers) BROKERS=$2; shift ;;
         --only) ONLY=$2; shift ;;
         --out) OUT=$2; shift ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        --sol-before) SOL_BEFORE=$2; shift ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown option $1" >&2; exit 1 ;;
     esac
     shift
@@ -84,12 +91,17 @@ ulimit -n "$(ulimit -Hn)"
 SOL=$ROOT/target/release/sol
 BENCH=$ROOT/target/release/sol-bench
 
-declare -A PORT=([sol]=21883 [mosquitto]=21884 [rumqttd]=21885)
+if [ -n "$SOL_BEFORE" ]; then
+    SOL_BEFORE=$(cd "$(dirname "$SOL_BEFORE")" && pwd)/$(basename "$SOL_BEFORE")
+    BROKERS=${BROKERS/sol/sol sol-before}
+fi
+
+declare -A PORT=([sol]=21883 [mosquitto]=21884 [rumqttd]=21885 [sol-before]=21886)
 # mosquitto drops root privileges before it creates its socket: the
 # directory must be writable by its user.
 chmod 711 "$WORK"
 mkdir -m 1777 "$WORK/sock"
-declare -A SOCK=([sol]=$WORK/sock/sol.sock [mosquitto]=$WORK/sock/mosquitto.sock)
+declare -A SOCK=([sol]=$WORK/sock/sol.sock [mosquitto]=$WORK/sock/mosquitto.sock [sol-before]=$WORK/sock/sol-before.sock)
 
 # The configurations: loopback only, no persistence, no authentication,
 # queues deep enough that no scenario drops by policy, TCP_NODELAY on, and
@@ -143,8 +155,13 @@ next_connection_delay_ms = 0
     dynamic_filters = true
 CONF
 
+# sol-before: sol's configuration on its own port and socket.
+sed -e "s/^ip_port .*/ip_port ${PORT[sol-before]}/" -e "s#^unix_socket .*#unix_socket ${SOCK[sol-before]}#" \
+    "$WORK/sol.conf" > "$WORK/sol-before.conf"
+
 # The same configurations with each broker's default window (@default).
 grep -v '^max_inflight_messages' "$WORK/sol.conf" > "$WORK/sol-default.conf"
+grep -v '^max_inflight_messages' "$WORK/sol-before.conf" > "$WORK/sol-before-default.conf"
 grep -v '^max_inflight_messages' "$WORK/mosquitto.conf" > "$WORK/mosquitto-default.conf"
 grep -v 'max_inflight_count' "$WORK/rumqttd.toml" > "$WORK/rumqttd-default.toml"
 
@@ -156,6 +173,7 @@ start_broker() {
     local name=$1 conf=${2:-}
     case "$name" in
         sol) taskset -c 0 "$SOL" -c "$WORK/sol$conf.conf" 2>"$WORK/sol.log" & ;;
+        sol-before) taskset -c 0 "$SOL_BEFORE" -c "$WORK/sol-before$conf.conf" 2>"$WORK/sol-before.log" & ;;
         mosquitto) taskset -c 0 mosquitto -c "$WORK/mosquitto$conf.conf" 2>"$WORK/mosquitto.log" & ;;
         rumqttd) taskset -c 0 rumqttd -q -c "$WORK/rumqttd$conf.toml" >"$WORK/rumqttd.log" 2>&1 & ;;
     esac

@@ -2,6 +2,10 @@
 """Tables and SVG charts for docs/benchmarks.md, from sol-bench and criterion.
 
     bench/report.py compare RESULTS.jsonl [--docs DIR]
+    bench/report.py beforeafter RESULTS.jsonl
+        prints a table of a run made with compare.sh --sol-before: each row's
+        median for the sol before the change and after it, after / before,
+        and each against the better peer.
         The side-by-side table (medians over rounds, ratios sol / better
         peer) from bench/compare.sh's results, and DIR/benchmarks-compare.svg.
     bench/report.py curves [--criterion DIR] [--docs DIR]
@@ -347,6 +351,37 @@ def curves(args):
     print(table)
 
 
+def beforeafter(args):
+    m = medians(load(args.results))
+    lines = [
+        "| scenario | sol before | sol after | after / before | mosquitto | rumqttd "
+        "| before / better peer | after / better peer |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for rid, label, metric, higher, _ in ROWS:
+        if label.endswith("(context)"):
+            continue
+        vals = {}
+        cells = {}
+        for b in ["sol-before", "sol", "mosquitto", "rumqttd"]:
+            e = m.get((rid, b, metric))
+            vals[b] = e["median"] if e else None
+            mark = "" if not e or e["verified"] else " ✗"
+            cells[b] = fmt(vals[b], metric) + mark
+        if vals["sol"] is None and vals["sol-before"] is None:
+            continue
+        change = vals["sol"] / vals["sol-before"] if vals["sol"] and vals["sol-before"] else None
+        peers = [vals["mosquitto"], vals["rumqttd"]]
+        r_before = ratio(vals["sol-before"], peers, higher)
+        r_after = ratio(vals["sol"], peers, higher)
+        show = lambda r: "–" if r is None else f"{r:.2f}×"
+        lines.append(
+            f"| {label} | {cells['sol-before']} | {cells['sol']} | {show(change)} | "
+            f"{cells['mosquitto']} | {cells['rumqttd']} | {show(r_before)} | {show(r_after)} |"
+        )
+    print("\n".join(lines))
+
+
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -354,11 +389,13 @@ def main():
     c = sub.add_parser("compare")
     c.add_argument("results")
     c.add_argument("--docs", default=os.path.join(root, "docs"))
+    b = sub.add_parser("beforeafter")
+    b.add_argument("results")
     k = sub.add_parser("curves")
     k.add_argument("--criterion", default=os.path.join(root, "target", "criterion"))
     k.add_argument("--docs", default=os.path.join(root, "docs"))
     a = p.parse_args()
-    {"compare": compare, "curves": curves}[a.cmd](a)
+    {"compare": compare, "curves": curves, "beforeafter": beforeafter}[a.cmd](a)
 
 
 if __name__ == "__main__":
