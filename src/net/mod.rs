@@ -33,16 +33,18 @@
 //! the core's `reload`. A **stop** closes the listeners, lets the core log
 //! its summary, closes every connection, and keeps writing buffered output
 //! for at most two seconds (`SHUTDOWN_FLUSH`) before [`Server::run`]
-//! returns. `max_connections` is kept at accept time: one connection too
-//! many is accepted and closed at once, and the core never hears of it.
+//! returns. `max_connections`, the broker's and each listener's own, is
+//! kept at accept time: one connection too many is accepted and closed at
+//! once, and the core never hears of it.
 //!
 //! # Who owns what
 //!
 //! - `mod.rs`: [`Server`] and [`ServerHandle`], the API `main` and the tests
 //!   use, and the reserved tokens (the waker, the signals, one per listener).
 //! - `listener.rs`: the listener table built from the config
-//!   (`listener_specs`), binding TCP and Unix listeners, accepting, and
-//!   removing the Unix socket file.
+//!   (`listener_specs`: the default listeners, then the `listener` blocks),
+//!   binding TCP and Unix listeners, accepting, each listener's seats for
+//!   its own `max_connections`, and removing the Unix socket file.
 //! - `stream.rs`: one transport type: a TCP or Unix socket with its layers
 //!   (none, or TLS).
 //! - `tls.rs`: the rustls configuration from `sol.conf`, and the
