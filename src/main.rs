@@ -74,11 +74,15 @@ fn run(args: &Args) -> ExitCode {
     };
     args.apply_to(&mut config);
     // The files the config names are part of it: a password file that does
-    // not parse is a configuration error, reported like one.
-    if let Err(errors) = sol::net::check_files(&config) {
-        report_config_errors(&source, &errors);
-        return ExitCode::FAILURE;
-    }
+    // not parse is a configuration error, reported like one. What they hold
+    // is what the server starts with: each is read once.
+    let files = match sol::net::check_files(&config) {
+        Ok(files) => files,
+        Err(errors) => {
+            report_config_errors(&source, &errors);
+            return ExitCode::FAILURE;
+        }
+    };
 
     if args.test_config {
         println!(
@@ -94,7 +98,7 @@ fn run(args: &Args) -> ExitCode {
     }
     log::info!("sol {VERSION} starting with {source}");
 
-    let mut server = match Server::bind(&config) {
+    let mut server = match Server::bind_with(&config, files) {
         Ok(server) => server,
         Err(error) => {
             fail(
@@ -110,15 +114,9 @@ fn run(args: &Args) -> ExitCode {
         fail(&config, &format!("cannot install signal handlers: {error}"));
         return ExitCode::FAILURE;
     }
-    // The real addresses: with `ip_port 0` the port is only known now.
-    if let Some(addr) = server.tcp_addr() {
-        log::info!("listening on tcp {addr}");
-    }
-    if let Some(path) = server.unix_path() {
-        log::info!("listening on unix socket {}", path.display());
-    }
-    if let Some(addr) = server.tls_addr() {
-        log::info!("listening on tls {addr}");
+    // The real addresses: with port 0 the port is only known now.
+    for addr in server.listener_addrs() {
+        log::info!("listening on {addr}");
     }
 
     match server.run() {

@@ -200,6 +200,35 @@ fn test_config_lists_block_listeners_after_the_default_ones() {
 }
 
 #[test]
+fn test_config_reads_the_tls_files_of_every_listener_block() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let missing = dir.join("cli-block-missing-cert.pem");
+    let key = temp_file("block.key", "not a key\n");
+    let path = temp_file(
+        "tls-block.conf",
+        &format!(
+            "listener 0\nlistener 0\ncertfile {}\nkeyfile {}\n",
+            missing.display(),
+            key.display()
+        ),
+    );
+    let output = sol([
+        OsString::from("--test-config"),
+        OsString::from("-c"),
+        path.clone().into(),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let text = stderr(&output);
+    // Each file is blamed on the line of the block that named it.
+    for expected in [
+        format!("{}: line 3: certfile {}", path.display(), missing.display()),
+        format!("{}: line 4: keyfile {}", path.display(), key.display()),
+    ] {
+        assert!(text.contains(&expected), "missing {expected:?} in\n{text}");
+    }
+}
+
+#[test]
 fn test_config_names_a_missing_file() {
     let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-does-not-exist.conf");
     let output = sol([

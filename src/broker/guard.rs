@@ -15,9 +15,10 @@
 //!
 //! # The decision at CONNECT
 //!
-//! 1. A client on the TLS listener with `use_identity_as_username`: its
-//!    username is its certificate's subject CN, and no password is asked
-//!    for. Without a certificate (or one without a CN): CONNACK 0x04.
+//! 1. A client of a TLS listener with `use_identity_as_username` (each
+//!    listener has its own, carried in [`TlsInfo`]): its username is its
+//!    certificate's subject CN, and no password is asked for. Without a
+//!    certificate (or one without a CN): CONNACK 0x04.
 //! 2. No username: allowed when `allow_anonymous` is true, else CONNACK 0x05
 //!    ([MQTT-3.2.2-5]).
 //! 3. A username with a `password_file`: the password must verify, else
@@ -118,6 +119,8 @@ pub(super) struct TlsPeer {
     /// The subject CN of the client's verified certificate; `None` when it
     /// sent none, or one without a CN.
     pub(super) common_name: Option<String>,
+    /// Its listener's `use_identity_as_username`.
+    pub(super) use_identity_as_username: bool,
 }
 
 /// What the core knows of security: the settings, the loaded files and the
@@ -125,7 +128,6 @@ pub(super) struct TlsPeer {
 #[derive(Debug)]
 pub(super) struct Guard {
     allow_anonymous: bool,
-    use_identity_as_username: bool,
     password_file: Option<ConfigPath>,
     acl_file: Option<ConfigPath>,
     files: SecurityFiles,
@@ -147,7 +149,6 @@ impl Guard {
         }
         Guard {
             allow_anonymous: security.allow_anonymous,
-            use_identity_as_username: security.use_identity_as_username,
             password_file: security.password_file.clone(),
             acl_file: security.acl_file.clone(),
             files,
@@ -156,15 +157,15 @@ impl Guard {
     }
 
     /// The username the client is known by from now on, or the CONNACK code
-    /// that refuses it. `tls` is `Some(common name)` for a client of the TLS
-    /// listener.
+    /// that refuses it. `identity` is `Some(common name)` for a client of a
+    /// TLS listener with `use_identity_as_username`.
     fn authenticate(
         &mut self,
         connect: &Connect,
-        tls: Option<Option<&str>>,
+        identity: Option<Option<&str>>,
         now: Instant,
     ) -> Result<Option<String>, Refusal> {
-        if let (true, Some(common_name)) = (self.use_identity_as_username, tls) {
+        if let Some(common_name) = identity {
             // Whatever username and password the CONNECT carries are ignored,
             // as in mosquitto: the certificate is the credential.
             return match common_name {
@@ -247,7 +248,11 @@ impl Broker {
     /// network layer calls this before it decodes the connection's first
     /// byte of MQTT, so CONNECT always knows whether it came over TLS.
     pub fn established(&mut self, conn: ConnId, peer: PeerInfo<'_>) {
-        let Some(TlsInfo { common_name }) = peer.tls else {
+        let Some(TlsInfo {
+            common_name,
+            use_identity_as_username,
+        }) = peer.tls
+        else {
             return;
         };
         let pending = self
@@ -265,7 +270,10 @@ impl Broker {
                     .as_deref()
                     .map_or("none".to_string(), |cn| format!("CN={cn:?}"))
             );
-            pending.tls = Some(TlsPeer { common_name });
+            pending.tls = Some(TlsPeer {
+                common_name,
+                use_identity_as_username,
+            });
         }
     }
 
@@ -323,8 +331,12 @@ impl Broker {
         else {
             return Err(ConnectReturnCode::NotAuthorized);
         };
-        let tls = pending.tls.as_ref().map(|peer| peer.common_name.as_deref());
-        let result = self.guard.authenticate(connect, tls, now);
+        let identity = pending
+            .tls
+            .as_ref()
+            .filter(|peer| peer.use_identity_as_username)
+            .map(|peer| peer.common_name.as_deref());
+        let result = self.guard.authenticate(connect, identity, now);
         if let Err(refusal) = &result {
             let why = refusal.reason();
             let user = connect

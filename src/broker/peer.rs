@@ -31,4 +31,9 @@ pub struct TlsInfo {
     /// The subject CN of the peer's verified certificate, if it sent one
     /// with a CN.
     pub common_name: Option<String>,
+    /// The `use_identity_as_username` of the listener that accepted the
+    /// connection: that CN is the client's username, and no password is
+    /// asked for. Each listener has its own, so it travels with the
+    /// connection rather than living in the core's settings.
+    pub use_identity_as_username: bool,
 }

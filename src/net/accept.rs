@@ -1,6 +1,7 @@
 //! Accepting clients: draining a listener's backlog within a budget,
 //! pausing a listener that fails (out of file descriptors, most often),
-//! refusing a client past `max_connections`, and handing the rest to
+//! refusing a client past the broker's `max_connections` or its listener's
+//! own, and handing the rest to
 //! [`Connections`](super::connections::Connections) and the core.
 //!
 //! What it must not know: what a connection carries once it is accepted.
@@ -16,6 +17,7 @@ use mio::Interest;
 use super::conn::Role;
 use super::core::Core;
 use super::event_loop::EventLoop;
+use super::listener::Seat;
 use super::stream::Stream;
 
 /// The most clients accepted from one listener in one turn, for the same
@@ -76,7 +78,13 @@ impl<C: Core> EventLoop<C> {
             match listener.accept() {
                 Ok((stream, peer)) => {
                     listener.retry_at = None;
-                    self.open(stream, peer, now);
+                    match listener.seat() {
+                        Some(seat) => self.open(stream, peer, seat, now),
+                        None => {
+                            let max = listener.max_connections.unwrap_or(0);
+                            self.refuse(stream, &peer, "the listener's max_connections", max);
+                        }
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     listener.retry_at = None;
@@ -140,20 +148,23 @@ impl<C: Core> EventLoop<C> {
         refused
     }
 
-    fn open(&mut self, stream: Stream, peer: String, now: Instant) {
+    /// Closes a client just accepted, as mosquitto does past a
+    /// `max_connections`: the client sees its connection closed rather than
+    /// waiting in the backlog, and the clients already in are not disturbed.
+    fn refuse(&mut self, stream: Stream, peer: &str, limit: &str, max: usize) {
+        self.refused += 1;
+        if self.refused == 1 {
+            warn!("refusing {peer}: {limit} ({max}) reached");
+        } else {
+            debug!("refusing {peer}: {limit} ({max}) reached");
+        }
+        drop(stream);
+    }
+
+    fn open(&mut self, stream: Stream, peer: String, seat: Seat, now: Instant) {
         if let Some(max) = self.limits.max_connections {
             if self.conns.len() >= max {
-                // As mosquitto does: accept, then close at once. The client
-                // sees its connection closed rather than waiting in the
-                // backlog, and the clients already in are not disturbed.
-                self.refused += 1;
-                if self.refused == 1 {
-                    warn!("refusing {peer}: max_connections ({max}) reached");
-                } else {
-                    debug!("refusing {peer}: max_connections ({max}) reached");
-                }
-                drop(stream);
-                return;
+                return self.refuse(stream, &peer, "max_connections", max);
             }
         }
         if self.refused > 0 {
@@ -175,6 +186,7 @@ impl<C: Core> EventLoop<C> {
             .insert(stream, &peer, Role::Server, Interest::READABLE)
         {
             Ok(conn) => {
+                conn.seat = Some(seat);
                 let id = conn.id;
                 debug!("accepted {peer} as connection {}:{}", id.key, id.serial);
                 self.core.open(id, &conn.peer, now);

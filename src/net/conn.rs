@@ -17,6 +17,7 @@ use mio::Interest;
 use crate::broker::{ConnId, PeerInfo, TlsInfo, Transport};
 use crate::protocol::{encode, encoded_len, Decoder, Packet};
 
+use super::listener::Seat;
 use super::stream::{Socket, Stream};
 
 /// How much one read asks for when the decoder does not need more. Big
@@ -75,6 +76,8 @@ pub(crate) struct Connection {
     pub(crate) interest: Interest,
     /// The most one read asks for: a whole packet of the largest size allowed.
     max_read: usize,
+    /// Its place among its listener's clients; `None` for a dialled one.
+    pub(crate) seat: Option<Seat>,
 }
 
 impl Connection {
@@ -106,6 +109,7 @@ impl Connection {
             connecting: false,
             interest: Interest::READABLE,
             max_read: max_request_size.saturating_add(MAX_HEADER).max(READ_CHUNK),
+            seat: None,
         }
     }
 

@@ -302,7 +302,14 @@ impl<C: Core> EventLoop<C> {
             conn.mark_dirty(&mut self.conns.dirty);
         }
         if let Some(common_name) = conn.stream.take_tls_established() {
-            let peer = conn.peer_info(Some(TlsInfo { common_name }));
+            let use_identity_as_username = conn
+                .seat
+                .as_ref()
+                .is_some_and(|seat| seat.use_identity_as_username);
+            let peer = conn.peer_info(Some(TlsInfo {
+                common_name,
+                use_identity_as_username,
+            }));
             self.core.established(conn.id, peer);
         }
     }

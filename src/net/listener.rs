@@ -1,6 +1,6 @@
 //! Listening sockets: the table of listeners the config asks for, binding
-//! them, accepting from them, and cleaning up the Unix socket file
-//! afterwards.
+//! them, accepting from them, the seats of each listener's own
+//! `max_connections`, and cleaning up the Unix socket file afterwards.
 //!
 //! The table ([`listener_specs`]) is the one place that turns `sol.conf`
 //! into listeners; everything after it (binding, tokens, accepting, the
@@ -13,11 +13,13 @@
 //!
 //! Explained in docs/05-event-loop.md.
 
+use std::fmt;
 use std::fs;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use log::debug;
@@ -27,7 +29,7 @@ use socket2::{Domain, SockAddr, Type};
 
 use super::stream::{Socket, Stream};
 use super::tls::TlsAcceptor;
-use crate::config::{Config, SecurityConfig};
+use crate::config::{Config, ListenerBind, TlsConfig};
 
 /// Where a listener listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,49 +41,100 @@ pub(crate) enum ListenerKind {
     Unix { path: PathBuf },
 }
 
-/// One entry of the listener table: where to listen and which layers go
-/// over every stream it accepts. A WebSocket flag joins TLS here when
-/// WebSocket listeners come.
+/// One entry of the listener table: where to listen, which layers go over
+/// every stream it accepts, and what it admits. A WebSocket flag joins TLS
+/// here when WebSocket listeners come.
 #[derive(Clone, Debug)]
 pub(crate) struct ListenerSpec {
     pub(crate) kind: ListenerKind,
     /// The `listen(2)` backlog.
     pub(crate) backlog: u32,
-    /// TLS over every accepted stream, with the certificate settings these
-    /// carry (`certfile`, `keyfile`, `cafile`, versions).
-    pub(crate) tls: Option<SecurityConfig>,
+    /// TLS over every accepted stream, with the settings of this listener
+    /// (`certfile`, `keyfile`, `cafile`, versions, and how its clients'
+    /// certificates count).
+    pub(crate) tls: Option<TlsConfig>,
+    /// The listener's own `max_connections`, beside the broker-wide one;
+    /// `None` for no limit of its own.
+    pub(crate) max_connections: Option<usize>,
 }
 
 /// Every listener `config` asks for, in the order they are bound and
-/// logged: the plain TCP port, the Unix socket, the TLS port.
+/// logged: the plain TCP port, the Unix socket, the TLS port, then the
+/// `listener` blocks in file order.
 pub(crate) fn listener_specs(config: &Config) -> Vec<ListenerSpec> {
     let mut specs = Vec::new();
     let tcp = |port| ListenerKind::Tcp {
         address: config.ip_address.clone(),
         port,
     };
+    let spec = |kind, tls| ListenerSpec {
+        kind,
+        backlog: config.tcp_backlog,
+        tls,
+        max_connections: None,
+    };
     if config.tcp_enabled {
-        specs.push(ListenerSpec {
-            kind: tcp(config.ip_port),
-            backlog: config.tcp_backlog,
-            tls: None,
-        });
+        specs.push(spec(tcp(config.ip_port), None));
     }
     if let Some(path) = &config.unix_socket {
-        specs.push(ListenerSpec {
-            kind: ListenerKind::Unix { path: path.clone() },
-            backlog: config.tcp_backlog,
-            tls: None,
-        });
+        specs.push(spec(ListenerKind::Unix { path: path.clone() }, None));
     }
-    if let Some(port) = config.security.tls_port {
+    if let (Some(port), Some(tls)) = (config.security.tls_port, config.security.tls()) {
+        specs.push(spec(tcp(port), Some(tls)));
+    }
+    for block in &config.listeners {
+        let kind = match &block.bind {
+            ListenerBind::Tcp(addr) => ListenerKind::Tcp {
+                address: addr.ip().to_string(),
+                port: addr.port(),
+            },
+            ListenerBind::Unix(path) => ListenerKind::Unix { path: path.clone() },
+        };
         specs.push(ListenerSpec {
-            kind: tcp(port),
-            backlog: config.tcp_backlog,
-            tls: Some(config.security.clone()),
+            max_connections: block.max_connections,
+            ..spec(kind, block.tls.clone())
         });
     }
     specs
+}
+
+/// Where a bound listener listens, as [`Server::listener_addrs`](super::Server::listener_addrs)
+/// reports it: with the real port when the config asked for port 0.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenerAddr {
+    /// Plain MQTT over TCP.
+    Tcp(SocketAddr),
+    /// MQTT over TLS over TCP.
+    Tls(SocketAddr),
+    /// Plain MQTT over a Unix domain socket at this path.
+    Unix(PathBuf),
+    /// MQTT over TLS over a Unix domain socket at this path.
+    UnixTls(PathBuf),
+}
+
+impl fmt::Display for ListenerAddr {
+    /// As the log and `--test-config` name listeners: `tcp 127.0.0.1:1883`,
+    /// `unix socket /tmp/sol.sock`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenerAddr::Tcp(addr) => write!(f, "tcp {addr}"),
+            ListenerAddr::Tls(addr) => write!(f, "tls {addr}"),
+            ListenerAddr::Unix(path) => write!(f, "unix socket {}", path.display()),
+            ListenerAddr::UnixTls(path) => write!(f, "tls unix socket {}", path.display()),
+        }
+    }
+}
+
+/// What an accepted connection keeps of the listener that accepted it: its
+/// place in that listener's `max_connections`, given back when the
+/// connection is dropped (however it ends), and the listener's rule for
+/// its clients' certificates.
+#[derive(Debug)]
+pub(crate) struct Seat {
+    _taken: Arc<()>,
+    /// The listener's `use_identity_as_username`: a TLS client's
+    /// certificate CN is its username.
+    pub(crate) use_identity_as_username: bool,
 }
 
 /// A listening socket and what the loop remembers about accepting from it.
@@ -98,6 +151,13 @@ pub(crate) struct Listener {
     /// Set on a TLS listener: every accepted socket starts a TLS
     /// handshake.
     pub(crate) tls: Option<TlsAcceptor>,
+    /// The listener's own `max_connections`; `None` for no limit of its own.
+    pub(crate) max_connections: Option<usize>,
+    /// Every connection accepted here and still open holds a clone
+    /// ([`Seat`]), so the count needs no bookkeeping on any close path.
+    seats: Arc<()>,
+    /// The listener's `use_identity_as_username`, handed to each [`Seat`].
+    use_identity_as_username: bool,
 }
 
 /// The two kinds of listening socket.
@@ -125,6 +185,11 @@ impl Listener {
         };
         let mut listener = Listener::new(token, socket);
         listener.tls = tls;
+        listener.max_connections = spec.max_connections;
+        listener.use_identity_as_username = spec
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.use_identity_as_username);
         Ok(listener)
     }
 
@@ -143,6 +208,52 @@ impl Listener {
             retry_at: None,
             backlog: false,
             tls: None,
+            max_connections: None,
+            seats: Arc::new(()),
+            use_identity_as_username: false,
+        }
+    }
+
+    /// The clients accepted here that are still connected.
+    pub(crate) fn connected(&self) -> usize {
+        Arc::strong_count(&self.seats).saturating_sub(1)
+    }
+
+    /// A seat for a client just accepted, or `None` when the listener's own
+    /// `max_connections` are all taken.
+    pub(crate) fn seat(&self) -> Option<Seat> {
+        if self
+            .max_connections
+            .is_some_and(|max| self.connected() >= max)
+        {
+            return None;
+        }
+        Some(Seat {
+            _taken: Arc::clone(&self.seats),
+            use_identity_as_username: self.use_identity_as_username,
+        })
+    }
+
+    /// Where it listens; `None` only when the socket cannot say.
+    pub(crate) fn addr(&self) -> Option<ListenerAddr> {
+        let tls = self.tls.is_some();
+        match &self.socket {
+            ListenSocket::Tcp(tcp) => {
+                let addr = tcp.local_addr().ok()?;
+                Some(if tls {
+                    ListenerAddr::Tls(addr)
+                } else {
+                    ListenerAddr::Tcp(addr)
+                })
+            }
+            ListenSocket::Unix(_, file) => {
+                let path = file.path().to_path_buf();
+                Some(if tls {
+                    ListenerAddr::UnixTls(path)
+                } else {
+                    ListenerAddr::Unix(path)
+                })
+            }
         }
     }
 
@@ -372,6 +483,72 @@ mod tests {
     }
 
     #[test]
+    fn listener_blocks_come_after_the_default_listeners_with_their_own_settings() {
+        let text = "ip_port 1884\ntls_port 8883\ncertfile /c.pem\nkeyfile /k.pem\n\
+                    listener 1885 ::1\nmax_connections 2\n\
+                    listener 0 /run/sol-block.sock\n\
+                    listener 8884\ncertfile /b.pem\nkeyfile /bk.pem\ncafile /ca.pem\n\
+                    use_identity_as_username true\n";
+        let config = Config::parse(text).unwrap();
+        let specs = listener_specs(&config);
+        let kinds: Vec<_> = specs.iter().map(|s| s.kind.clone()).collect();
+        let tcp = |address: &str, port| ListenerKind::Tcp {
+            address: address.to_string(),
+            port,
+        };
+        assert_eq!(
+            kinds,
+            [
+                tcp("127.0.0.1", 1884),
+                tcp("127.0.0.1", 8883),
+                tcp("::1", 1885),
+                ListenerKind::Unix {
+                    path: PathBuf::from("/run/sol-block.sock")
+                },
+                tcp("127.0.0.1", 8884),
+            ]
+        );
+        let limits: Vec<_> = specs.iter().map(|s| s.max_connections).collect();
+        assert_eq!(limits, [None, None, Some(2), None, None]);
+        let identity: Vec<_> = specs
+            .iter()
+            .map(|s| s.tls.as_ref().map(|t| t.use_identity_as_username))
+            .collect();
+        assert_eq!(identity, [None, Some(false), None, None, Some(true)]);
+        let block_cert = specs[4].tls.as_ref().and_then(|t| t.certfile.as_ref());
+        assert_eq!(
+            block_cert.map(|c| c.path.clone()),
+            Some(PathBuf::from("/b.pem"))
+        );
+    }
+
+    #[test]
+    fn a_listener_seats_its_own_max_connections_and_frees_a_seat_on_drop() {
+        let spec = ListenerSpec {
+            kind: ListenerKind::Tcp {
+                address: "127.0.0.1".to_string(),
+                port: 0,
+            },
+            backlog: 8,
+            tls: None,
+            max_connections: Some(2),
+        };
+        let listener = Listener::bind(&spec, Token(7), None).unwrap();
+        let first = listener.seat().unwrap();
+        let second = listener.seat().unwrap();
+        assert!(!second.use_identity_as_username);
+        assert_eq!(listener.connected(), 2);
+        assert!(
+            listener.seat().is_none(),
+            "a third seat past max_connections 2"
+        );
+        drop(first);
+        assert_eq!(listener.connected(), 1);
+        assert!(listener.seat().is_some());
+        assert!(matches!(listener.addr(), Some(ListenerAddr::Tcp(_))));
+    }
+
+    #[test]
     fn a_spec_binds_a_listener_and_tcp_port_zero_gets_a_real_port() {
         let spec = ListenerSpec {
             kind: ListenerKind::Tcp {
@@ -380,6 +557,7 @@ mod tests {
             },
             backlog: 8,
             tls: None,
+            max_connections: None,
         };
         let listener = Listener::bind(&spec, Token(7), None).unwrap();
         assert_eq!(listener.token, Token(7));

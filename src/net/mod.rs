@@ -33,16 +33,18 @@
 //! the core's `reload`. A **stop** closes the listeners, lets the core log
 //! its summary, closes every connection, and keeps writing buffered output
 //! for at most two seconds (`SHUTDOWN_FLUSH`) before [`Server::run`]
-//! returns. `max_connections` is kept at accept time: one connection too
-//! many is accepted and closed at once, and the core never hears of it.
+//! returns. `max_connections`, the broker's and each listener's own, is
+//! kept at accept time: one connection too many is accepted and closed at
+//! once, and the core never hears of it.
 //!
 //! # Who owns what
 //!
 //! - `mod.rs`: [`Server`] and [`ServerHandle`], the API `main` and the tests
 //!   use, and the reserved tokens (the waker, the signals, one per listener).
 //! - `listener.rs`: the listener table built from the config
-//!   (`listener_specs`), binding TCP and Unix listeners, accepting, and
-//!   removing the Unix socket file.
+//!   (`listener_specs`: the default listeners, then the `listener` blocks),
+//!   binding TCP and Unix listeners, accepting, each listener's seats for
+//!   its own `max_connections`, and removing the Unix socket file.
 //! - `stream.rs`: one transport type: a TCP or Unix socket with its layers
 //!   (none, or TLS).
 //! - `tls.rs`: the rustls configuration from `sol.conf`, and the
@@ -107,7 +109,8 @@ use crate::security::SecurityFiles;
 
 use self::core::Core;
 use event_loop::{EventLoop, Limits};
-use listener::{listener_specs, ListenSocket, Listener};
+pub use listener::ListenerAddr;
+use listener::{listener_specs, ListenSocket, Listener, ListenerSpec};
 use signals::SignalSource;
 use tls::TlsAcceptor;
 
@@ -197,26 +200,47 @@ impl ServerHandle {
     }
 }
 
+/// What the files a configuration names held, read once by
+/// [`check_files`]: the password and ACL files, and each TLS listener's
+/// certificates and key. [`Server::bind_with`] starts from it, so the `sol`
+/// binary, which checks the files to report their errors, never reads them
+/// a second time.
+pub struct LoadedFiles {
+    security: SecurityFiles,
+    /// The listener table, each TLS entry with the acceptor built from its
+    /// files.
+    listeners: Vec<(ListenerSpec, Option<TlsAcceptor>)>,
+}
+
 /// Reads every file the configuration names (the password and ACL files,
-/// the certificates and key of the TLS listener) and reports each problem
-/// against the config line that named the file. [`Server::bind`] does the
-/// same; this is for `--test-config`.
-pub fn check_files(config: &Config) -> Result<(), Vec<ConfigError>> {
+/// the certificates and key of every TLS listener, flat or block) and
+/// reports each problem against the config line that named the file; what
+/// loaded is kept for [`Server::bind_with`].
+pub fn check_files(config: &Config) -> Result<LoadedFiles, Vec<ConfigError>> {
     let mut errors = Vec::new();
-    if let Err(found) = SecurityFiles::load(&config.security) {
-        errors.extend(found);
-    }
+    let security = SecurityFiles::load(&config.security)
+        .map_err(|found| errors.extend(found))
+        .ok();
+    let mut listeners = Vec::new();
     for spec in listener_specs(config) {
-        if let Some(security) = &spec.tls {
-            if let Err(found) = tls::server_config(security) {
-                errors.extend(found);
-            }
-        }
+        let acceptor = match &spec.tls {
+            Some(tls) => match TlsAcceptor::new(tls) {
+                Ok(acceptor) => Some(acceptor),
+                Err(found) => {
+                    errors.extend(found);
+                    continue;
+                }
+            },
+            None => None,
+        };
+        listeners.push((spec, acceptor));
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
+    match security {
+        Some(security) if errors.is_empty() => Ok(LoadedFiles {
+            security,
+            listeners,
+        }),
+        _ => Err(errors),
     }
 }
 
@@ -227,32 +251,34 @@ fn invalid_config(errors: Vec<ConfigError>) -> io::Error {
 }
 
 impl Server {
-    /// Binds every listener the config asks for (TCP, Unix socket, TLS:
-    /// the table of `listener_specs`), after reading every file it names: a
-    /// password, ACL, certificate or key file that does not load is an
-    /// `InvalidInput` error naming it.
+    /// Binds every listener the config asks for (TCP, Unix socket, TLS,
+    /// then the `listener` blocks: the table of `listener_specs`), after
+    /// reading every file it names: a password, ACL, certificate or key
+    /// file that does not load is an `InvalidInput` error naming it.
     pub fn bind(config: &Config) -> io::Result<Server> {
-        let security = SecurityFiles::load(&config.security).map_err(invalid_config)?;
-        let specs = listener_specs(config);
-        let mut acceptors = Vec::with_capacity(specs.len());
-        for spec in &specs {
-            acceptors.push(match &spec.tls {
-                Some(security) => Some(TlsAcceptor::new(security).map_err(invalid_config)?),
-                None => None,
-            });
-        }
-        let poll = Poll::new()?;
-        let mut listeners = Vec::with_capacity(specs.len());
-        for (index, (spec, tls)) in specs.iter().zip(acceptors).enumerate() {
-            let mut listener = Listener::bind(spec, listener_token(index), tls)?;
-            listener.register(poll.registry())?;
-            listeners.push(listener);
-        }
-        if listeners.is_empty() {
+        let files = check_files(config).map_err(invalid_config)?;
+        Server::bind_with(config, files)
+    }
+
+    /// [`Server::bind`] with the files already read by [`check_files`] for
+    /// this same `config`: nothing is read again.
+    pub fn bind_with(config: &Config, files: LoadedFiles) -> io::Result<Server> {
+        let LoadedFiles {
+            security,
+            listeners: specs,
+        } = files;
+        if specs.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "no listener configured: enable TCP or set unix_socket",
             ));
+        }
+        let poll = Poll::new()?;
+        let mut listeners = Vec::with_capacity(specs.len());
+        for (index, (spec, tls)) in specs.into_iter().enumerate() {
+            let mut listener = Listener::bind(&spec, listener_token(index), tls)?;
+            listener.register(poll.registry())?;
+            listeners.push(listener);
         }
         let waker = Waker::new(poll.registry(), WAKER)?;
         Ok(Server {
@@ -295,6 +321,13 @@ impl Server {
             ListenSocket::Tcp(tcp) if l.tls.is_some() => tcp.local_addr().ok(),
             _ => None,
         })
+    }
+
+    /// Every bound listener, in the order of the listener table: the
+    /// default ones, then the `listener` blocks in file order; with the
+    /// real port of each listener asked for on port 0.
+    pub fn listener_addrs(&self) -> Vec<ListenerAddr> {
+        self.listeners.iter().filter_map(Listener::addr).collect()
     }
 
     /// The first Unix socket listener's path.

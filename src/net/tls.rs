@@ -51,7 +51,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use super::x509::subject_common_name;
-use crate::config::{ConfigError, ConfigPath, SecurityConfig};
+use crate::config::{ConfigError, ConfigPath, TlsConfig};
 
 /// The largest certificate or key file read. A real chain is a few
 /// kilobytes; the cap makes a wrong path (a log, a disk image) fail fast.
@@ -63,13 +63,11 @@ pub(crate) const MAX_PEM_FILE: u64 = 1024 * 1024;
 /// carry nothing is closed rather than allowed to hold the loop.
 const MAX_RECORDS_WITHOUT_DATA: usize = 256 * 1024;
 
-/// Builds the rustls server configuration from the security settings:
-/// certificate chain and key, client certificate verification against
-/// `cafile`, and the TLS versions. Each error names the config line of the
-/// file it is about.
-pub(crate) fn server_config(
-    security: &SecurityConfig,
-) -> Result<Arc<ServerConfig>, Vec<ConfigError>> {
+/// Builds the rustls server configuration from one listener's TLS
+/// settings: certificate chain and key, client certificate verification
+/// against `cafile`, and the TLS versions. Each error names the config line
+/// of the file it is about.
+pub(crate) fn server_config(security: &TlsConfig) -> Result<Arc<ServerConfig>, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let chain = match &security.certfile {
         Some(path) => load_certificates(path, "certfile")
@@ -214,12 +212,12 @@ fn load_roots(path: &ConfigPath) -> Result<RootCertStore, ConfigError> {
     Ok(roots)
 }
 
-/// What the TLS listener accepts with. On reload it is rebuilt from the same
+/// What a TLS listener accepts with. On reload it is rebuilt from the same
 /// settings; connections already open keep the configuration they
 /// started with, new handshakes use the new one.
 pub(crate) struct TlsAcceptor {
     config: Arc<ServerConfig>,
-    security: SecurityConfig,
+    security: TlsConfig,
 }
 
 impl fmt::Debug for TlsAcceptor {
@@ -231,7 +229,9 @@ impl fmt::Debug for TlsAcceptor {
 }
 
 impl TlsAcceptor {
-    pub(crate) fn new(security: &SecurityConfig) -> Result<TlsAcceptor, Vec<ConfigError>> {
+    /// The acceptor of the listener `security` describes: the flat keys'
+    /// `tls_port` listener and a `listener` block are set up alike.
+    pub(crate) fn new(security: &TlsConfig) -> Result<TlsAcceptor, Vec<ConfigError>> {
         Ok(TlsAcceptor {
             config: server_config(security)?,
             security: security.clone(),

@@ -17,7 +17,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use sol::config::Config;
-use sol::net::{Server, ServerHandle};
+use sol::net::{ListenerAddr, Server, ServerHandle};
 
 use super::{unique_id, Raw, PINGREQ, PINGRESP};
 
@@ -29,6 +29,8 @@ pub struct TestBroker {
     running: Option<Running>,
     /// The TLS listener, when the configuration asked for one.
     tls: Option<SocketAddr>,
+    /// Every listener sol bound, in its order; empty for an external broker.
+    listeners: Vec<ListenerAddr>,
 }
 
 struct Running {
@@ -73,6 +75,7 @@ impl TestBroker {
                 unix,
                 running: None,
                 tls: None,
+                listeners: Vec::new(),
             },
             None => TestBroker::start_sol(|_| {}),
         }
@@ -116,6 +119,7 @@ impl TestBroker {
         let addr = server.tcp_addr().expect("sol has a TCP listener");
         let unix = server.unix_path().map(Path::to_path_buf);
         let tls = server.tls_addr();
+        let listeners = server.listener_addrs();
         let handle = server.handle();
         let (tx, done) = mpsc::channel();
         let thread = thread::Builder::new()
@@ -134,6 +138,7 @@ impl TestBroker {
                 dir,
             }),
             tls,
+            listeners,
         }
     }
 
@@ -146,6 +151,12 @@ impl TestBroker {
     /// only when `SOL_TEST_UNIX` names it.
     pub fn unix_path(&self) -> Option<&Path> {
         self.unix.as_deref()
+    }
+
+    /// Every listener sol bound: the default ones, then the `listener`
+    /// blocks in the order of the configuration.
+    pub fn listener_addrs(&self) -> &[ListenerAddr] {
+        &self.listeners
     }
 
     /// The TLS listener's address; panics if the configuration had none.

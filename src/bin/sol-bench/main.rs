@@ -17,7 +17,9 @@
 //! # Layout
 //!
 //! - [`args`]: the command line.
-//! - [`engine`]: the event loop: setup, load, drain.
+//! - [`engine`]: the event loop (setup, polling, reading, flushing), with
+//!   the scenarios run on it (`engine/load.rs`: load, drain, conns) and
+//!   what a client does with each packet (`engine/inbound.rs`).
 //! - [`client`]: one client's socket, buffers and QoS window.
 //! - [`wire`]: the PUBLISH template and the payload stamp.
 //! - [`verify`]: per-publisher tracking of what each subscriber received.

@@ -52,14 +52,11 @@ impl Harness {
         Harness::with(config)
     }
 
-    /// Opens a connection (over TLS with this certificate CN when `tls` is
-    /// `Some`), sends `c`, and returns it with the CONNACK code it got.
-    fn try_connect(&mut self, c: Connect, tls: Option<Option<&str>>) -> (ConnId, u8) {
+    /// Opens a connection (over TLS when `tls` is `Some`), sends `c`, and
+    /// returns it with the CONNACK code it got.
+    fn try_connect(&mut self, c: Connect, tls: Option<TlsInfo>) -> (ConnId, u8) {
         let conn = self.open();
-        if let Some(cn) = tls {
-            let tls = Some(TlsInfo {
-                common_name: cn.map(str::to_string),
-            });
+        if tls.is_some() {
             let peer = PeerInfo {
                 addr: "127.0.0.1:50000",
                 transport: Transport::Tcp,
@@ -82,7 +79,7 @@ impl Harness {
     }
 
     /// Connects and asserts it was refused with `code` and closed.
-    fn refused(&mut self, c: Connect, tls: Option<Option<&str>>, code: u8) -> ConnId {
+    fn refused(&mut self, c: Connect, tls: Option<TlsInfo>, code: u8) -> ConnId {
         let (conn, got) = self.try_connect(c, tls);
         assert_eq!(got, code, "CONNACK code");
         assert!(self.out.closed.contains(&conn), "refused but not closed");
@@ -178,6 +175,15 @@ fn user(client_id: &str, username: &str, password: Option<&str>) -> Connect {
 
 const GRANTED: SubackCode = SubackCode::Granted(QoS::AtLeastOnce);
 
+/// A TLS client with certificate CN `cn`, of a listener that takes the CN
+/// as the username when `identity` is set.
+fn over_tls(cn: Option<&str>, identity: bool) -> Option<TlsInfo> {
+    Some(TlsInfo {
+        common_name: cn.map(str::to_string),
+        use_identity_as_username: identity,
+    })
+}
+
 #[test]
 fn anonymous_clients_are_refused_with_0x05_when_not_allowed() {
     let mut h = Harness::configured(|c| c.security.allow_anonymous = false);
@@ -232,23 +238,25 @@ fn use_identity_as_username_takes_the_certificate_cn_on_tls_only() {
     let passwd = files.write("passwd", &format!("alice:{SECRET}\n"));
     let acl = files.write("acl", "user cert-user\ntopic readwrite cert/#\n");
     let mut h = Harness::configured(|c| {
-        c.security.use_identity_as_username = true;
         c.security.allow_anonymous = false;
         c.security.password_file = Some(passwd);
         c.security.acl_file = Some(acl);
     });
     // The CN is the username; no password is needed, and any sent is ignored.
-    let (tls, code) = h.try_connect(client("t1"), Some(Some("cert-user")));
+    let (tls, code) = h.try_connect(client("t1"), over_tls(Some("cert-user"), true));
     assert_eq!(code, 0);
     assert_eq!(
         h.subscribe(tls, &["cert/x", "other"]),
         vec![GRANTED, SubackCode::Failure]
     );
-    let (_, code) = h.try_connect(user("t2", "alice", Some("wrong")), Some(Some("cert-user")));
+    let (_, code) = h.try_connect(
+        user("t2", "alice", Some("wrong")),
+        over_tls(Some("cert-user"), true),
+    );
     assert_eq!(code, 0);
     // A TLS client without a certificate (or without a CN) has no identity.
-    h.refused(client("t3"), Some(None), 4);
-    h.refused(user("t4", "alice", Some("secret")), Some(None), 4);
+    h.refused(client("t3"), over_tls(None, true), 4);
+    h.refused(user("t4", "alice", Some("secret")), over_tls(None, true), 4);
     // Plain clients log in with their password as usual.
     let plain = h.login(user("p1", "alice", Some("secret")));
     assert_eq!(h.subscribe(plain, &["cert/x"]), vec![SubackCode::Failure]);
@@ -259,9 +267,20 @@ fn use_identity_as_username_takes_the_certificate_cn_on_tls_only() {
 #[test]
 fn the_cn_is_not_used_without_use_identity_as_username() {
     let mut h = Harness::configured(|c| c.security.allow_anonymous = false);
-    h.refused(client("t1"), Some(Some("alice")), 5);
-    let (_, code) = h.try_connect(user("t2", "bob", None), Some(Some("alice")));
+    h.refused(client("t1"), over_tls(Some("alice"), false), 5);
+    let (_, code) = h.try_connect(user("t2", "bob", None), over_tls(Some("alice"), false));
     assert_eq!(code, 0);
+}
+
+#[test]
+fn each_connection_is_judged_by_its_own_listener_rule() {
+    let mut h = Harness::configured(|c| c.security.allow_anonymous = false);
+    // The same certificate on two listeners: one takes its CN as the
+    // username, the other asks for credentials as a plain listener does.
+    let (_, code) = h.try_connect(client("on-identity"), over_tls(Some("alice"), true));
+    assert_eq!(code, 0);
+    h.refused(client("on-plain-tls"), over_tls(Some("alice"), false), 5);
+    h.refused(client("plain"), None, 5);
 }
 
 #[test]

@@ -14,7 +14,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::*;
-use crate::config::{ConfigPath, SecurityConfig, TlsProtocols};
+use crate::config::{ConfigPath, TlsConfig, TlsProtocols};
 use crate::net::stream::Socket;
 
 /// A CA, a server certificate for localhost and 127.0.0.1, and a client
@@ -81,14 +81,13 @@ impl Pki {
         }
     }
 
-    fn security(&self, cafile: bool, require: bool) -> SecurityConfig {
-        SecurityConfig {
-            tls_port: Some(0),
+    fn security(&self, cafile: bool, require: bool) -> TlsConfig {
+        TlsConfig {
             certfile: Some(self.path("server.pem")),
             keyfile: Some(self.path("server.key")),
             cafile: cafile.then(|| self.path("ca.pem")),
             require_certificate: require,
-            ..SecurityConfig::default()
+            ..TlsConfig::default()
         }
     }
 
@@ -395,7 +394,7 @@ fn only_the_configured_versions_are_offered() {
 }
 
 /// The single error message of a configuration that must fail.
-fn config_error(security: &SecurityConfig) -> String {
+fn config_error(security: &TlsConfig) -> String {
     let errors = server_config(security).unwrap_err();
     assert_eq!(errors.len(), 1, "{errors:?}");
     errors[0].to_string()
