@@ -163,7 +163,9 @@ sed -e "s/^ip_port .*/ip_port ${PORT[sol-before]}/" -e "s#^unix_socket .*#unix_s
 grep -v '^max_inflight_messages' "$WORK/sol.conf" > "$WORK/sol-default.conf"
 grep -v '^max_inflight_messages' "$WORK/sol-before.conf" > "$WORK/sol-before-default.conf"
 grep -v '^max_inflight_messages' "$WORK/mosquitto.conf" > "$WORK/mosquitto-default.conf"
-grep -v 'max_inflight_count' "$WORK/rumqttd.toml" > "$WORK/rumqttd-default.toml"
+# rumqttd requires max_inflight_count; 100, set above, is what its
+# generate-config writes.
+cp "$WORK/rumqttd.toml" "$WORK/rumqttd-default.toml"
 
 BROKER_PID=""
 
