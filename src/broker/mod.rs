@@ -44,6 +44,7 @@ mod tests;
 #[cfg(test)]
 mod tests_housekeeping;
 
+use std::cell::Cell;
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::sync::Arc;
@@ -273,6 +274,10 @@ pub struct Broker {
     /// The instant broker time counts from: sessions keep durations since
     /// it, which are plain data, rather than instants.
     epoch: Instant,
+    /// The last `now` turned into broker time, and what it gave: every
+    /// packet of one loop turn comes with the same `now`, so the
+    /// subtraction is made once a turn rather than once a message.
+    clock: Cell<(Instant, Duration)>,
     /// Messages routed so far: each one's number is its place in the order
     /// of arrival, which is the order queued messages are reclaimed in.
     arrivals: u64,
@@ -325,6 +330,7 @@ impl Broker {
             retained: RetainedStore::default(),
             timers,
             epoch: now,
+            clock: Cell::new((now, Duration::ZERO)),
             arrivals: 0,
             generated_ids: 0,
             id_keys: RandomState::new(),
@@ -636,8 +642,15 @@ impl Broker {
 
     /// `now` in broker time, the clock sessions keep: a duration since the
     /// broker started.
+    #[inline]
     fn broker_time(&self, now: Instant) -> Duration {
-        now.saturating_duration_since(self.epoch)
+        let (last, time) = self.clock.get();
+        if now == last {
+            return time;
+        }
+        let time = now.saturating_duration_since(self.epoch);
+        self.clock.set((now, time));
+        time
     }
 
     /// The number of the next message to arrive ([`Broker::arrivals`]).

@@ -42,6 +42,7 @@ const RECHECK_BACKED_UP: Duration = Duration::from_secs(1);
 /// to, unless it is armed already, nothing is in flight, or resending is
 /// off. Called whenever a message may have gone into the inflight window.
 /// `epoch` is where the session's broker time counts from.
+#[inline]
 pub(super) fn arm(
     timers: &mut TimerWheel<Timer>,
     slot: &mut SessionSlot,

@@ -85,6 +85,11 @@ impl Outbox for NetOutbox<'_> {
 
     fn write_after_others(&mut self, conn: ConnId) {
         let conns = &mut *self.conns;
+        // The common case, a publisher whose PUBLISHes come one after
+        // another: it is the last entry already, and nothing is looked up.
+        if conns.dirty.last() == Some(&conn) {
+            return;
+        }
         if let Some(c) = conns.slab.get_mut(conn.key).filter(|c| c.id == conn) {
             c.mark_dirty_last(&mut conns.dirty);
         }

