@@ -41,7 +41,7 @@ ip_port $PORT
 log_level WARNING
 max_queued_messages 100000
 CONF
-# sol's default QoS 1/2 window (20) is kept: the profile is of the defaults.
+# sol's default QoS 1/2 window (100) is kept: the profile is of the defaults.
 
 # ID|arguments with a fixed message count (200 000 deliveries each, about)
 SCENARIOS=(
