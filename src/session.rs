@@ -150,6 +150,13 @@ pub struct Session {
     pub dropped: u64,
     /// [`Message::stored_size`] of every message queued or in flight.
     stored_bytes: usize,
+    /// When the client was last connected, in broker time: set when its
+    /// connection ends, `None` while it is connected (or has never been
+    /// away). `persistent_client_expiration` counts from here, and
+    /// persistence writes it so that a restore can count on: broker time
+    /// means nothing to another run, so a writer turns it into wall-clock
+    /// time and a restore back into its own broker time.
+    pub offline_since: Option<Duration>,
 }
 
 impl Session {
@@ -171,6 +178,7 @@ impl Session {
             max_queued,
             dropped: 0,
             stored_bytes: 0,
+            offline_since: None,
         }
     }
 

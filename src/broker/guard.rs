@@ -48,8 +48,9 @@ use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 
-use super::{Broker, ClientState, ConnId, Outbox, PeerInfo, TlsInfo};
+use super::{Broker, ClientState, ConnId, Lines, Outbox, PeerInfo, TlsInfo};
 use crate::config::{ConfigPath, SecurityConfig};
+use crate::logtext::shown;
 use crate::protocol::{Connect, ConnectReturnCode, TopicFilter, TopicName};
 use crate::security::acl;
 use crate::security::passwords::VerifyCache;
@@ -263,7 +264,7 @@ impl Broker {
                 pending.peer,
                 common_name
                     .as_deref()
-                    .map_or("none".to_string(), |cn| format!("CN={cn:?}"))
+                    .map_or("none".to_string(), |cn| format!("CN=\"{}\"", shown(cn)))
             );
             pending.tls = Some(TlsPeer { common_name });
         }
@@ -325,18 +326,23 @@ impl Broker {
         };
         let tls = pending.tls.as_ref().map(|peer| peer.common_name.as_deref());
         let result = self.guard.authenticate(connect, tls, now);
-        if let Err(refusal) = &result {
-            let why = refusal.reason();
-            let user = connect
-                .username
-                .as_deref()
-                .map(|u| format!(" (u'{}')", u.escape_debug()))
-                .unwrap_or_default();
-            info!(
-                "Client {} from {} refused: {why}{user}.",
-                client_id.escape_debug(),
-                pending.peer
-            );
+        let refused = result.is_err();
+        if refused && self.may_log(Lines::Refusals, now) {
+            if let (Err(refusal), Some(ClientState::AwaitingConnect(pending))) =
+                (&result, self.clients.get(conn).map(|c| &c.state))
+            {
+                let user = connect
+                    .username
+                    .as_deref()
+                    .map(|u| format!(" (u'{}')", shown(u)))
+                    .unwrap_or_default();
+                info!(
+                    "Client {} from {} refused: {}{user}.",
+                    shown(client_id),
+                    pending.peer,
+                    refusal.reason()
+                );
+            }
         }
         result.map_err(Refusal::code)
     }
@@ -422,8 +428,9 @@ impl Broker {
         for filter in &refused {
             self.sessions.unsubscribe(key, filter);
             debug!(
-                "Client {} may no longer subscribe to {filter}: subscription removed.",
-                client_id.escape_debug()
+                "Client {} may no longer subscribe to {}: subscription removed.",
+                shown(&client_id),
+                shown(filter.as_str())
             );
         }
         let guard = &self.guard;

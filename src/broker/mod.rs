@@ -28,7 +28,9 @@
 
 mod clients;
 mod connect;
+mod expiry;
 mod guard;
+mod log_limits;
 mod memory;
 mod peer;
 mod publish;
@@ -42,6 +44,8 @@ mod test_support;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_expiry;
+#[cfg(test)]
 mod tests_housekeeping;
 
 use std::collections::hash_map::RandomState;
@@ -53,10 +57,12 @@ use bytes::BytesMut;
 use log::{debug, error, info, warn};
 
 use crate::config::Config;
+use crate::logtext::shown;
 use crate::protocol::{Connack, DecodeError, Decoder, Packet, QoS};
 use crate::security::SecurityFiles;
 use crate::timer::TimerWheel;
 use clients::{Client, ClientState, Clients, Connected, Pending};
+use log_limits::{Lines, LogLimits};
 use retained::RetainedStore;
 use sessions::{SessionSlot, Sessions};
 
@@ -179,6 +185,8 @@ pub struct Stats {
     pub clients_connected: u64,
     /// The most clients connected at once since start.
     pub clients_maximum: u64,
+    /// Persistent sessions removed by `persistent_client_expiration`.
+    pub clients_expired: u64,
 }
 
 /// What the broker's timer wheel holds.
@@ -195,6 +203,11 @@ enum Timer {
     Memory,
     /// Resend what is overdue in the connection's inflight window.
     Retry(ConnId),
+    /// Remove the persistent session with this key if its client is still
+    /// away (`persistent_client_expiration`).
+    Expiry(usize),
+    /// Write how many log lines were held back (`log_limits.rs`).
+    LogSummary,
 }
 
 /// Limits the core applies, taken from the [`Config`].
@@ -207,6 +220,8 @@ struct Settings {
     retry_interval: Duration,
     /// Zero: no limit.
     max_keepalive: u16,
+    /// `persistent_client_expiration`; `None`: sessions never expire.
+    expiration: Option<Duration>,
 }
 
 /// How a connection ended, for the log and for the will.
@@ -292,6 +307,8 @@ pub struct Broker {
     memory: memory::Memory,
     /// Passwords, ACL, and what they allow.
     guard: guard::Guard,
+    /// The caps on log lines a client can repeat at will.
+    log_limits: LogLimits,
 }
 
 impl Broker {
@@ -319,6 +336,7 @@ impl Broker {
                 max_queued: config.max_queued_messages,
                 retry_interval: config.retry_interval,
                 max_keepalive: config.max_keepalive,
+                expiration: config.persistent_client_expiration,
             },
             clients: Clients::default(),
             sessions: Sessions::default(),
@@ -335,6 +353,7 @@ impl Broker {
             publisher,
             memory: memory::Memory::new(config.max_memory),
             guard: guard::Guard::new(&config.security, files),
+            log_limits: LogLimits::default(),
         }
     }
 
@@ -456,6 +475,8 @@ impl Broker {
                 Timer::Stats => self.publish_stats(now, out),
                 Timer::Memory => self.periodic_memory_check(now, out),
                 Timer::Retry(conn) => self.retry_check(conn, now, out),
+                Timer::Expiry(session) => self.expiry_check(session, now),
+                Timer::LogSummary => self.log_summary(now),
             }
         }
         self.fired = fired;
@@ -487,10 +508,13 @@ impl Broker {
     }
 
     /// Timers pending for connections and sessions (connect timeout,
-    /// keepalive, resend): every timer but the periodic housekeeping ones.
-    /// Zero once no client is left.
+    /// keepalive, resend, session expiry): every timer but the
+    /// housekeeping ones. Zero once no client and no persistent session
+    /// is left.
     pub fn client_timer_count(&self) -> usize {
-        let periodic = 1 + usize::from(self.publisher.enabled());
+        let periodic = 1
+            + usize::from(self.publisher.enabled())
+            + usize::from(self.log_limits.summary_armed());
         self.timers.len().saturating_sub(periodic)
     }
 
@@ -549,7 +573,9 @@ impl Broker {
                 return;
             }
         };
-        info!("Client {} {}.", connected.client_id.escape_debug(), ending);
+        if self.may_log(Lines::Connections, now) {
+            info!("Client {} {}.", shown(&connected.client_id), ending);
+        }
         self.stats.clients_connected = self.stats.clients_connected.saturating_sub(1);
         // The session holds the client's username: taken before a clean
         // session goes, for the will's ACL check (wills are rare).
@@ -567,6 +593,8 @@ impl Broker {
         };
         if clean {
             self.remove_session(connected.session);
+        } else {
+            self.session_went_offline(connected.session, now);
         }
         let will = connected.will.map(|will| *will).filter(|will| {
             ending.publishes_will()
@@ -577,7 +605,8 @@ impl Broker {
         if let Some(will) = will {
             debug!(
                 "Publishing the will of {} on {}.",
-                connected.client_id, will.topic
+                shown(&connected.client_id),
+                shown(will.topic.as_str())
             );
             self.publish_will(will, connected.session, now, out);
         }
@@ -611,8 +640,9 @@ impl Broker {
                 .may_publish(&client_id, username.as_deref(), &will.topic)
             {
                 debug!(
-                    "Publishing the will of {client_id} on {} at shutdown.",
-                    will.topic
+                    "Publishing the will of {} on {} at shutdown.",
+                    shown(&client_id),
+                    shown(will.topic.as_str())
                 );
                 self.publish_will(will, session, now, out);
             }
@@ -620,16 +650,16 @@ impl Broker {
     }
 
     /// Ends a session: its subscriptions leave the trie, its id is free,
-    /// its resend check is cancelled.
+    /// its resend check and its expiry are cancelled.
     fn remove_session(&mut self, key: usize) {
         if let Some(slot) = self.sessions.remove(key) {
             self.forget_timer(slot);
         }
     }
 
-    /// Cancels the resend check of a session that is gone.
+    /// Cancels the resend check and the expiry of a session that is gone.
     fn forget_timer(&mut self, slot: SessionSlot) {
-        if let Some(timer) = slot.retry {
+        for timer in [slot.retry, slot.expiry].into_iter().flatten() {
             self.timers.cancel(timer);
         }
     }

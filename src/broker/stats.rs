@@ -15,6 +15,7 @@
 //! | `clients/connected` | clients connected now |
 //! | `clients/disconnected` | persistent sessions whose client is offline |
 //! | `clients/maximum` | the most clients connected at once |
+//! | `clients/expired` | persistent sessions removed by `persistent_client_expiration` |
 //! | `clients/total` | connected and disconnected together (sessions held) |
 //! | `messages/received` | PUBLISH packets received from clients |
 //! | `messages/sent` | PUBLISH packets sent to clients, resends included |
@@ -208,6 +209,7 @@ impl Broker {
             ("clients/connected", stats.clients_connected.to_string()),
             ("clients/disconnected", disconnected.to_string()),
             ("clients/maximum", stats.clients_maximum.to_string()),
+            ("clients/expired", stats.clients_expired.to_string()),
             ("clients/total", self.sessions.len().to_string()),
             ("messages/received", stats.messages_received.to_string()),
             ("messages/sent", stats.messages_sent.to_string()),
