@@ -21,6 +21,9 @@
 //! per offline session, some 50 bytes, against the kilobytes a session
 //! with a queue holds.
 //!
+//! A turn removes at most [`EXPIRIES_PER_TURN`] sessions, so that many
+//! sessions that left together do not expire in one long turn.
+//!
 //! The deadline is always the session's own record,
 //! [`Session::offline_since`](crate::session::Session::offline_since) plus
 //! the period, never the timer alone: that is what a restore will rebuild
@@ -30,6 +33,7 @@
 //! its subscriptions out of the trie and frees its client id, and the
 //! broker cancels its other timer. Explained in docs/13-housekeeping.md.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,16 +72,44 @@ impl Broker {
         }
     }
 
-    /// The expiry of session `key` fired. Every path that removes a session
-    /// or attaches a client to it cancels this timer, so the session is the
-    /// one it was armed for; the checks below are the second line.
-    pub(super) fn expiry_check(&mut self, key: usize, now: Instant) {
+    /// The expiry of session `key` fired: it joins the sessions to check.
+    pub(super) fn expiry_due(&mut self, key: usize) {
+        if let Some(slot) = self.sessions.get_mut(key) {
+            slot.expiry = None;
+            self.expiring.due.push_back(key);
+        }
+    }
+
+    /// Checks and removes the next [`EXPIRIES_PER_TURN`] sessions whose
+    /// expiry fired, once this turn's timers have run; when more are
+    /// waiting, arms `Timer::Expiring` at `now`, so that the loop polls
+    /// without sleeping and serves every other client before the next
+    /// batch.
+    pub(super) fn expire_due_sessions(&mut self, now: Instant) {
+        for _ in 0..EXPIRIES_PER_TURN {
+            let Some(key) = self.expiring.due.pop_front() else {
+                break;
+            };
+            self.expiry_check(key, now);
+        }
+        if !self.expiring.due.is_empty() && !self.expiring.armed {
+            self.timers.insert(now, Timer::Expiring);
+            self.expiring.armed = true;
+        }
+    }
+
+    /// Removes session `key` if its client is still away and has been for
+    /// the whole period. Every path that removes a session or attaches a
+    /// client to it cancels its timer, and one that left again has a new
+    /// one: the checks here keep a key that waited among the due ones from
+    /// touching a session that came back, or a new session that took its
+    /// key.
+    fn expiry_check(&mut self, key: usize, now: Instant) {
         let broker_now = self.broker_time(now);
         let Some(slot) = self.sessions.get_mut(key) else {
             return;
         };
-        slot.expiry = None;
-        let (Some(since), None) = (slot.session.offline_since, slot.conn) else {
+        let (Some(since), None, None) = (slot.session.offline_since, slot.conn, slot.expiry) else {
             return;
         };
         let Some(expiration) = self.settings.expiration else {
@@ -85,8 +117,7 @@ impl Broker {
         };
         let away = broker_now.saturating_sub(since);
         if away < expiration {
-            // Early (a wheel never fires late by more than a tick, and
-            // never early, but the record is what counts).
+            // The record says later (a restore may have set it): wait for it.
             let deadline = expiry_deadline(self.epoch, since, Some(expiration));
             if let Some(deadline) = deadline {
                 slot.expiry = Some(self.timers.insert(deadline, Timer::Expiry(key)));
@@ -108,6 +139,33 @@ impl Broker {
         self.remove_session(key);
     }
 }
+
+/// The sessions whose expiry fired and that wait to be checked, oldest
+/// first, and whether `Timer::Expiring` is on the wheel for them.
+#[derive(Default)]
+pub(super) struct Expiring {
+    due: VecDeque<usize>,
+    armed: bool,
+}
+
+impl Expiring {
+    /// `Timer::Expiring` fired.
+    pub(super) fn fired(&mut self) {
+        self.armed = false;
+    }
+
+    /// Whether `Timer::Expiring` is on the wheel: it is housekeeping, not a
+    /// client's timer.
+    pub(super) fn armed(&self) -> bool {
+        self.armed
+    }
+}
+
+/// The most sessions one turn removes. Sessions that went offline together
+/// (a network outage, a fleet restarted) expire together, and 100 000 of
+/// them would take one turn of about half a second, every client waiting.
+/// A batch of this size takes some milliseconds.
+pub(super) const EXPIRIES_PER_TURN: usize = 1000;
 
 /// The instant a session offline since broker time `since` expires, or
 /// `None` when sessions do not expire (or the instant cannot be

@@ -206,6 +206,9 @@ enum Timer {
     /// Remove the persistent session with this key if its client is still
     /// away (`persistent_client_expiration`).
     Expiry(usize),
+    /// More sessions whose expiry fired wait to be checked: the next batch
+    /// goes in the next turn (`expiry.rs`).
+    Expiring,
     /// Write how many log lines were held back (`log_limits.rs`).
     LogSummary,
 }
@@ -309,6 +312,8 @@ pub struct Broker {
     guard: guard::Guard,
     /// The caps on log lines a client can repeat at will.
     log_limits: LogLimits,
+    /// Sessions whose expiry fired, checked a batch per turn.
+    expiring: expiry::Expiring,
 }
 
 impl Broker {
@@ -354,6 +359,7 @@ impl Broker {
             memory: memory::Memory::new(config.max_memory),
             guard: guard::Guard::new(&config.security, files),
             log_limits: LogLimits::default(),
+            expiring: expiry::Expiring::default(),
         }
     }
 
@@ -475,11 +481,13 @@ impl Broker {
                 Timer::Stats => self.publish_stats(now, out),
                 Timer::Memory => self.periodic_memory_check(now, out),
                 Timer::Retry(conn) => self.retry_check(conn, now, out),
-                Timer::Expiry(session) => self.expiry_check(session, now),
+                Timer::Expiry(session) => self.expiry_due(session),
+                Timer::Expiring => self.expiring.fired(),
                 Timer::LogSummary => self.log_summary(now),
             }
         }
         self.fired = fired;
+        self.expire_due_sessions(now);
     }
 
     /// The counters kept so far.
@@ -514,7 +522,8 @@ impl Broker {
     pub fn client_timer_count(&self) -> usize {
         let periodic = 1
             + usize::from(self.publisher.enabled())
-            + usize::from(self.log_limits.summary_armed());
+            + usize::from(self.log_limits.summary_armed())
+            + usize::from(self.expiring.armed());
         self.timers.len().saturating_sub(periodic)
     }
 
