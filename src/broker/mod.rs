@@ -21,8 +21,10 @@
 //! takeover), `publish.rs` (PUBLISH, the QoS handshakes, routing, retained
 //! messages) and `subscribe.rs` (SUBSCRIBE and UNSUBSCRIBE). The periodic
 //! housekeeping on the same timer wheel has its own files: `stats.rs`
-//! (`$SOL/broker/` statistics), `memory.rs` (`max_memory`) and `retry.rs`
-//! (resending overdue QoS 1 and 2 messages).
+//! (`$SOL/broker/` statistics), `memory.rs` (`max_memory`), `retry.rs`
+//! (resending overdue QoS 1 and 2 messages), `expiry.rs`
+//! (`persistent_client_expiration`) and `log_limits.rs` (the caps on log
+//! lines a client can repeat).
 //! Explained in docs/03-connect-sessions-keepalive.md, docs/09-timer-wheel.md
 //! and docs/13-housekeeping.md.
 
