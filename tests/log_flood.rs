@@ -66,6 +66,17 @@ impl Sol {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The broker's resident memory, from `/proc/<pid>/status`.
+    fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+
     fn log_len(&self) -> u64 {
         std::fs::metadata(&self.log).map_or(0, |m| m.len())
     }
@@ -134,10 +145,13 @@ fn flood(addr: SocketAddr, count: usize, password: bool, code: u8) -> u64 {
 
 const CONNECTS: usize = 200;
 
+/// The longest the bystander may wait for one round trip.
+const SLOWEST: Duration = Duration::from_secs(1);
+
 #[test]
 fn huge_control_character_ids_cost_a_few_hundred_bytes_of_log_each() {
     let sol = Sol::start("accepted", "");
-    let before = sol.log_len();
+    let (before, rss_before) = (sol.log_len(), sol.rss());
     let started = Instant::now();
     let bystander = Bystander::start(sol.addr);
     let sent = flood(sol.addr, CONNECTS, false, 0);
@@ -163,7 +177,11 @@ fn huge_control_character_ids_cost_a_few_hundred_bytes_of_log_each() {
         lines <= 100 * seconds,
         "{lines} connection lines in {elapsed:?}"
     );
-    assert!(slowest < TIMEOUT, "the bystander waited {slowest:?}");
+    // Bounded loosely: a debug build on a shared machine (the release
+    // build's slowest is in docs/reliability.md).
+    assert!(slowest < SLOWEST, "the bystander waited {slowest:?}");
+    let grown = sol.rss().saturating_sub(rss_before);
+    assert!(grown < 32 << 20, "the broker's RSS grew {grown} bytes");
     println!(
         "{CONNECTS} CONNECTs, {sent} bytes: {written} bytes of log ({:.4} per byte received), \
          {lines} connection lines, bystander's slowest round trip {slowest:?}",
