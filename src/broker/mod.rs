@@ -70,7 +70,7 @@ use sessions::{SessionSlot, Sessions};
 
 pub use peer::{PeerInfo, TlsInfo, Transport};
 pub use retained::Retained;
-pub use stats::Traffic;
+pub use stats::{Stats, Traffic};
 
 /// Names one connection for its whole life.
 ///
@@ -170,26 +170,6 @@ pub enum CloseReason {
 /// need no such limit: the inflight window and `max_queued_messages`
 /// already bound them.
 pub const QOS0_OUTPUT_LIMIT: usize = 1024 * 1024;
-
-/// Counters the broker keeps as it works.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// PUBLISH packets received from clients.
-    pub messages_received: u64,
-    /// PUBLISH packets sent to clients (resends included).
-    pub messages_sent: u64,
-    /// Messages dropped: QoS 0 past [`QOS0_OUTPUT_LIMIT`], or QoS 1
-    /// and 2 past a full session queue.
-    pub messages_dropped: u64,
-    /// Connections that completed CONNECT since start.
-    pub clients_total: u64,
-    /// Clients connected now (CONNECT accepted, not yet gone).
-    pub clients_connected: u64,
-    /// The most clients connected at once since start.
-    pub clients_maximum: u64,
-    /// Persistent sessions removed by `persistent_client_expiration`.
-    pub clients_expired: u64,
-}
 
 /// What the broker's timer wheel holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -70,6 +70,26 @@ pub struct Traffic {
 /// Where the statistics live.
 pub const STATS_ROOT: &str = "$SOL/broker";
 
+/// Counters the broker keeps as it works.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// PUBLISH packets received from clients.
+    pub messages_received: u64,
+    /// PUBLISH packets sent to clients (resends included).
+    pub messages_sent: u64,
+    /// Messages dropped: QoS 0 past [`QOS0_OUTPUT_LIMIT`](super::QOS0_OUTPUT_LIMIT), or QoS 1
+    /// and 2 past a full session queue.
+    pub messages_dropped: u64,
+    /// Connections that completed CONNECT since start.
+    pub clients_total: u64,
+    /// Clients connected now (CONNECT accepted, not yet gone).
+    pub clients_connected: u64,
+    /// The most clients connected at once since start.
+    pub clients_maximum: u64,
+    /// Persistent sessions removed by `persistent_client_expiration`.
+    pub clients_expired: u64,
+}
+
 /// The length of a Martian solar day in seconds, for `uptime/sol`.
 const SECONDS_PER_SOL: f64 = 88_775.24;
 
