@@ -326,8 +326,10 @@ impl Broker {
         };
         let tls = pending.tls.as_ref().map(|peer| peer.common_name.as_deref());
         let result = self.guard.authenticate(connect, tls, now);
-        let refused = result.is_err();
-        if refused && self.may_log(Lines::Refusals, now) {
+        // The refusal is counted against the log's cap before it is shown:
+        // a client that fails to log in again and again writes at most its
+        // share of 100 lines a second.
+        if result.is_err() && self.may_log(Lines::Refusals, now) {
             if let (Err(refusal), Some(ClientState::AwaitingConnect(pending))) =
                 (&result, self.clients.get(conn).map(|c| &c.state))
             {
