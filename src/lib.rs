@@ -28,6 +28,8 @@
 //!   mosquitto-style ACL file: who may log in, and who may publish, read and
 //!   subscribe where. It answers; the core's guard asks it at CONNECT and on
 //!   every topic, and decides what a refusal means.
+//! - [`logtext`]: a client's strings as the log shows them (escaped, cut
+//!   short) and the per-second cap on lines a client can repeat.
 //! - [`net`]: the event loop, listeners and connections, TLS included; the
 //!   only module that touches `mio`, rustls and the clock.
 //!
@@ -61,6 +63,7 @@ pub mod cli;
 pub mod config;
 pub mod guide;
 pub mod logging;
+pub mod logtext;
 pub mod net;
 pub mod protocol;
 pub mod security;

@@ -30,6 +30,9 @@
 //!   means nothing to another run: a restore calls [`Session::resent`]
 //!   with its own time, which is what happens anyway when the client comes
 //!   back and every inflight message is sent again ([MQTT-4.4.0-1]);
+//! - when the client was last connected ([`Session::offline_since`]) is
+//!   broker time too, which persistence writes as wall-clock time and a
+//!   restore turns back into its own broker time;
 //! - the window and queue limits come from the configuration and are not
 //!   the session's to keep: a restore applies them again
 //!   ([`Session::set_limits`]).
@@ -150,6 +153,15 @@ pub struct Session {
     pub dropped: u64,
     /// [`Message::stored_size`] of every message queued or in flight.
     stored_bytes: usize,
+    /// When the client was last connected, in broker time: set when its
+    /// connection ends, `None` while it is connected (or has never been
+    /// away). `persistent_client_expiration` counts from here, and
+    /// persistence writes it so that a restore can count on: broker time
+    /// means nothing to another run, so a writer turns it into wall-clock
+    /// time and a restore back into its own broker time (a time before the
+    /// new run started is taken as its start, which can only give a
+    /// session more time, never less).
+    pub offline_since: Option<Duration>,
 }
 
 impl Session {
@@ -171,6 +183,7 @@ impl Session {
             max_queued,
             dropped: 0,
             stored_bytes: 0,
+            offline_since: None,
         }
     }
 

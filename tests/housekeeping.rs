@@ -49,7 +49,7 @@ fn sol_statistics_are_retained_and_follow_what_happens() {
     watcher.subscribe(1, &[("$SOL/broker/#", 0)], &[0]);
     // The retained values come at once, one per statistic.
     let mut seen = HashMap::new();
-    read_stats_until(&mut watcher, &mut seen, TIMEOUT, |s| s.len() >= 28);
+    read_stats_until(&mut watcher, &mut seen, TIMEOUT, |s| s.len() >= 29);
     assert_eq!(
         seen["version"],
         format!("sol {}", env!("CARGO_PKG_VERSION"))
@@ -58,6 +58,7 @@ fn sol_statistics_are_retained_and_follow_what_happens() {
         "uptime",
         "clients/connected",
         "clients/disconnected",
+        "clients/expired",
         "clients/maximum",
         "clients/total",
         "messages/received",

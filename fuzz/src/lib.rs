@@ -292,6 +292,9 @@ pub fn session(data: &[u8]) {
         max_queued_messages: 4,
         max_request_size: 4096,
         connect_timeout: Duration::from_secs(2),
+        // Short enough that the clock the input moves reaches it: sessions
+        // expire, and clients come back to them, under the fuzzer too.
+        persistent_client_expiration: Some(Duration::from_secs(3)),
         ..Config::default()
     };
     let mut broker = Broker::new(&config, now);

@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use log::info;
 
-use super::{Broker, ClientState, ConnId, Connected, Ending, Outbox, Timer};
+use super::{Broker, ClientState, ConnId, Connected, Ending, Lines, Outbox, Timer};
+use crate::logtext::shown;
 use crate::protocol::{Connack, Connect, ConnectReturnCode, Packet, Protocol};
 use crate::session::{Inflight, Session};
 
@@ -41,10 +42,13 @@ impl Broker {
         // As mosquitto does, the keepalive is checked once the credentials
         // are: a client with bad credentials hears about those first.
         let Some(keep_alive) = self.allowed_keepalive(connect.keep_alive) else {
-            info!(
-                "Refusing {:?}: keepalive {} s is above max_keepalive.",
-                client_id, connect.keep_alive
-            );
+            if self.may_log(Lines::Refusals, now) {
+                info!(
+                    "Refusing \"{}\": keepalive {} s is above max_keepalive.",
+                    shown(&client_id),
+                    connect.keep_alive
+                );
+            }
             self.refuse(conn, ConnectReturnCode::IdentifierRejected, now, out);
             return;
         };
@@ -67,6 +71,7 @@ impl Broker {
         let client_id: Arc<str> = client_id.into();
         let (session, present) = self.attach_session(&client_id, connect.clean_session, conn);
         self.adopt_identity(session, username.clone(), present);
+        let log_it = self.may_log(Lines::Connections, now);
 
         let Some(client) = self.clients.get_mut(conn) else {
             return;
@@ -82,18 +87,20 @@ impl Broker {
             ClientState::AwaitingConnect(pending) => pending.peer.as_str(),
             ClientState::Connected(_) => "",
         };
-        info!(
-            "New client connected from {} as {} (p{}, c{}, k{}{}).",
-            peer,
-            client_id.escape_debug(),
-            connect.protocol.level(),
-            u8::from(connect.clean_session),
-            connect.keep_alive,
-            username
-                .as_deref()
-                .map(|u| format!(", u'{}'", u.escape_debug()))
-                .unwrap_or_default(),
-        );
+        if log_it {
+            info!(
+                "New client connected from {} as {} (p{}, c{}, k{}{}).",
+                peer,
+                shown(&client_id),
+                connect.protocol.level(),
+                u8::from(connect.clean_session),
+                connect.keep_alive,
+                username
+                    .as_deref()
+                    .map(|u| format!(", u'{}'", shown(u)))
+                    .unwrap_or_default(),
+            );
+        }
         client.state = ClientState::Connected(Connected {
             session,
             client_id,
@@ -214,6 +221,7 @@ impl Broker {
             self.forget_timer(discarded);
         }
         if attached.resumed {
+            self.session_came_back(attached.key);
             // The limits are the configuration's, not the session's: they
             // follow it to a session made under other settings (one read
             // back from disk, say).

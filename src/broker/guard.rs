@@ -49,8 +49,9 @@ use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 
-use super::{Broker, ClientState, ConnId, Outbox, PeerInfo, TlsInfo};
+use super::{Broker, ClientState, ConnId, Lines, Outbox, PeerInfo, TlsInfo};
 use crate::config::{ConfigPath, SecurityConfig};
+use crate::logtext::shown;
 use crate::protocol::{Connect, ConnectReturnCode, TopicFilter, TopicName};
 use crate::security::acl;
 use crate::security::passwords::VerifyCache;
@@ -268,7 +269,7 @@ impl Broker {
                 pending.peer,
                 common_name
                     .as_deref()
-                    .map_or("none".to_string(), |cn| format!("CN={cn:?}"))
+                    .map_or("none".to_string(), |cn| format!("CN=\"{}\"", shown(cn)))
             );
             pending.tls = Some(TlsPeer {
                 common_name,
@@ -337,18 +338,25 @@ impl Broker {
             .filter(|peer| peer.use_identity_as_username)
             .map(|peer| peer.common_name.as_deref());
         let result = self.guard.authenticate(connect, identity, now);
-        if let Err(refusal) = &result {
-            let why = refusal.reason();
-            let user = connect
-                .username
-                .as_deref()
-                .map(|u| format!(" (u'{}')", u.escape_debug()))
-                .unwrap_or_default();
-            info!(
-                "Client {} from {} refused: {why}{user}.",
-                client_id.escape_debug(),
-                pending.peer
-            );
+        // The refusal is counted against the log's cap before it is shown:
+        // a client that fails to log in again and again writes at most its
+        // share of 100 lines a second.
+        if result.is_err() && self.may_log(Lines::Refusals, now) {
+            if let (Err(refusal), Some(ClientState::AwaitingConnect(pending))) =
+                (&result, self.clients.get(conn).map(|c| &c.state))
+            {
+                let user = connect
+                    .username
+                    .as_deref()
+                    .map(|u| format!(" (u'{}')", shown(u)))
+                    .unwrap_or_default();
+                info!(
+                    "Client {} from {} refused: {}{user}.",
+                    shown(client_id),
+                    pending.peer,
+                    refusal.reason()
+                );
+            }
         }
         result.map_err(Refusal::code)
     }
@@ -434,8 +442,9 @@ impl Broker {
         for filter in &refused {
             self.sessions.unsubscribe(key, filter);
             debug!(
-                "Client {} may no longer subscribe to {filter}: subscription removed.",
-                client_id.escape_debug()
+                "Client {} may no longer subscribe to {}: subscription removed.",
+                shown(&client_id),
+                shown(filter.as_str())
             );
         }
         let guard = &self.guard;

@@ -21,14 +21,18 @@
 //! takeover), `publish.rs` (PUBLISH, the QoS handshakes, routing, retained
 //! messages) and `subscribe.rs` (SUBSCRIBE and UNSUBSCRIBE). The periodic
 //! housekeeping on the same timer wheel has its own files: `stats.rs`
-//! (`$SOL/broker/` statistics), `memory.rs` (`max_memory`) and `retry.rs`
-//! (resending overdue QoS 1 and 2 messages).
+//! (`$SOL/broker/` statistics), `memory.rs` (`max_memory`), `retry.rs`
+//! (resending overdue QoS 1 and 2 messages), `expiry.rs`
+//! (`persistent_client_expiration`) and `log_limits.rs` (the caps on log
+//! lines a client can repeat).
 //! Explained in docs/03-connect-sessions-keepalive.md, docs/09-timer-wheel.md
 //! and docs/13-housekeeping.md.
 
 mod clients;
 mod connect;
+mod expiry;
 mod guard;
+mod log_limits;
 mod memory;
 mod peer;
 mod publish;
@@ -42,6 +46,8 @@ mod test_support;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_expiry;
+#[cfg(test)]
 mod tests_housekeeping;
 
 use std::cell::Cell;
@@ -54,16 +60,18 @@ use bytes::BytesMut;
 use log::{debug, error, info, warn};
 
 use crate::config::Config;
+use crate::logtext::shown;
 use crate::protocol::{Connack, DecodeError, Decoder, Packet, QoS};
 use crate::security::SecurityFiles;
 use crate::timer::TimerWheel;
 use clients::{Client, ClientState, Clients, Connected, Pending};
+use log_limits::{Lines, LogLimits};
 use retained::RetainedStore;
 use sessions::{SessionSlot, Sessions};
 
 pub use peer::{PeerInfo, TlsInfo, Transport};
 pub use retained::Retained;
-pub use stats::Traffic;
+pub use stats::{Stats, Traffic};
 
 /// Names one connection for its whole life.
 ///
@@ -164,24 +172,6 @@ pub enum CloseReason {
 /// already bound them.
 pub const QOS0_OUTPUT_LIMIT: usize = 1024 * 1024;
 
-/// Counters the broker keeps as it works.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// PUBLISH packets received from clients.
-    pub messages_received: u64,
-    /// PUBLISH packets sent to clients (resends included).
-    pub messages_sent: u64,
-    /// Messages dropped: QoS 0 past [`QOS0_OUTPUT_LIMIT`], or QoS 1
-    /// and 2 past a full session queue.
-    pub messages_dropped: u64,
-    /// Connections that completed CONNECT since start.
-    pub clients_total: u64,
-    /// Clients connected now (CONNECT accepted, not yet gone).
-    pub clients_connected: u64,
-    /// The most clients connected at once since start.
-    pub clients_maximum: u64,
-}
-
 /// What the broker's timer wheel holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Timer {
@@ -196,6 +186,14 @@ enum Timer {
     Memory,
     /// Resend what is overdue in the connection's inflight window.
     Retry(ConnId),
+    /// Remove the persistent session with this key if its client is still
+    /// away (`persistent_client_expiration`).
+    Expiry(usize),
+    /// More sessions whose expiry fired wait to be checked: the next batch
+    /// goes in the next turn (`expiry.rs`).
+    Expiring,
+    /// Write how many log lines were held back (`log_limits.rs`).
+    LogSummary,
 }
 
 /// Limits the core applies, taken from the [`Config`].
@@ -208,6 +206,8 @@ struct Settings {
     retry_interval: Duration,
     /// Zero: no limit.
     max_keepalive: u16,
+    /// `persistent_client_expiration`; `None`: sessions never expire.
+    expiration: Option<Duration>,
 }
 
 /// How a connection ended, for the log and for the will.
@@ -297,6 +297,10 @@ pub struct Broker {
     memory: memory::Memory,
     /// Passwords, ACL, and what they allow.
     guard: guard::Guard,
+    /// The caps on log lines a client can repeat at will.
+    log_limits: LogLimits,
+    /// Sessions whose expiry fired, checked a batch per turn.
+    expiring: expiry::Expiring,
 }
 
 impl Broker {
@@ -324,6 +328,7 @@ impl Broker {
                 max_queued: config.max_queued_messages,
                 retry_interval: config.retry_interval,
                 max_keepalive: config.max_keepalive,
+                expiration: config.persistent_client_expiration,
             },
             clients: Clients::default(),
             sessions: Sessions::default(),
@@ -341,6 +346,8 @@ impl Broker {
             publisher,
             memory: memory::Memory::new(config.max_memory),
             guard: guard::Guard::new(&config.security, files),
+            log_limits: LogLimits::default(),
+            expiring: expiry::Expiring::default(),
         }
     }
 
@@ -462,9 +469,13 @@ impl Broker {
                 Timer::Stats => self.publish_stats(now, out),
                 Timer::Memory => self.periodic_memory_check(now, out),
                 Timer::Retry(conn) => self.retry_check(conn, now, out),
+                Timer::Expiry(session) => self.expiry_due(session),
+                Timer::Expiring => self.expiring.fired(),
+                Timer::LogSummary => self.log_summary(now),
             }
         }
         self.fired = fired;
+        self.expire_due_sessions(now);
     }
 
     /// The counters kept so far.
@@ -493,10 +504,14 @@ impl Broker {
     }
 
     /// Timers pending for connections and sessions (connect timeout,
-    /// keepalive, resend): every timer but the periodic housekeeping ones.
-    /// Zero once no client is left.
+    /// keepalive, resend, session expiry): every timer but the
+    /// housekeeping ones. Zero once no client and no persistent session
+    /// is left.
     pub fn client_timer_count(&self) -> usize {
-        let periodic = 1 + usize::from(self.publisher.enabled());
+        let periodic = 1
+            + usize::from(self.publisher.enabled())
+            + usize::from(self.log_limits.summary_armed())
+            + usize::from(self.expiring.armed());
         self.timers.len().saturating_sub(periodic)
     }
 
@@ -555,7 +570,9 @@ impl Broker {
                 return;
             }
         };
-        info!("Client {} {}.", connected.client_id.escape_debug(), ending);
+        if self.may_log(Lines::Connections, now) {
+            info!("Client {} {}.", shown(&connected.client_id), ending);
+        }
         self.stats.clients_connected = self.stats.clients_connected.saturating_sub(1);
         // The session holds the client's username: taken before a clean
         // session goes, for the will's ACL check (wills are rare).
@@ -573,6 +590,8 @@ impl Broker {
         };
         if clean {
             self.remove_session(connected.session);
+        } else {
+            self.session_went_offline(connected.session, now);
         }
         let will = connected.will.map(|will| *will).filter(|will| {
             ending.publishes_will()
@@ -583,7 +602,8 @@ impl Broker {
         if let Some(will) = will {
             debug!(
                 "Publishing the will of {} on {}.",
-                connected.client_id, will.topic
+                shown(&connected.client_id),
+                shown(will.topic.as_str())
             );
             self.publish_will(will, connected.session, now, out);
         }
@@ -617,8 +637,9 @@ impl Broker {
                 .may_publish(&client_id, username.as_deref(), &will.topic)
             {
                 debug!(
-                    "Publishing the will of {client_id} on {} at shutdown.",
-                    will.topic
+                    "Publishing the will of {} on {} at shutdown.",
+                    shown(&client_id),
+                    shown(will.topic.as_str())
                 );
                 self.publish_will(will, session, now, out);
             }
@@ -626,16 +647,16 @@ impl Broker {
     }
 
     /// Ends a session: its subscriptions leave the trie, its id is free,
-    /// its resend check is cancelled.
+    /// its resend check and its expiry are cancelled.
     fn remove_session(&mut self, key: usize) {
         if let Some(slot) = self.sessions.remove(key) {
             self.forget_timer(slot);
         }
     }
 
-    /// Cancels the resend check of a session that is gone.
+    /// Cancels the resend check and the expiry of a session that is gone.
     fn forget_timer(&mut self, slot: SessionSlot) {
-        if let Some(timer) = slot.retry {
+        for timer in [slot.retry, slot.expiry].into_iter().flatten() {
             self.timers.cancel(timer);
         }
     }

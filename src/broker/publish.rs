@@ -48,7 +48,10 @@ impl Broker {
         // ([MQTT-3.3.5-2]).
         let allowed = self.may_publish(conn, &message.topic);
         if !allowed {
-            debug!("Dropped a PUBLISH to {} refused by the ACL.", message.topic);
+            debug!(
+                "Dropped a PUBLISH to {} refused by the ACL.",
+                crate::logtext::shown(message.topic.as_str())
+            );
         }
         // The acknowledgement is queued before the message is routed, as
         // mosquitto does: a publisher subscribed to its own topic gets its

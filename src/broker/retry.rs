@@ -110,7 +110,7 @@ impl Broker {
             debug!(
                 "Resent {} unacknowledged packet(s) to {}.",
                 due.len(),
-                slot.session.client_id
+                crate::logtext::shown(&slot.session.client_id)
             );
         }
         // Everything left in flight was sent less than an interval ago, so

@@ -9,7 +9,7 @@
 //! two cannot drift apart.
 //!
 //! It knows no timers, no ACL and no packets: the broker cancels a removed
-//! session's resend timer, checks what a client may do, and speaks MQTT.
+//! session's resend and expiry timers, checks what a client may do, and speaks MQTT.
 //! Explained in docs/03-connect-sessions-keepalive.md.
 
 use std::collections::HashMap;
@@ -31,6 +31,9 @@ pub(super) struct SessionSlot {
     /// The resend check of the attached connection, armed while it has
     /// messages in flight.
     pub(super) retry: Option<TimerId>,
+    /// The `persistent_client_expiration` timer of a persistent session
+    /// whose client is away.
+    pub(super) expiry: Option<TimerId>,
     /// The username of the client that last attached, kept with the
     /// session so that each delivery's ACL check is one lookup away.
     pub(super) username: Option<String>,
@@ -82,6 +85,7 @@ impl Sessions {
             session: new(),
             conn: Some(conn),
             retry: None,
+            expiry: None,
             username: None,
         });
         self.client_ids.insert(Arc::clone(client_id), key);

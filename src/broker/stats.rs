@@ -15,6 +15,7 @@
 //! | `clients/connected` | clients connected now |
 //! | `clients/disconnected` | persistent sessions whose client is offline |
 //! | `clients/maximum` | the most clients connected at once |
+//! | `clients/expired` | persistent sessions removed by `persistent_client_expiration` |
 //! | `clients/total` | connected and disconnected together (sessions held) |
 //! | `messages/received` | PUBLISH packets received from clients |
 //! | `messages/sent` | PUBLISH packets sent to clients, resends included |
@@ -68,6 +69,26 @@ pub struct Traffic {
 
 /// Where the statistics live.
 pub const STATS_ROOT: &str = "$SOL/broker";
+
+/// Counters the broker keeps as it works.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// PUBLISH packets received from clients.
+    pub messages_received: u64,
+    /// PUBLISH packets sent to clients (resends included).
+    pub messages_sent: u64,
+    /// Messages dropped: QoS 0 past [`QOS0_OUTPUT_LIMIT`](super::QOS0_OUTPUT_LIMIT), or QoS 1
+    /// and 2 past a full session queue.
+    pub messages_dropped: u64,
+    /// Connections that completed CONNECT since start.
+    pub clients_total: u64,
+    /// Clients connected now (CONNECT accepted, not yet gone).
+    pub clients_connected: u64,
+    /// The most clients connected at once since start.
+    pub clients_maximum: u64,
+    /// Persistent sessions removed by `persistent_client_expiration`.
+    pub clients_expired: u64,
+}
 
 /// The length of a Martian solar day in seconds, for `uptime/sol`.
 const SECONDS_PER_SOL: f64 = 88_775.24;
@@ -208,6 +229,7 @@ impl Broker {
             ("clients/connected", stats.clients_connected.to_string()),
             ("clients/disconnected", disconnected.to_string()),
             ("clients/maximum", stats.clients_maximum.to_string()),
+            ("clients/expired", stats.clients_expired.to_string()),
             ("clients/total", self.sessions.len().to_string()),
             ("messages/received", stats.messages_received.to_string()),
             ("messages/sent", stats.messages_sent.to_string()),

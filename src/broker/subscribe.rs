@@ -29,7 +29,10 @@ impl Broker {
         let mut granted = Vec::with_capacity(subscribe.filters.len());
         for (filter, qos) in &subscribe.filters {
             if !self.may_subscribe(session, filter) {
-                debug!("Refused a subscription to {filter}: not allowed by the ACL.");
+                debug!(
+                    "Refused a subscription to {}: not allowed by the ACL.",
+                    crate::logtext::shown(filter.as_str())
+                );
                 codes.push(SubackCode::Failure);
                 continue;
             }

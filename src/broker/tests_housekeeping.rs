@@ -125,6 +125,7 @@ fn statistics_are_retained_at_start_and_published_every_interval() {
     for leaf in [
         "uptime/sol",
         "clients/disconnected",
+        "clients/expired",
         "clients/maximum",
         "clients/total",
         "messages/received",
@@ -143,7 +144,7 @@ fn statistics_are_retained_at_start_and_published_every_interval() {
     ] {
         assert!(at_start.contains_key(leaf), "no {leaf} in {at_start:?}");
     }
-    assert_eq!(at_start.len(), 28);
+    assert_eq!(at_start.len(), 29);
 
     let publisher = h.connect(connect("pub", true, 0), false);
     for n in 0..3 {

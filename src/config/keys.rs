@@ -17,8 +17,8 @@ use std::path::PathBuf;
 use super::blocks::{self, ConnectionConfig, ListenerConfig};
 use super::security::{self, ConfigPath, TlsConfig};
 use super::values::{
-    parse_bool, parse_log_level, parse_max_connections, parse_memory, parse_period,
-    parse_request_size, parse_timeout, parse_whole, MAX_INFLIGHT, MAX_TCP_BACKLOG,
+    parse_bool, parse_expiration, parse_log_level, parse_max_connections, parse_memory,
+    parse_period, parse_request_size, parse_timeout, parse_whole, MAX_INFLIGHT, MAX_TCP_BACKLOG,
 };
 use super::Config;
 
@@ -219,6 +219,12 @@ pub(super) static KEYS: &[Key] = &[
         )
     }),
     key("retry_interval").broker(|c, v, _| set(&mut c.retry_interval, parse_period(v)?)),
+    key("persistent_client_expiration").broker(|c, v, _| {
+        set(
+            &mut c.persistent_client_expiration,
+            Some(parse_expiration(v)?),
+        )
+    }),
     // Security: the TLS listener, authentication, authorization. The flat
     // TLS keys configure the `tls_port` listener; inside a `listener` block
     // they make that listener a TLS one.

@@ -132,6 +132,10 @@ pub struct Config {
     /// before it is sent again to a connected client. Default 20 s; zero
     /// turns resending off (it still happens on reconnect).
     pub retry_interval: Duration,
+    /// `persistent_client_expiration`: how long a persistent session
+    /// (clean session 0) is kept once its client has gone; `None` (the
+    /// default, as in mosquitto) keeps it until the broker stops.
+    pub persistent_client_expiration: Option<Duration>,
     /// The TLS listener, authentication and authorization.
     pub security: SecurityConfig,
     /// The `listener` blocks, in file order: listeners beside the default
@@ -162,6 +166,7 @@ impl Default for Config {
             max_connections: None,
             max_keepalive: u16::MAX,
             retry_interval: Duration::from_secs(20),
+            persistent_client_expiration: None,
             security: SecurityConfig::default(),
             listeners: Vec::new(),
             connections: Vec::new(),

@@ -254,6 +254,47 @@ fn periods_may_be_zero_to_turn_them_off() {
 }
 
 #[test]
+fn persistent_client_expiration_reads_mosquitto_units_and_durations() {
+    assert_eq!(Config::default().persistent_client_expiration, None);
+    const DAY: u64 = 24 * 60 * 60;
+    for (value, secs) in [
+        ("1h", 60 * 60),
+        ("2d", 2 * DAY),
+        ("1w", 7 * DAY),
+        // mosquitto's month and year, not humantime's minute.
+        ("2m", 60 * DAY),
+        ("1y", 365 * DAY),
+        ("1s", 1),
+        ("90s", 90),
+        ("30min", 30 * 60),
+        ("1h 30min", 90 * 60),
+    ] {
+        let config = parse_one(&format!("persistent_client_expiration {value}")).unwrap();
+        assert_eq!(
+            config.persistent_client_expiration,
+            Some(Duration::from_secs(secs)),
+            "{value}"
+        );
+    }
+    for bad in [
+        "0",
+        "0s",
+        "0d",
+        "-1d",
+        "h",
+        "soon",
+        "101y",
+        "99999999999999999999y",
+    ] {
+        let message = error_of(&format!("persistent_client_expiration {bad}"));
+        assert!(
+            message.starts_with("persistent_client_expiration: "),
+            "{bad}: {message}"
+        );
+    }
+}
+
+#[test]
 fn max_memory_takes_sizes_above_zero() {
     assert_eq!(
         parse_one("max_memory 2GB").unwrap().max_memory,
@@ -313,7 +354,8 @@ fn every_key_is_accepted_once() {
                 use_identity_as_username true\nallow_anonymous false\n\
                 password_file p\nacl_file a\n\
                 stats_publish_interval 1m\nmax_memory 512MiB\n\
-                max_connections 100\nmax_keepalive 300\nretry_interval 5s\n";
+                max_connections 100\nmax_keepalive 300\nretry_interval 5s\n\
+                persistent_client_expiration 1d\n";
     let config = Config::parse(text).unwrap();
     let path = |path: &str, line| {
         Some(ConfigPath {
@@ -340,6 +382,7 @@ fn every_key_is_accepted_once() {
             max_connections: Some(100),
             max_keepalive: 300,
             retry_interval: Duration::from_secs(5),
+            persistent_client_expiration: Some(Duration::from_secs(24 * 60 * 60)),
             security: SecurityConfig {
                 tls_port: Some(8884),
                 certfile: path("c.pem", 12),

@@ -165,6 +165,64 @@ pub(super) fn parse_memory(value: &str) -> Result<usize, String> {
     usize::try_from(bytes).map_err(|_| format!("`{}` does not fit in memory", value.escape_debug()))
 }
 
+/// The longest `persistent_client_expiration`: a century, far beyond any
+/// deployment's wish, and far enough below what `Instant` can add that an
+/// expiry deadline is always representable.
+const MAX_EXPIRATION: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// `persistent_client_expiration`: how long a persistent session may stay
+/// offline. mosquitto's form, a whole number and one of `h`, `d`, `w`, `m`
+/// and `y` (hours, days, weeks, months of 30 days, years of 365 days), is
+/// read as mosquitto reads it, so a `2m` copied from a mosquitto file is
+/// two months, not two minutes; anything else as `humantime` reads it
+/// (`90s`, `30min`, `1h 30min`), for the short periods tests and small
+/// deployments want. Above zero: no expiry at all is the key left unset.
+pub(super) fn parse_expiration(value: &str) -> Result<Duration, String> {
+    let bad = |why: String| {
+        format!(
+            "`{}` is not a duration such as 1h, 14d, 2m (months) or 1y, or 90s or 30min \
+             ({why})",
+            value.escape_debug()
+        )
+    };
+    let expiration = match mosquitto_period(value) {
+        Some(expiration) => expiration,
+        None => humantime::parse_duration(value).map_err(|error| bad(error.to_string()))?,
+    };
+    if expiration.is_zero() {
+        return Err("must be longer than zero (leave the key out for no expiry)".to_string());
+    }
+    if expiration > MAX_EXPIRATION {
+        return Err(format!(
+            "`{}` is longer than the limit of 100 years",
+            value.escape_debug()
+        ));
+    }
+    Ok(expiration)
+}
+
+/// mosquitto's `persistent_client_expiration` form, `<number><h|d|w|m|y>`,
+/// or `None` when `value` is not in it. A number too large saturates, and
+/// is then refused as over the limit.
+fn mosquitto_period(value: &str) -> Option<Duration> {
+    const HOUR: u64 = 60 * 60;
+    const DAY: u64 = 24 * HOUR;
+    let unit = match value.as_bytes().last()? {
+        b'h' => HOUR,
+        b'd' => DAY,
+        b'w' => 7 * DAY,
+        b'm' => 30 * DAY,
+        b'y' => 365 * DAY,
+        _ => return None,
+    };
+    let digits = value.get(..value.len().saturating_sub(1))?;
+    if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    let count = digits.parse::<u64>().unwrap_or(u64::MAX);
+    Some(Duration::from_secs(count.saturating_mul(unit)))
+}
+
 /// `max_connections`: `-1` for no limit, as in mosquitto, or a positive count.
 pub(super) fn parse_max_connections(value: &str) -> Result<Option<usize>, String> {
     if value == "-1" {
