@@ -11,7 +11,7 @@ use log::info;
 
 use super::{Broker, ClientState, ConnId, Connected, Ending, Outbox, Timer};
 use crate::protocol::{Connack, Connect, ConnectReturnCode, Packet, Protocol};
-use crate::session::{Inflight, Session};
+use crate::session::Session;
 
 /// MQTT 3.1 limited client ids to 23 bytes; mosquitto still enforces that
 /// for 3.1 clients. MQTT 3.1.1 lets the server accept longer ids, and we do.
@@ -228,26 +228,16 @@ impl Broker {
 
     /// A persistent session came back: resend every unacknowledged message
     /// with DUP set, and every unanswered PUBREL, in their original order
-    /// ([MQTT-4.4.0-1]); then let the queue flow into the window.
+    /// ([MQTT-4.4.0-1]); then let the queue flow into the window. The
+    /// resends go out as the new connection's output drains
+    /// (`drain.rs`): at most [`QOS0_OUTPUT_LIMIT`](super::QOS0_OUTPUT_LIMIT)
+    /// of them before the client reads, however large the window.
     fn resume(&mut self, conn: ConnId, session: usize, now: Instant, out: &mut dyn Outbox) {
         let Some(slot) = self.sessions.get_mut(session) else {
             return;
         };
-        let mut resent = 0;
-        for (id, state) in slot.session.inflight() {
-            let packet = match state {
-                Inflight::AwaitingPuback(message) | Inflight::AwaitingPubrec(message) => {
-                    resent += 1;
-                    Packet::Publish(message.to_publish(Some(id), true))
-                }
-                Inflight::AwaitingPubcomp => Packet::Pubrel(id),
-            };
-            out.send(conn, &packet);
-        }
-        slot.session
-            .resent(now.saturating_duration_since(self.epoch));
-        super::retry::arm(&mut self.timers, slot, now, self.epoch, &self.settings);
-        self.stats.messages_sent += resent;
+        slot.session.wait_all();
+        self.send_waiting(conn, session, now, out);
         self.flush_queue(conn, session, now, out);
     }
 }
