@@ -3,10 +3,10 @@
 //! serving everyone else; [`with_bystander`] wraps a test in one.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{unique_id, unique_topic, Mqtt, QoS, TestBroker, TIMEOUT};
 
@@ -14,6 +14,8 @@ use super::{unique_id, unique_topic, Mqtt, QoS, TestBroker, TIMEOUT};
 /// for each message to come back, over and over, until told to stop.
 pub struct Bystander {
     stop: Arc<AtomicBool>,
+    /// The slowest round trip so far, in microseconds.
+    slowest: Arc<AtomicU64>,
     thread: Option<JoinHandle<Result<u32, String>>>,
 }
 
@@ -30,13 +32,18 @@ impl Bystander {
         round_trip(&mut mqtt, &topic, 0).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
+        let slowest = Arc::new(AtomicU64::new(0));
+        let timed = slowest.clone();
         let thread = thread::spawn(move || {
             let mut seq = 1;
             loop {
                 // Read the flag before the round trip: the one that follows
                 // a stop request is made after the bad client was handled.
                 let last = stopping.load(Ordering::SeqCst);
+                let start = Instant::now();
                 round_trip(&mut mqtt, &topic, seq)?;
+                let took = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+                timed.fetch_max(took, Ordering::SeqCst);
                 seq += 1;
                 if last {
                     mqtt.disconnect();
@@ -47,8 +54,14 @@ impl Bystander {
         });
         Bystander {
             stop,
+            slowest,
             thread: Some(thread),
         }
+    }
+
+    /// The slowest round trip since [`Bystander::start`] returned.
+    pub fn slowest(&self) -> Duration {
+        Duration::from_micros(self.slowest.load(Ordering::SeqCst))
     }
 
     /// Stops after one more round trip and asserts every round trip worked.
