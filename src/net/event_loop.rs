@@ -42,7 +42,7 @@ pub(crate) const PAUSE_INPUT_SLACK: usize = 1024 * 1024;
 /// back to it) before the loop stops reading from it. A client that sends
 /// and never reads holds the broker to this, not to the fan-out mark; one
 /// that reads pays back with every write.
-pub(crate) const OWN_OUTPUT_LIMIT: usize = 64 * 1024;
+pub(crate) const OWN_OUTPUT_LIMIT: usize = 16 * 1024;
 
 /// How many readiness events one poll returns at most; more simply wait for
 /// the next turn.
