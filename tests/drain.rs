@@ -266,7 +266,11 @@ fn a_takeover_storm_on_a_full_window_stays_bounded_and_loses_nothing() {
     for n in 1..=WINDOW {
         let got = back.expect_publish();
         assert_eq!(got.topic, topic.as_bytes());
-        assert_eq!((got.qos, got.dup, got.id), (1, true, Some(n)), "message {n}");
+        assert_eq!(
+            (got.qos, got.dup, got.id),
+            (1, true, Some(n)),
+            "message {n}"
+        );
         assert_eq!(got.payload, numbered(n, SIZE), "message {n}");
         back.send(&puback(n));
     }
