@@ -330,6 +330,18 @@ impl Session {
         self.waiting = self.inflight.len();
     }
 
+    /// Moves queued messages into the window while it has room, each one
+    /// waiting to be written ([`Session::send_waiting`]): on reconnect,
+    /// behind the window's own resends.
+    pub fn queue_to_window(&mut self, now: Duration) {
+        while self.window_has_room() {
+            let Some(queued) = self.queue.pop_front() else {
+                break;
+            };
+            self.start_inflight(queued.message, now, true);
+        }
+    }
+
     /// Whether some inflight message waits to be written.
     pub fn has_waiting(&self) -> bool {
         self.waiting > 0

@@ -58,7 +58,11 @@ impl Sol {
             log.display()
         );
         std::fs::write(&config, lines).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_sol"))
+        // Another build can be measured with the same scenario:
+        // `SOL_BINARY=path/to/sol cargo test --test drain -- --nocapture`.
+        let binary = std::env::var_os("SOL_BINARY")
+            .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sol")), PathBuf::from);
+        let child = Command::new(binary)
             .arg("-c")
             .arg(&config)
             .env("MALLOC_MMAP_THRESHOLD_", "65536")

@@ -228,16 +228,22 @@ impl Broker {
 
     /// A persistent session came back: resend every unacknowledged message
     /// with DUP set, and every unanswered PUBREL, in their original order
-    /// ([MQTT-4.4.0-1]); then let the queue flow into the window. The
-    /// resends go out as the new connection's output drains
-    /// (`drain.rs`): at most [`QOS0_OUTPUT_LIMIT`](super::QOS0_OUTPUT_LIMIT)
-    /// of them before the client reads, however large the window.
+    /// ([MQTT-4.4.0-1]); then let the queue flow into the window.
+    ///
+    /// Nothing is written yet: every message of the window waits, and goes
+    /// out from [`Broker::drained`] once the network layer has flushed the
+    /// CONNACK (`drain.rs`), a mark's worth at a time. A connection taken
+    /// over again in the same turn (a takeover storm) is closed by then
+    /// and gets none of it.
     fn resume(&mut self, conn: ConnId, session: usize, now: Instant, out: &mut dyn Outbox) {
+        let time = self.broker_time(now);
         let Some(slot) = self.sessions.get_mut(session) else {
             return;
         };
         slot.session.wait_all();
-        self.send_waiting(conn, session, now, out);
-        self.flush_queue(conn, session, now, out);
+        slot.session.queue_to_window(time);
+        if slot.session.has_waiting() {
+            out.notify_when_drained(conn);
+        }
     }
 }

@@ -111,6 +111,21 @@ impl Harness {
 
     pub(super) fn send(&mut self, conn: ConnId, packet: Packet) {
         self.broker.packet(conn, packet, self.now, &mut self.out);
+        self.flushed();
+    }
+
+    /// What the network layer does after its flush: each connection the
+    /// core asked about whose `pending` is below the mark hears that it
+    /// drained; the others stay asked for.
+    pub(super) fn flushed(&mut self) {
+        let asked = std::mem::take(&mut self.out.drain_wanted);
+        for conn in asked {
+            if self.out.pending(conn) < super::QOS0_OUTPUT_LIMIT {
+                self.broker.drained(conn, self.now, &mut self.out);
+            } else {
+                self.out.drain_wanted.push(conn);
+            }
+        }
     }
 
     pub(super) fn take(&mut self, conn: ConnId) -> Vec<Packet> {
@@ -145,6 +160,7 @@ impl Harness {
     pub(super) fn advance(&mut self, by: Duration) {
         self.now += by;
         self.broker.tick(self.now, &mut self.out);
+        self.flushed();
     }
 
     pub(super) fn is_closed(&self, conn: ConnId) -> bool {

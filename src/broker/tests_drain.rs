@@ -101,17 +101,16 @@ impl Harness {
         conn
     }
 
-    /// The client read everything: the network layer says so.
+    /// The client read everything: the network layer says so, if the core
+    /// asked.
     fn drain(&mut self, conn: ConnId) -> Vec<Packet> {
         self.out.pending.insert(conn, 0);
-        self.broker.drained(conn, self.now, &mut self.out);
+        self.flushed();
         self.take(conn)
     }
 
-    fn asked_to_hear(&mut self, conn: ConnId) -> bool {
-        let asked = self.out.drain_wanted.contains(&conn);
-        self.out.drain_wanted.clear();
-        asked
+    fn asked_to_hear(&self, conn: ConnId) -> bool {
+        self.out.drain_wanted.contains(&conn)
     }
 }
 
@@ -194,12 +193,33 @@ fn a_drained_call_for_a_closed_or_unknown_connection_sends_nothing() {
     let back = h.come_back();
     h.take(back);
     h.drop_conn(back);
-    assert!(h.drain(back).is_empty());
+    h.broker.drained(back, h.now, &mut h.out);
+    assert!(h.take(back).is_empty());
     let stranger = ConnId {
         key: 999,
         serial: 999,
     };
-    assert!(h.drain(stranger).is_empty());
+    h.broker.drained(stranger, h.now, &mut h.out);
+    assert!(h.take(stranger).is_empty());
+}
+
+#[test]
+fn a_connection_taken_over_before_its_flush_gets_no_resends() {
+    let (mut h, _) = offline_with(20, 0, |_| {});
+    // Two CONNECTs with the id in one turn: no flush, so no `drained`,
+    // between them.
+    let connect = || Packet::Connect(Box::new(connect("sub", false)));
+    let first = h.open();
+    h.broker.packet(first, connect(), h.now, &mut h.out);
+    let second = h.open();
+    h.broker.packet(second, connect(), h.now, &mut h.out);
+    h.flushed();
+    let to_first = h.take(first);
+    assert_eq!(to_first.len(), 1, "only its CONNACK: {to_first:?}");
+    assert!(h.is_closed(first));
+    let to_second = h.take(second);
+    assert!(matches!(to_second.first(), Some(Packet::Connack(_))));
+    assert_eq!(seen(&to_second[1..]).len(), 20, "the window, once");
 }
 
 #[test]
