@@ -41,8 +41,11 @@ pub(crate) const PAUSE_INPUT_SLACK: usize = 1024 * 1024;
 /// for (`Connection::own_output`: PINGRESPs, acks, its own messages routed
 /// back to it) before the loop stops reading from it. A client that sends
 /// and never reads holds the broker to this, not to the fan-out mark; one
-/// that reads pays back with every write.
-pub(crate) const OWN_OUTPUT_LIMIT: usize = 16 * 1024;
+/// that reads pays back with every write. Small, because it also bounds
+/// the work one turn does for a client that sends tiny packets and never
+/// reads: 2048 PINGREQs answered per turn, not the 128 Ki of a full read
+/// budget, which kept everybody else waiting.
+pub(crate) const OWN_OUTPUT_LIMIT: usize = 4 * 1024;
 
 /// How many readiness events one poll returns at most; more simply wait for
 /// the next turn.
