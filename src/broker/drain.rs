@@ -31,9 +31,11 @@ use crate::protocol::Packet;
 use crate::session::Inflight;
 
 impl Broker {
-    /// The output of `conn` went below [`QOS0_OUTPUT_LIMIT`] after
-    /// [`Broker::send_waiting`] asked to hear of it: writes what still
-    /// waits, up to the mark again.
+    /// The output of `conn` went below [`QOS0_OUTPUT_LIMIT`] after the
+    /// core asked to hear of it ([`Outbox::notify_when_drained`]): on
+    /// reconnect, once the CONNACK is flushed, or when the resends stopped
+    /// at the mark. Writes what still waits in its session's window, up to
+    /// the mark again, and asks again if some is left.
     pub fn drained(&mut self, conn: ConnId, now: Instant, out: &mut dyn Outbox) {
         let Some(client) = self.clients.get(conn) else {
             return;
