@@ -3,7 +3,7 @@
 //! session with a full window, the client that comes back after it and
 //! reads, idle clients that each read one large message, and clients that
 //! send PINGREQs and never read. Each runs beside a QoS 1 bystander whose
-//! round trips must stay under 100 ms.
+//! slowest round trip the attack may lengthen by less than 100 ms.
 //!
 //! The broker is the `sol` binary, run as a process of its own so that its
 //! resident set (`VmRSS`) is its alone, not the test clients'. It runs with
@@ -29,8 +29,20 @@ use common::*;
 
 const MB: usize = 1024 * 1024;
 
-/// The most a bystander round trip may take while an attack runs.
+/// The most an attack may add to the slowest bystander round trip. The
+/// slowest one of a quiet second before the attack is the baseline: on a
+/// loaded machine the scheduler alone can keep a round trip waiting tens of
+/// milliseconds, and that is not the broker's doing.
 const ROUND_TRIP: Duration = Duration::from_millis(100);
+
+/// A bystander, started and timed for one quiet second; returns it with
+/// the slowest round trip of that second.
+fn timed_bystander(addr: SocketAddr) -> (Bystander, Duration) {
+    let bystander = Bystander::start(addr);
+    thread::sleep(Duration::from_secs(1));
+    let quiet = bystander.take_slowest();
+    (bystander, quiet)
+}
 
 static MEMORY: Mutex<()> = Mutex::new(());
 
@@ -247,7 +259,7 @@ fn a_takeover_storm_on_a_full_window_stays_bounded_and_loses_nothing() {
     let topic = unique_topic("storm");
     session_with_full_window(addr, &id, &topic);
 
-    let bystander = Bystander::start(addr);
+    let (bystander, quiet) = timed_bystander(addr);
     let before = sol.rss();
     let sampler = PeakRss::start(&sol);
     let connect = Connect::new(&id).clean(false).bytes();
@@ -284,14 +296,20 @@ fn a_takeover_storm_on_a_full_window_stays_bounded_and_loses_nothing() {
     let slowest = bystander.slowest();
     let grown = peak.saturating_sub(before);
     println!(
-        "{} CONNECTs in 2 s: RSS peak +{} MB, slowest bystander round trip {slowest:?}, \
-         a new client answered in {answered:?}",
+        "{} CONNECTs in 2 s: RSS peak +{} MB, slowest bystander round trip {slowest:?} \
+         ({quiet:?} when quiet), a new client answered in {answered:?}",
         connects.load(Ordering::Relaxed),
         grown / MB
     );
     assert!(grown < 48 * MB, "RSS grew by {} MB", grown / MB);
-    assert!(slowest < ROUND_TRIP, "the bystander waited {slowest:?}");
-    assert!(answered < ROUND_TRIP, "a new client waited {answered:?}");
+    assert!(
+        slowest < quiet + ROUND_TRIP,
+        "the bystander waited {slowest:?} ({quiet:?} when quiet)"
+    );
+    assert!(
+        answered < quiet + ROUND_TRIP,
+        "a new client waited {answered:?}"
+    );
     bystander.finish();
 
     // The client comes back and reads: the whole window, in order, once.
@@ -324,7 +342,7 @@ fn idle_clients_that_read_one_large_message_give_its_buffer_back() {
     let mut sol = Sol::start("idle", "");
     let addr = sol.addr;
     let topic = unique_topic("big");
-    let bystander = Bystander::start(addr);
+    let (bystander, quiet) = timed_bystander(addr);
     // Plain sockets read into one small buffer: the test's own memory must
     // not grow with what the clients read.
     let mut readers: Vec<TcpStream> = (0..20)
@@ -354,11 +372,15 @@ fn idle_clients_that_read_one_large_message_give_its_buffer_back() {
     let slowest = bystander.slowest();
     bystander.finish();
     println!(
-        "20 idle clients after one 1 MB message each: RSS +{} MB, slowest round trip {slowest:?}",
+        "20 idle clients after one 1 MB message each: RSS +{} MB, \
+         slowest round trip {slowest:?} ({quiet:?} when quiet)",
         held / MB
     );
     assert!(held < 8 * MB, "20 idle clients hold {} MB", held / MB);
-    assert!(slowest < ROUND_TRIP, "the bystander waited {slowest:?}");
+    assert!(
+        slowest < quiet + ROUND_TRIP,
+        "the bystander waited {slowest:?} ({quiet:?} when quiet)"
+    );
     drop(readers);
     sol.assert_alive();
 }
@@ -372,7 +394,7 @@ fn clients_that_ping_and_never_read_pin_little() {
     let _g = exclusive();
     let mut sol = Sol::start("ping", "stats_publish_interval 1s");
     let addr = sol.addr;
-    let bystander = Bystander::start(addr);
+    let (bystander, quiet) = timed_bystander(addr);
     let before = sol.rss();
     let sampler = PeakRss::start(&sol);
     let pings: Vec<u8> = PINGREQ.iter().copied().cycle().take(8 * MB).collect();
@@ -402,12 +424,15 @@ fn clients_that_ping_and_never_read_pin_little() {
     let grown = peak.saturating_sub(before);
     println!(
         "2 clients x 8 MB of PINGREQs, never reading: {counted} bytes counted held, \
-         RSS peak +{} KB, slowest round trip {slowest:?}",
+         RSS peak +{} KB, slowest round trip {slowest:?} ({quiet:?} when quiet)",
         grown / 1024
     );
     assert!(counted < 256 * 1024, "{counted} bytes held for them");
     assert!(grown < 2 * MB, "RSS grew by {} KB", grown / 1024);
-    assert!(slowest < ROUND_TRIP, "the bystander waited {slowest:?}");
+    assert!(
+        slowest < quiet + ROUND_TRIP,
+        "the bystander waited {slowest:?} ({quiet:?} when quiet)"
+    );
     drop(streams);
     sol.assert_alive();
 }

@@ -59,9 +59,16 @@ impl Bystander {
         }
     }
 
-    /// The slowest round trip since [`Bystander::start`] returned.
+    /// The slowest round trip since [`Bystander::start`] returned, or since
+    /// the last [`Bystander::take_slowest`].
     pub fn slowest(&self) -> Duration {
         Duration::from_micros(self.slowest.load(Ordering::SeqCst))
+    }
+
+    /// [`Bystander::slowest`], and starts counting afresh: what a quiet
+    /// period measured, before an attack starts.
+    pub fn take_slowest(&self) -> Duration {
+        Duration::from_micros(self.slowest.swap(0, Ordering::SeqCst))
     }
 
     /// Stops after one more round trip and asserts every round trip worked.
