@@ -76,11 +76,11 @@ pub(crate) struct Connection {
     /// The core asked to hear when `output` is below its mark again
     /// (`Core::drained`); looked at after each flush.
     pub(crate) notify_drained: bool,
-    /// Of the bytes in `output`, about how many this connection's own
-    /// packets put there (replies to it, its own messages routed back to
-    /// it), less what was written since: what a client that sends and never
-    /// reads makes the broker hold. Past a small limit its input pauses.
-    pub(crate) own_output: usize,
+    /// Of the bytes in `output`, about how many are replies (every packet
+    /// but PUBLISH), less what was written since: what a client that sends
+    /// and never reads makes the broker hold. Past a small limit its input
+    /// pauses (`REPLIES_LIMIT`).
+    pub(crate) replies: usize,
     /// The largest capacity each buffer had since it was last freed: the
     /// size of what it holds on to. `capacity()` alone cannot tell, as it
     /// shrinks when written bytes are advanced past.
@@ -119,7 +119,7 @@ impl Connection {
             connecting: false,
             interest: Interest::READABLE,
             notify_drained: false,
-            own_output: 0,
+            replies: 0,
             input_alloc: 0,
             output_alloc: 0,
             max_read: max_request_size.saturating_add(MAX_HEADER).max(READ_CHUNK),
@@ -171,10 +171,16 @@ impl Connection {
         }
     }
 
-    /// Encodes `packet` onto the end of the output buffer.
+    /// Encodes `packet` onto the end of the output buffer; anything but a
+    /// PUBLISH counts as a reply.
     pub(crate) fn queue(&mut self, packet: &Packet) {
+        let before = self.output.len();
         self.output.reserve(encoded_len(packet));
         encode(packet, &mut self.output);
+        if !matches!(packet, Packet::Publish(_)) {
+            let added = self.output.len().saturating_sub(before);
+            self.replies = self.replies.saturating_add(added);
+        }
     }
 
     /// Notes what the output buffer holds on to after something was
@@ -226,10 +232,10 @@ impl Connection {
         let before = self.output.len();
         let written = write_from(&mut self.stream, &mut self.output);
         let gone = before.saturating_sub(self.output.len());
-        // Written bytes are counted against the connection's own first: a
-        // client that reads at all soon owes nothing, one that never reads
-        // keeps what it caused.
-        self.own_output = self.own_output.saturating_sub(gone).min(self.output.len());
+        // Written bytes are counted against the replies first: a client that
+        // reads at all soon owes nothing, one that never reads keeps what
+        // it caused.
+        self.replies = self.replies.saturating_sub(gone).min(self.output.len());
         written?;
         self.stream.flush()
     }
@@ -498,12 +504,12 @@ mod tests {
     }
 
     #[test]
-    fn own_output_shrinks_as_it_is_written() {
+    fn replies_shrink_as_they_are_written() {
         let (mut conn, mut peer) = unix_pair();
         conn.output.extend_from_slice(&[0xD0, 0, 0xD0, 0]);
-        conn.own_output = 4;
+        conn.replies = 4;
         conn.flush().unwrap();
-        assert_eq!(conn.own_output, 0);
+        assert_eq!(conn.replies, 0);
         let mut got = [0u8; 4];
         peer.read_exact(&mut got).unwrap();
         assert_eq!(got, [0xD0, 0, 0xD0, 0]);

@@ -37,15 +37,19 @@ pub(crate) const READ_BUDGET: usize = 256 * 1024;
 /// stops reading from it: the room its own replies get.
 pub(crate) const PAUSE_INPUT_SLACK: usize = 1024 * 1024;
 
-/// How many bytes of a connection's output its own packets may account
-/// for (`Connection::own_output`: PINGRESPs, acks, its own messages routed
-/// back to it) before the loop stops reading from it. A client that sends
-/// and never reads holds the broker to this, not to the fan-out mark; one
-/// that reads pays back with every write. Small, because it also bounds
+/// How many bytes of replies may wait unwritten in a connection's output
+/// (`Connection::replies`: PINGRESP, the acknowledgements, SUBACK, every
+/// packet but PUBLISH, each the answer to one of its own packets) before
+/// the loop stops reading from it. A client that sends and never reads
+/// holds the broker to this, not to the fan-out mark; one that reads pays
+/// back with every write. PUBLISHes are bounded by marks of their own
+/// (QoS 0 dropped past 1 MiB, QoS 1 and 2 by the window) and do not count,
+/// so a subscriber whose acknowledgements free room for the next message
+/// is not paused for it. Small, because it also bounds
 /// the work one turn does for a client that sends tiny packets and never
 /// reads: 2048 PINGREQs answered per turn, not the 128 Ki of a full read
 /// budget, which kept everybody else waiting.
-pub(crate) const OWN_OUTPUT_LIMIT: usize = 4 * 1024;
+pub(crate) const REPLIES_LIMIT: usize = 4 * 1024;
 
 /// How many readiness events one poll returns at most; more simply wait for
 /// the next turn.
@@ -73,8 +77,8 @@ pub(crate) struct Limits {
     pub(crate) pause_input_at: usize,
     /// Connections open at once (`max_connections`); `None` for no limit.
     pub(crate) max_connections: Option<usize>,
-    /// See [`OWN_OUTPUT_LIMIT`].
-    pub(crate) own_output_limit: usize,
+    /// See [`REPLIES_LIMIT`].
+    pub(crate) replies_limit: usize,
 }
 
 impl Limits {
@@ -96,15 +100,15 @@ impl Limits {
                 .saturating_add(max_request_size)
                 .saturating_add(PAUSE_INPUT_SLACK),
             max_connections: None,
-            own_output_limit: OWN_OUTPUT_LIMIT,
+            replies_limit: REPLIES_LIMIT,
         }
     }
 }
 
-/// Whether input must pause: the output is past the fan-out mark, or what
-/// the connection's own packets put there is past its own limit.
+/// Whether input must pause: the output is past the fan-out mark, or the
+/// replies in it are past theirs.
 fn backed_up(limits: &Limits, conn: &Connection) -> bool {
-    conn.output.len() >= limits.pause_input_at || conn.own_output >= limits.own_output_limit
+    conn.output.len() >= limits.pause_input_at || conn.replies >= limits.replies_limit
 }
 
 /// The loop's whole state.
@@ -343,17 +347,12 @@ impl<C: Core> EventLoop<C> {
                 return false;
             }
             let id = conn.id;
-            let before = conn.output.len();
             // The borrow of `conn` ends with this call, which is what lets
             // the core write into every connection's output, this one's too.
             match conn.decoder.decode(&mut conn.input) {
                 Ok(Some(packet)) => {
                     let mut out = self.conns.outbox();
                     self.core.packet(id, packet, now, &mut out);
-                    if let Some(conn) = self.conns.live(id) {
-                        let added = conn.output.len().saturating_sub(before);
-                        conn.own_output = conn.own_output.saturating_add(added);
-                    }
                 }
                 Ok(None) => return true,
                 Err(e) => {
