@@ -70,6 +70,10 @@ pub enum Pushed {
     Send(PacketId),
     /// The window is full (or the client is offline): it waits in the queue.
     Queued,
+    /// It took a place in the window, but messages before it are waiting
+    /// for the connection's output to drain: it goes out after them, from
+    /// [`Session::send_waiting`], so the order is kept ([MQTT-4.6.0-2]).
+    Waiting,
     /// The queue is full: the message was dropped.
     Dropped,
 }
@@ -106,6 +110,13 @@ struct Sent {
     state: Inflight,
     /// When its PUBLISH (or PUBREL) was last sent, in broker time.
     at: Duration,
+    /// It has a place in the window but is not written to the current
+    /// connection yet: the connection's output was backed up (see
+    /// [`Session::send_waiting`]).
+    waiting: bool,
+    /// Its PUBLISH was written to some connection before, so the next
+    /// copy carries DUP ([MQTT-3.3.1-1]).
+    written: bool,
 }
 
 /// A message waiting in the queue.
@@ -162,6 +173,8 @@ pub struct Session {
     /// new run started is taken as its start, which can only give a
     /// session more time, never less).
     pub offline_since: Option<Duration>,
+    /// Inflight entries with `waiting` set.
+    waiting: usize,
 }
 
 impl Session {
@@ -184,6 +197,7 @@ impl Session {
             dropped: 0,
             stored_bytes: 0,
             offline_since: None,
+            waiting: 0,
         }
     }
 
@@ -218,7 +232,11 @@ impl Session {
     pub fn push(&mut self, message: Message, online: bool, now: Duration, seq: u64) -> Pushed {
         if online && self.queue.is_empty() && self.window_has_room() {
             self.stored_bytes = self.stored_bytes.saturating_add(message.stored_size());
-            return Pushed::Send(self.start_inflight(message, now));
+            if self.waiting > 0 {
+                self.start_inflight(message, now, true);
+                return Pushed::Waiting;
+            }
+            return Pushed::Send(self.start_inflight(message, now, false));
         }
         if self.queue.len() >= self.max_queued {
             self.dropped += 1;
@@ -231,14 +249,19 @@ impl Session {
 
     /// Moves queued messages into the inflight window while it has room,
     /// returning each with the id to send it under (at `now`), in queue
-    /// order.
+    /// order. While messages in the window wait ([`Session::send_waiting`]),
+    /// the new ones wait behind them and none is returned.
     pub fn fill_window(&mut self, now: Duration) -> Vec<(PacketId, Message)> {
         let mut ready = Vec::new();
         while self.window_has_room() {
             let Some(queued) = self.queue.pop_front() else {
                 break;
             };
-            let id = self.start_inflight(queued.message.clone(), now);
+            if self.waiting > 0 {
+                self.start_inflight(queued.message, now, true);
+                continue;
+            }
+            let id = self.start_inflight(queued.message.clone(), now, false);
             ready.push((id, queued.message));
         }
         ready
@@ -264,6 +287,11 @@ impl Session {
                 sent.state = Inflight::AwaitingPubcomp;
             }
             Inflight::AwaitingPubcomp => {}
+        }
+        // The PUBREL goes out now, as the answer: nothing is left to wait.
+        if sent.waiting {
+            sent.waiting = false;
+            self.waiting = self.waiting.saturating_sub(1);
         }
         sent.at = now;
         Ack::Done
@@ -305,6 +333,81 @@ impl Session {
         }
     }
 
+    /// Every inflight message is to be written again, to a connection that
+    /// just took the session: each waits, in its order, for
+    /// [`Session::send_waiting`] ([MQTT-4.4.0-1]).
+    pub fn wait_all(&mut self) {
+        for sent in self.inflight.iter_mut() {
+            sent.waiting = true;
+        }
+        self.waiting = self.inflight.len();
+    }
+
+    /// Moves queued messages into the window while it has room, each one
+    /// waiting to be written ([`Session::send_waiting`]): on reconnect,
+    /// behind the window's own resends.
+    pub fn queue_to_window(&mut self, now: Duration) {
+        while self.window_has_room() {
+            let Some(queued) = self.queue.pop_front() else {
+                break;
+            };
+            self.start_inflight(queued.message, now, true);
+        }
+    }
+
+    /// Whether some inflight message waits to be written.
+    pub fn has_waiting(&self) -> bool {
+        self.waiting > 0
+    }
+
+    /// Hands the waiting messages to `send`, oldest first, until it
+    /// returns false (the connection's output is full: that one and the
+    /// rest keep waiting) or none is left. `send` gets the id, the state
+    /// (a PUBLISH to write, or a PUBREL) and whether the PUBLISH carries
+    /// DUP (it was written before); each one it takes counts as sent at
+    /// `now`. Returns how many it took.
+    pub fn send_waiting(
+        &mut self,
+        now: Duration,
+        mut send: impl FnMut(PacketId, &Inflight, bool) -> bool,
+    ) -> usize {
+        let mut taken = 0;
+        if self.waiting == 0 {
+            return taken;
+        }
+        for sent in self.inflight.iter_mut() {
+            if !sent.waiting {
+                continue;
+            }
+            if !send(sent.id, &sent.state, sent.written) {
+                break;
+            }
+            sent.waiting = false;
+            sent.written = true;
+            sent.at = now;
+            taken += 1;
+        }
+        self.waiting = self.waiting.saturating_sub(taken);
+        taken
+    }
+
+    /// Marks the inflight messages last sent `interval` or more before
+    /// `now` as waiting to be written again ([`Session::send_waiting`]);
+    /// returns how many. What already waits is not overdue: it has not
+    /// been written to this connection yet.
+    pub fn mark_overdue(&mut self, now: Duration, interval: Duration) -> usize {
+        let mut marked = 0;
+        for sent in self.inflight.iter_mut() {
+            let overdue = sent.at.checked_add(interval).is_some_and(|at| at <= now);
+            if overdue && !sent.waiting {
+                sent.waiting = true;
+                marked += 1;
+            }
+        }
+        self.waiting = self.waiting.saturating_add(marked);
+        marked
+    }
+
     /// The inflight messages last sent `interval` or more before `now`, in
     /// the order first sent, each marked as sent again at `now`. At most the
     /// inflight window, and each message at most once per `interval`: what
@@ -313,7 +416,7 @@ impl Session {
         let mut due = Vec::new();
         for sent in self.inflight.iter_mut() {
             let overdue = sent.at.checked_add(interval).is_some_and(|at| at <= now);
-            if !overdue {
+            if !overdue || sent.waiting {
                 continue;
             }
             sent.at = now;
@@ -328,9 +431,14 @@ impl Session {
     }
 
     /// When (in broker time) the next inflight message becomes overdue, if
-    /// any is in flight.
+    /// any is in flight and written (a waiting one is not on the wire yet).
     pub fn next_overdue(&self, interval: Duration) -> Option<Duration> {
-        let oldest = self.inflight.iter().map(|sent| sent.at).min()?;
+        let oldest = self
+            .inflight
+            .iter()
+            .filter(|sent| !sent.waiting)
+            .map(|sent| sent.at)
+            .min()?;
         oldest.checked_add(interval)
     }
 
@@ -400,6 +508,7 @@ impl Session {
             None => true,
         });
         self.stored_bytes = self.stored_bytes.saturating_sub(freed);
+        self.waiting = self.inflight.iter().filter(|sent| sent.waiting).count();
         before - (self.queue.len() + self.inflight.len())
     }
 
@@ -407,13 +516,22 @@ impl Session {
         self.inflight.len() < self.max_inflight
     }
 
-    fn start_inflight(&mut self, message: Message, now: Duration) -> PacketId {
+    /// Gives `message` a place in the window; `waiting` when it must not
+    /// be written yet.
+    fn start_inflight(&mut self, message: Message, now: Duration, waiting: bool) -> PacketId {
         let id = self.allocate_id();
         let state = match message.qos {
             QoS::ExactlyOnce => Inflight::AwaitingPubrec(message),
             _ => Inflight::AwaitingPuback(message),
         };
-        self.inflight.push_back(Sent { id, state, at: now });
+        self.inflight.push_back(Sent {
+            id,
+            state,
+            at: now,
+            waiting,
+            written: !waiting,
+        });
+        self.waiting += usize::from(waiting);
         id
     }
 
@@ -442,6 +560,9 @@ impl Session {
             return Ack::Mismatch;
         }
         if let Some(removed) = self.inflight.remove(index) {
+            if removed.waiting {
+                self.waiting = self.waiting.saturating_sub(1);
+            }
             if let Some(message) = removed.state.message() {
                 self.stored_bytes = self.stored_bytes.saturating_sub(message.stored_size());
             }

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use sol::broker::{Broker, CloseReason, ConnId, Outbox};
+use sol::broker::{Broker, CloseReason, ConnId, Outbox, QOS0_OUTPUT_LIMIT};
 use sol::cli::parse_args;
 use sol::config::Config;
 use sol::protocol::{encode, encoded_len, DecodeError, Decoder, Packet, TopicFilter, TopicName};
@@ -169,6 +169,9 @@ struct Peer {
 /// The harness's side of the [`Outbox`]: checks everything the core sends.
 struct Net {
     peers: Vec<Peer>,
+    /// Connections the core asked to hear of once drained
+    /// ([`Outbox::notify_when_drained`]).
+    drain_wanted: Vec<ConnId>,
 }
 
 impl Net {
@@ -232,6 +235,12 @@ impl Outbox for Net {
     fn close(&mut self, conn: ConnId) {
         if let Some(peer) = self.peer(conn) {
             peer.closing = true;
+        }
+    }
+
+    fn notify_when_drained(&mut self, conn: ConnId) {
+        if !self.drain_wanted.contains(&conn) {
+            self.drain_wanted.push(conn);
         }
     }
 }
@@ -298,7 +307,10 @@ pub fn session(data: &[u8]) {
         ..Config::default()
     };
     let mut broker = Broker::new(&config, now);
-    let mut net = Net { peers: Vec::new() };
+    let mut net = Net {
+        peers: Vec::new(),
+        drain_wanted: Vec::new(),
+    };
     let mut serial = 0u64;
     let mut ops = Ops { data };
     while let Some(op) = ops.byte() {
@@ -366,6 +378,17 @@ pub fn session(data: &[u8]) {
         // removes the connections the core closed.
         broker.tick(now, &mut net);
         net.peers.retain(|p| !p.closing);
+        // As the loop does after its flush: the connections the core asked
+        // about that are below the mark hear that they drained.
+        let asked = std::mem::take(&mut net.drain_wanted);
+        for id in asked {
+            let live = net.peers.iter().any(|p| p.id == id);
+            if live && net.pending(id) < QOS0_OUTPUT_LIMIT {
+                broker.drained(id, now, &mut net);
+            } else if live {
+                net.drain_wanted.push(id);
+            }
+        }
         assert_eq!(
             broker.connection_count(),
             net.peers.len(),

@@ -12,7 +12,7 @@ use log::info;
 use super::{Broker, ClientState, ConnId, Connected, Ending, Lines, Outbox, Timer};
 use crate::logtext::shown;
 use crate::protocol::{Connack, Connect, ConnectReturnCode, Packet, Protocol};
-use crate::session::{Inflight, Session};
+use crate::session::Session;
 
 /// MQTT 3.1 limited client ids to 23 bytes; mosquitto still enforces that
 /// for 3.1 clients. MQTT 3.1.1 lets the server accept longer ids, and we do.
@@ -237,25 +237,21 @@ impl Broker {
     /// A persistent session came back: resend every unacknowledged message
     /// with DUP set, and every unanswered PUBREL, in their original order
     /// ([MQTT-4.4.0-1]); then let the queue flow into the window.
+    ///
+    /// Nothing is written yet: every message of the window waits, and goes
+    /// out from [`Broker::drained`] once the network layer has flushed the
+    /// CONNACK (`drain.rs`), a mark's worth at a time. A connection taken
+    /// over again in the same turn (a takeover storm) is closed by then
+    /// and gets none of it.
     fn resume(&mut self, conn: ConnId, session: usize, now: Instant, out: &mut dyn Outbox) {
+        let time = self.broker_time(now);
         let Some(slot) = self.sessions.get_mut(session) else {
             return;
         };
-        let mut resent = 0;
-        for (id, state) in slot.session.inflight() {
-            let packet = match state {
-                Inflight::AwaitingPuback(message) | Inflight::AwaitingPubrec(message) => {
-                    resent += 1;
-                    Packet::Publish(message.to_publish(Some(id), true))
-                }
-                Inflight::AwaitingPubcomp => Packet::Pubrel(id),
-            };
-            out.send(conn, &packet);
+        slot.session.wait_all();
+        slot.session.queue_to_window(time);
+        if slot.session.has_waiting() {
+            out.notify_when_drained(conn);
         }
-        slot.session
-            .resent(now.saturating_duration_since(self.epoch));
-        super::retry::arm(&mut self.timers, slot, now, self.epoch, &self.settings);
-        self.stats.messages_sent += resent;
-        self.flush_queue(conn, session, now, out);
     }
 }

@@ -19,7 +19,8 @@
 //! messages and their order and size). The
 //! handlers live one idea per file: `connect.rs` (CONNECT, sessions,
 //! takeover), `publish.rs` (PUBLISH, the QoS handshakes, routing, retained
-//! messages) and `subscribe.rs` (SUBSCRIBE and UNSUBSCRIBE). The periodic
+//! messages), `subscribe.rs` (SUBSCRIBE and UNSUBSCRIBE) and `drain.rs`
+//! (resends written as a connection's output drains, [`Broker::drained`]). The periodic
 //! housekeeping on the same timer wheel has its own files: `stats.rs`
 //! (`$SOL/broker/` statistics), `memory.rs` (`max_memory`), `retry.rs`
 //! (resending overdue QoS 1 and 2 messages), `expiry.rs`
@@ -30,6 +31,7 @@
 
 mod clients;
 mod connect;
+mod drain;
 mod expiry;
 mod guard;
 mod log_limits;
@@ -45,6 +47,8 @@ mod subscribe;
 mod test_support;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_drain;
 #[cfg(test)]
 mod tests_expiry;
 #[cfg(test)]
@@ -147,6 +151,18 @@ pub trait Outbox {
     /// order of packets on one connection never changes. An outbox that
     /// writes nothing itself (a test's) has nothing to reorder.
     fn write_after_others(&mut self, conn: ConnId) {
+        let _ = conn;
+    }
+    /// Asks to hear, through [`Broker::drained`] (the network layer's
+    /// `Core::drained`), once the output of `conn` is below
+    /// [`QOS0_OUTPUT_LIMIT`] after a write. Asked when the core holds back
+    /// output because the connection is backed up (resends that wait in
+    /// its window, `drain.rs`). One notification per call: the core asks
+    /// again if it stops at the mark again. Cheap enough for every
+    /// delivery: a flag on the connection, looked at after its flush. An
+    /// outbox that writes nothing (a test's) is never drained by itself;
+    /// its test calls `drained`.
+    fn notify_when_drained(&mut self, conn: ConnId) {
         let _ = conn;
     }
 }

@@ -307,6 +307,8 @@ impl Broker {
             out.send(conn, &Packet::Publish(message.to_publish(Some(id), false)));
             self.stats.messages_sent += 1;
         }
+        // What `fill_window` put behind waiting messages.
+        self.send_waiting(conn, session, now, out);
     }
 }
 
@@ -447,7 +449,9 @@ pub(super) fn deliver_with(
             }
             Delivery::Sent
         }
-        Pushed::Queued => Delivery::Queued,
+        // Behind messages that wait for the output to drain: it goes out
+        // with them, and counts as sent then.
+        Pushed::Queued | Pushed::Waiting => Delivery::Queued,
         Pushed::Dropped => {
             stats.messages_dropped += 1;
             Delivery::Dropped

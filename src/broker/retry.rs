@@ -22,7 +22,9 @@
 //! and each message at most once per `retry_interval`. Nothing is resent
 //! while the connection's output buffer still holds bytes: the overdue
 //! message may be sitting there unwritten, and a copy behind it would only
-//! make a client that does not read cost more memory.
+//! make a client that does not read cost more memory. What is resent is
+//! written as the output drains (`drain.rs`): a fire adds at most the
+//! output mark's worth, whatever the window holds.
 //!
 //! Explained in docs/13-housekeeping.md.
 
@@ -31,8 +33,6 @@ use std::time::{Duration, Instant};
 use log::debug;
 
 use super::{Broker, ClientState, ConnId, Outbox, SessionSlot, Settings, Timer};
-use crate::protocol::Packet;
-use crate::session::Resend;
 use crate::timer::TimerWheel;
 
 /// How soon a connection whose output was backed up is looked at again.
@@ -96,22 +96,21 @@ impl Broker {
         }
         let due = slot
             .session
-            .take_overdue(now.saturating_duration_since(self.epoch), interval);
-        for resend in &due {
-            match resend {
-                Resend::Publish(id, message) => {
-                    out.send(conn, &Packet::Publish(message.to_publish(Some(*id), true)));
-                    self.stats.messages_sent += 1;
-                }
-                Resend::Pubrel(id) => out.send(conn, &Packet::Pubrel(*id)),
-            }
-        }
-        if !due.is_empty() {
+            .mark_overdue(now.saturating_duration_since(self.epoch), interval);
+        if due > 0 {
             debug!(
-                "Resent {} unacknowledged packet(s) to {}.",
-                due.len(),
+                "Resending {due} unacknowledged packet(s) to {}.",
                 crate::logtext::shown(&slot.session.client_id)
             );
+            // Written while the output is below the mark, the rest as it
+            // drains (`drain.rs`).
+            self.send_waiting(conn, key, now, out);
+        }
+        let Some(slot) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if slot.retry.is_some() {
+            return;
         }
         // Everything left in flight was sent less than an interval ago, so
         // this is in the future.

@@ -9,7 +9,9 @@ use bytes::BytesMut;
 
 use super::{Broker, CloseReason, ConnId, Outbox, Traffic};
 use crate::config::Config;
-use crate::protocol::{encode, Connack, Connect, ConnectReturnCode, Decoder, Packet, PacketId};
+use crate::protocol::{
+    encode, encoded_len, Connack, Connect, ConnectReturnCode, Decoder, Packet, PacketId,
+};
 
 /// Records what the core sends and closes; `pending` and `traffic` are what
 /// the test says the network holds.
@@ -21,10 +23,19 @@ pub(super) struct Recorder {
     pub(super) traffic: Traffic,
     /// Packets that came through [`Outbox::send_bytes`]: already encoded.
     pub(super) sent_as_bytes: usize,
+    /// Connections the core asked to hear of once drained
+    /// ([`Outbox::notify_when_drained`]), in the order asked.
+    pub(super) drain_wanted: Vec<ConnId>,
+    /// `pending` grows by what each send encodes to, as it would for a
+    /// socket that takes nothing; the test drains it by hand.
+    pub(super) count_pending: bool,
 }
 
 impl Outbox for Recorder {
     fn send(&mut self, conn: ConnId, packet: &Packet) {
+        if self.count_pending {
+            *self.pending.entry(conn).or_default() += encoded_len(packet);
+        }
         self.sent.entry(conn).or_default().push(packet.clone());
     }
     /// Decodes the bytes with sol's own client-side decoder, as a
@@ -55,6 +66,9 @@ impl Outbox for Recorder {
     }
     fn traffic(&self) -> Traffic {
         self.traffic
+    }
+    fn notify_when_drained(&mut self, conn: ConnId) {
+        self.drain_wanted.push(conn);
     }
 }
 
@@ -97,6 +111,21 @@ impl Harness {
 
     pub(super) fn send(&mut self, conn: ConnId, packet: Packet) {
         self.broker.packet(conn, packet, self.now, &mut self.out);
+        self.flushed();
+    }
+
+    /// What the network layer does after its flush: each connection the
+    /// core asked about whose `pending` is below the mark hears that it
+    /// drained; the others stay asked for.
+    pub(super) fn flushed(&mut self) {
+        let asked = std::mem::take(&mut self.out.drain_wanted);
+        for conn in asked {
+            if self.out.pending(conn) < super::QOS0_OUTPUT_LIMIT {
+                self.broker.drained(conn, self.now, &mut self.out);
+            } else {
+                self.out.drain_wanted.push(conn);
+            }
+        }
     }
 
     pub(super) fn take(&mut self, conn: ConnId) -> Vec<Packet> {
@@ -131,6 +160,7 @@ impl Harness {
     pub(super) fn advance(&mut self, by: Duration) {
         self.now += by;
         self.broker.tick(self.now, &mut self.out);
+        self.flushed();
     }
 
     pub(super) fn is_closed(&self, conn: ConnId) -> bool {

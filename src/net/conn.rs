@@ -74,6 +74,19 @@ pub(crate) struct Connection {
     pub(crate) connecting: bool,
     /// What the socket is registered for right now.
     pub(crate) interest: Interest,
+    /// The core asked to hear when `output` is below its mark again
+    /// (`Core::drained`); looked at after each flush.
+    pub(crate) notify_drained: bool,
+    /// Of the bytes in `output`, about how many are replies (every packet
+    /// but PUBLISH), less what was written since: what a client that sends
+    /// and never reads makes the broker hold. Past a small limit its input
+    /// pauses (`REPLIES_LIMIT`).
+    pub(crate) replies: usize,
+    /// The largest capacity each buffer had since it was last freed: the
+    /// size of what it holds on to. `capacity()` alone cannot tell, as it
+    /// shrinks when written bytes are advanced past.
+    input_alloc: usize,
+    output_alloc: usize,
     /// The most one read asks for: a whole packet of the largest size allowed.
     max_read: usize,
     /// Its place among its listener's clients; `None` for a dialled one.
@@ -108,6 +121,10 @@ impl Connection {
             throttled: false,
             connecting: false,
             interest: Interest::READABLE,
+            notify_drained: false,
+            replies: 0,
+            input_alloc: 0,
+            output_alloc: 0,
             max_read: max_request_size.saturating_add(MAX_HEADER).max(READ_CHUNK),
             seat: None,
         }
@@ -138,6 +155,7 @@ impl Connection {
             .min(budget)
             .min(SCRATCH_SIZE);
         let n = read_into(&mut self.stream, &mut self.input, want)?;
+        self.input_alloc = self.input_alloc.max(self.input.capacity());
         if n > 0 && n < want && self.stream.short_read_drains() && !self.read_to_end {
             self.readable = false;
         }
@@ -157,10 +175,22 @@ impl Connection {
         }
     }
 
-    /// Encodes `packet` onto the end of the output buffer.
+    /// Encodes `packet` onto the end of the output buffer; anything but a
+    /// PUBLISH counts as a reply.
     pub(crate) fn queue(&mut self, packet: &Packet) {
+        let before = self.output.len();
         self.output.reserve(encoded_len(packet));
         encode(packet, &mut self.output);
+        if !matches!(packet, Packet::Publish(_)) {
+            let added = self.output.len().saturating_sub(before);
+            self.replies = self.replies.saturating_add(added);
+        }
+    }
+
+    /// Notes what the output buffer holds on to after something was
+    /// appended to it.
+    pub(crate) fn output_grew(&mut self) {
+        self.output_alloc = self.output_alloc.max(self.output.capacity());
     }
 
     /// Puts the connection in `dirty` unless it is there already.
@@ -203,7 +233,14 @@ impl Connection {
     /// Writes queued output until it is all gone or the socket is full,
     /// then what the transport itself holds (TLS records).
     pub(crate) fn flush(&mut self) -> io::Result<()> {
-        write_from(&mut self.stream, &mut self.output)?;
+        let before = self.output.len();
+        let written = write_from(&mut self.stream, &mut self.output);
+        let gone = before.saturating_sub(self.output.len());
+        // Written bytes are counted against the replies first: a client that
+        // reads at all soon owes nothing, one that never reads keeps what
+        // it caused.
+        self.replies = self.replies.saturating_sub(gone).min(self.output.len());
+        written?;
         self.stream.flush()
     }
 
@@ -219,11 +256,11 @@ impl Connection {
     }
 
     pub(crate) fn release_input(&mut self) {
-        release_if_idle(&mut self.input);
+        release_if_idle(&mut self.input, &mut self.input_alloc);
     }
 
     pub(crate) fn release_output(&mut self) {
-        release_if_idle(&mut self.output);
+        release_if_idle(&mut self.output, &mut self.output_alloc);
     }
 }
 
@@ -238,10 +275,16 @@ const KEEP_FROM: usize = 256;
 const KEEP_UP_TO: usize = 4 * 1024;
 
 /// Frees an empty buffer unless it is one a busy connection reuses.
-pub(crate) fn release_if_idle(buf: &mut BytesMut) {
-    let reused = (KEEP_FROM..=KEEP_UP_TO).contains(&buf.capacity());
-    if buf.is_empty() && buf.capacity() > 0 && !reused {
+/// `alloc` is the largest capacity the buffer had since it was last freed
+/// (at least what it holds on to), and goes back to 0 with it: once a
+/// write or a decode has advanced past every byte, `capacity()` says 0 or
+/// some small rest, however big the allocation behind it.
+pub(crate) fn release_if_idle(buf: &mut BytesMut, alloc: &mut usize) {
+    let held = (*alloc).max(buf.capacity());
+    let reused = (KEEP_FROM..=KEEP_UP_TO).contains(&held);
+    if buf.is_empty() && held > 0 && !reused {
         *buf = BytesMut::new();
+        *alloc = 0;
     }
 }
 
@@ -418,24 +461,61 @@ mod tests {
         assert_eq!(conn.read_chunk(1024).unwrap(), 0);
     }
 
+    /// Frees as `release_if_idle` does, with the allocation counted from
+    /// the buffer as it is.
+    fn release(buf: &mut BytesMut) {
+        let mut alloc = buf.capacity();
+        release_if_idle(buf, &mut alloc);
+    }
+
     #[test]
     fn empty_buffers_are_released_unless_mid_sized() {
         let mut big = BytesMut::with_capacity(64 * 1024);
-        release_if_idle(&mut big);
+        release(&mut big);
         assert_eq!(big.capacity(), 0);
 
         let mut small = BytesMut::with_capacity(32);
-        release_if_idle(&mut small);
+        release(&mut small);
         assert_eq!(small.capacity(), 0, "what a handshake left is freed");
 
         let mut mid = BytesMut::with_capacity(1024);
-        release_if_idle(&mut mid);
+        release(&mut mid);
         assert!(mid.capacity() >= 1024, "a busy connection's buffer is kept");
 
         let mut busy = BytesMut::with_capacity(64 * 1024);
         busy.extend_from_slice(b"pending");
-        release_if_idle(&mut busy);
+        release(&mut busy);
         assert!(busy.capacity() >= 64 * 1024);
         assert_eq!(&busy[..], b"pending");
+    }
+
+    #[test]
+    fn a_big_buffer_written_to_the_last_byte_is_freed() {
+        // What a 1 MB message leaves once written: `advance` took every
+        // byte, and `capacity()` says 0 or a rest in the kept range.
+        for rest in [0, 1024] {
+            let mut buf = BytesMut::with_capacity(1 << 20);
+            let mut alloc = buf.capacity();
+            let len = buf.capacity() - rest;
+            buf.resize(len, 7);
+            buf.advance(len);
+            assert!(buf.is_empty());
+            assert!(buf.capacity() <= rest);
+            release_if_idle(&mut buf, &mut alloc);
+            assert_eq!(buf.capacity(), 0, "with {rest} bytes left over");
+            assert_eq!(alloc, 0);
+        }
+    }
+
+    #[test]
+    fn replies_shrink_as_they_are_written() {
+        let (mut conn, mut peer) = unix_pair();
+        conn.output.extend_from_slice(&[0xD0, 0, 0xD0, 0]);
+        conn.replies = 4;
+        conn.flush().unwrap();
+        assert_eq!(conn.replies, 0);
+        let mut got = [0u8; 4];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(got, [0xD0, 0, 0xD0, 0]);
     }
 }

@@ -41,6 +41,22 @@ pub(crate) trait Core {
     /// The server is stopping: every connection is about to be closed with
     /// [`CloseReason::Shutdown`]. The place to log a summary.
     fn shutdown(&mut self, _now: Instant, _out: &mut dyn Outbox) {}
+    /// The output of `conn` is below [`QOS0_OUTPUT_LIMIT`](crate::broker::QOS0_OUTPUT_LIMIT) after a write,
+    /// and the core asked to hear of it with
+    /// [`Outbox::notify_when_drained`]: the place to send what it held
+    /// back while the connection was backed up.
+    ///
+    /// When: at the end of a turn, right after the flush that took the
+    /// output below the mark (a write the socket's `WRITABLE` event
+    /// allowed, or the turn's own flush), once per request. What the core
+    /// sends from here is flushed in the same turn, and if it fills the
+    /// output past the mark again the core asks again; a socket that takes
+    /// nothing brings no call. Never for a connection that is closing or
+    /// gone. The check is a flag on the connection looked at after its
+    /// flush: no allocation and no walk over other connections, so any
+    /// work the core resumes per connection (resends, retained messages
+    /// delivered in slices) can hang on it.
+    fn drained(&mut self, _conn: ConnId, _now: Instant, _out: &mut dyn Outbox) {}
 }
 
 impl Core for Broker {
@@ -67,5 +83,8 @@ impl Core for Broker {
     }
     fn shutdown(&mut self, now: Instant, out: &mut dyn Outbox) {
         Broker::shutdown(self, now, out);
+    }
+    fn drained(&mut self, conn: ConnId, now: Instant, out: &mut dyn Outbox) {
+        Broker::drained(self, conn, now, out);
     }
 }

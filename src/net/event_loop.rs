@@ -20,6 +20,7 @@ use crate::broker::{CloseReason, ConnId, Outbox, TlsInfo, QOS0_OUTPUT_LIMIT};
 use crate::protocol::DecodeError;
 
 use super::accept::open_spare_fd;
+use super::conn::Connection;
 use super::connections::{flush_counted, Connections};
 use super::core::Core;
 use super::listener::Listener;
@@ -35,6 +36,20 @@ pub(crate) const READ_BUDGET: usize = 256 * 1024;
 /// fan-out alone can queue for it (see [`Limits::new`]) before the loop
 /// stops reading from it: the room its own replies get.
 pub(crate) const PAUSE_INPUT_SLACK: usize = 1024 * 1024;
+
+/// How many bytes of replies may wait unwritten in a connection's output
+/// (`Connection::replies`: PINGRESP, the acknowledgements, SUBACK, every
+/// packet but PUBLISH, each the answer to one of its own packets) before
+/// the loop stops reading from it. A client that sends and never reads
+/// holds the broker to this, not to the fan-out mark; one that reads pays
+/// back with every write. PUBLISHes are bounded by marks of their own
+/// (QoS 0 dropped past 1 MiB, QoS 1 and 2 by the window) and do not count,
+/// so a subscriber whose acknowledgements free room for the next message
+/// is not paused for it. Small, because it also bounds
+/// the work one turn does for a client that sends tiny packets and never
+/// reads: 2048 PINGREQs answered per turn, not the 128 Ki of a full read
+/// budget, which kept everybody else waiting.
+pub(crate) const REPLIES_LIMIT: usize = 4 * 1024;
 
 /// How many readiness events one poll returns at most; more simply wait for
 /// the next turn.
@@ -62,6 +77,8 @@ pub(crate) struct Limits {
     pub(crate) pause_input_at: usize,
     /// Connections open at once (`max_connections`); `None` for no limit.
     pub(crate) max_connections: Option<usize>,
+    /// See [`REPLIES_LIMIT`].
+    pub(crate) replies_limit: usize,
 }
 
 impl Limits {
@@ -83,8 +100,15 @@ impl Limits {
                 .saturating_add(max_request_size)
                 .saturating_add(PAUSE_INPUT_SLACK),
             max_connections: None,
+            replies_limit: REPLIES_LIMIT,
         }
     }
+}
+
+/// Whether input must pause: the output is past the fan-out mark, or the
+/// replies in it are past theirs.
+fn backed_up(limits: &Limits, conn: &Connection) -> bool {
+    conn.output.len() >= limits.pause_input_at || conn.replies >= limits.replies_limit
 }
 
 /// The loop's whole state.
@@ -324,7 +348,7 @@ impl<C: Core> EventLoop<C> {
             if conn.closing {
                 return false;
             }
-            if conn.output.len() >= self.limits.pause_input_at {
+            if backed_up(&self.limits, conn) {
                 debug!("connection {key}: input paused, output above high water");
                 conn.throttled = true;
                 return false;
@@ -424,8 +448,10 @@ impl<C: Core> EventLoop<C> {
                 self.lost(id.key, CloseReason::Io(e), now);
                 continue;
             }
-            if let Err(e) = self.update_interest(id.key) {
-                self.lost(id.key, CloseReason::Io(e), now);
+            match self.update_interest(id.key) {
+                Ok(true) => self.core.drained(id, now, &mut self.conns.outbox()),
+                Ok(false) => {}
+                Err(e) => self.lost(id.key, CloseReason::Io(e), now),
             }
         }
         self.conns.dirty.clear();
@@ -433,10 +459,15 @@ impl<C: Core> EventLoop<C> {
 
     /// After a flush: asks for `WRITABLE` only while output is left, lifts
     /// the input throttle once output is below the mark, frees idle buffers.
-    fn update_interest(&mut self, key: usize) -> io::Result<()> {
+    /// Returns whether the core is to hear that the connection drained
+    /// (`Core::drained`): it asked, and the output is below its mark. The
+    /// call is the caller's, after this borrow of the connection ends; what
+    /// it queues marks the connection dirty again, and the flush loop
+    /// writes it this turn.
+    fn update_interest(&mut self, key: usize) -> io::Result<bool> {
         let conns = &mut self.conns;
         let Some(conn) = conns.slab.get_mut(key) else {
-            return Ok(());
+            return Ok(false);
         };
         let wanted = conn.wanted_interest();
         if wanted != conn.interest {
@@ -445,13 +476,17 @@ impl<C: Core> EventLoop<C> {
                 .reregister(&mut conn.stream, Token(key), wanted)?;
             conn.interest = wanted;
         }
-        if conn.throttled && conn.output.len() < self.limits.pause_input_at {
+        if conn.throttled && !backed_up(&self.limits, conn) {
             debug!("connection {key}: input resumed");
             conn.throttled = false;
             conn.mark_ready(&mut self.ready);
         }
         conn.release_output();
-        Ok(())
+        let drained = conn.notify_drained && conn.output.len() < QOS0_OUTPUT_LIMIT;
+        if drained {
+            conn.notify_drained = false;
+        }
+        Ok(drained)
     }
 
     // ----- signals and reloading

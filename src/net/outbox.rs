@@ -44,6 +44,7 @@ impl NetOutbox<'_> {
         }
         let before = c.output.len();
         append(c);
+        c.output_grew();
         let added = c.output.len().saturating_sub(before);
         conns.traffic.output_buffered = conns.traffic.output_buffered.saturating_add(added);
         c.mark_dirty(&mut conns.dirty);
@@ -92,6 +93,19 @@ impl Outbox for NetOutbox<'_> {
         }
         if let Some(c) = conns.slab.get_mut(conn.key).filter(|c| c.id == conn) {
             c.mark_dirty_last(&mut conns.dirty);
+        }
+    }
+
+    /// A flag the loop looks at after the connection's flush
+    /// (`EventLoop::flush_dirty`). Nothing is marked dirty: the core asks
+    /// when the output is past the mark, so a flush is due anyway (this
+    /// turn's, or the one the socket's `WRITABLE` event brings), and a
+    /// core that asked with nothing queued cannot make the loop spin.
+    fn notify_when_drained(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.live(conn) {
+            if !c.closing {
+                c.notify_drained = true;
+            }
         }
     }
 }

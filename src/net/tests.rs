@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::core::Core;
 use super::event_loop::Limits;
 use super::{Server, ServerHandle};
-use crate::broker::{CloseReason, ConnId, Outbox, PeerInfo};
+use crate::broker::{CloseReason, ConnId, Outbox, PeerInfo, QOS0_OUTPUT_LIMIT};
 use crate::config::Config;
 use crate::protocol::{Connack, ConnectReturnCode, Packet};
 
@@ -43,11 +43,38 @@ struct Script {
     /// Write down `established` calls, with the transport and whether TLS
     /// is on.
     note_established: bool,
+    /// After CONNECT, send this many QoS 0 PUBLISHes of `stream_size`
+    /// payload bytes each (the n-th filled with byte n), only while the
+    /// output is below the mark, the rest from `drained`, as the broker
+    /// sends resends.
+    stream_count: u8,
+    stream_size: usize,
+    streamed: u8,
 }
 
 impl Script {
     fn note(&self, line: impl Into<String>) {
         self.log.lock().unwrap().push(line.into());
+    }
+
+    /// Sends the next streamed PUBLISHes up to the mark; asks to hear when
+    /// the output drains if some are left.
+    fn stream(&mut self, conn: ConnId, out: &mut dyn Outbox) {
+        while self.streamed < self.stream_count && out.pending(conn) < QOS0_OUTPUT_LIMIT {
+            let publish = Packet::Publish(crate::protocol::Publish {
+                dup: false,
+                qos: crate::protocol::QoS::AtMostOnce,
+                retain: false,
+                topic: crate::protocol::TopicName::new("t").unwrap(),
+                packet_id: None,
+                payload: bytes::Bytes::from(vec![self.streamed; self.stream_size]),
+            });
+            out.send(conn, &publish);
+            self.streamed += 1;
+        }
+        if self.streamed < self.stream_count {
+            out.notify_when_drained(conn);
+        }
     }
 }
 
@@ -77,6 +104,7 @@ impl Core for Script {
                     out.close(conn);
                 } else {
                     out.send(conn, &connack(ConnectReturnCode::Accepted));
+                    self.stream(conn, out);
                 }
             }
             Packet::Pingreq => {
@@ -126,6 +154,11 @@ impl Core for Script {
 
     fn reload(&mut self, _now: Instant, _out: &mut dyn Outbox) {
         self.note("reload");
+    }
+
+    fn drained(&mut self, conn: ConnId, _now: Instant, out: &mut dyn Outbox) {
+        self.note(format!("drained after {}", self.streamed));
+        self.stream(conn, out);
     }
 
     fn shutdown(&mut self, _now: Instant, out: &mut dyn Outbox) {

@@ -3,7 +3,7 @@
 //! serving everyone else; [`with_bystander`] wraps a test in one.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -14,6 +14,8 @@ use super::{unique_id, unique_topic, Mqtt, QoS, TestBroker, TIMEOUT};
 /// for each message to come back, over and over, until told to stop.
 pub struct Bystander {
     stop: Arc<AtomicBool>,
+    /// The slowest round trip so far, in microseconds.
+    slowest: Arc<AtomicU64>,
     /// The round trips made and the slowest of them.
     thread: Option<JoinHandle<Result<(u32, Duration), String>>>,
 }
@@ -31,6 +33,8 @@ impl Bystander {
         round_trip(&mut mqtt, &topic, 0).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
+        let slowest = Arc::new(AtomicU64::new(0));
+        let timed = slowest.clone();
         let thread = thread::spawn(move || {
             let mut seq = 1;
             let mut slowest = Duration::ZERO;
@@ -40,7 +44,10 @@ impl Bystander {
                 let last = stopping.load(Ordering::SeqCst);
                 let sent = Instant::now();
                 round_trip(&mut mqtt, &topic, seq)?;
-                slowest = slowest.max(sent.elapsed());
+                let took = sent.elapsed();
+                slowest = slowest.max(took);
+                let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+                timed.fetch_max(micros, Ordering::SeqCst);
                 seq += 1;
                 if last {
                     mqtt.disconnect();
@@ -51,8 +58,21 @@ impl Bystander {
         });
         Bystander {
             stop,
+            slowest,
             thread: Some(thread),
         }
+    }
+
+    /// The slowest round trip since [`Bystander::start`] returned, or since
+    /// the last [`Bystander::take_slowest`].
+    pub fn slowest(&self) -> Duration {
+        Duration::from_micros(self.slowest.load(Ordering::SeqCst))
+    }
+
+    /// [`Bystander::slowest`], and starts counting afresh: what a quiet
+    /// period measured, before an attack starts.
+    pub fn take_slowest(&self) -> Duration {
+        Duration::from_micros(self.slowest.swap(0, Ordering::SeqCst))
     }
 
     /// Stops after one more round trip and asserts every round trip worked.

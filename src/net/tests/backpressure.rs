@@ -1,5 +1,5 @@
-//! Read budgets, the input pause when output backs up, and the traffic
-//! counts.
+//! Read budgets, the input pause when output backs up, `Core::drained`,
+//! and the traffic counts.
 
 use super::*;
 
@@ -130,4 +130,52 @@ fn bytes_read_and_written_are_counted_for_the_core() {
     assert_eq!(read_n(&mut client, 2), PINGRESP);
     server.wait_for(&format!("traffic {} 6 0", connect.len() + 4), 1);
     server.stop();
+}
+
+#[test]
+fn the_core_hears_of_a_drained_output_and_what_it_sends_then_flows_in_order() {
+    // 12 x 300 KB: the core stops at the 1 MiB mark after 4, and sends
+    // the rest from `drained` as the client reads.
+    let script = Script {
+        stream_count: 12,
+        stream_size: 300_000,
+        ..Script::default()
+    };
+    let server = start(&tcp_config(), script);
+    let mut client = server.client();
+    client.write_all(&connect_bytes("stream")).unwrap();
+    assert_eq!(read_n(&mut client, 4), CONNACK_ACCEPTED);
+    for n in 0..12u8 {
+        let expected = publish_bytes(&vec![n; 300_000]);
+        let got = read_n(&mut client, expected.len());
+        assert!(got == expected, "PUBLISH {n} differs");
+    }
+    client.write_all(&PINGREQ).unwrap();
+    assert_eq!(read_n(&mut client, 2), PINGRESP);
+    let log = server.stop();
+    let drained: Vec<&String> = log.iter().filter(|l| l.starts_with("drained")).collect();
+    assert!(!drained.is_empty(), "{log:?}");
+    assert!(
+        drained.iter().all(|l| l.as_str() != "drained after 12"),
+        "no call once nothing was asked: {log:?}"
+    );
+}
+
+#[test]
+fn a_client_that_reads_nothing_brings_no_drained_call() {
+    let script = Script {
+        stream_count: 40,
+        stream_size: 300_000,
+        ..Script::default()
+    };
+    let server = start(&tcp_config(), script);
+    let mut client = server.client();
+    client.write_all(&connect_bytes("stuck")).unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let log = server.stop();
+    let drained = log.iter().filter(|l| l.starts_with("drained")).count();
+    // The kernel takes a few MB before the socket is full; after that,
+    // nothing drains, and the core is not asked for more.
+    assert!(drained < 20, "{drained} calls: {log:?}");
+    drop(client);
 }
