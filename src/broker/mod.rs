@@ -43,6 +43,9 @@ mod test_support;
 mod tests;
 #[cfg(test)]
 mod tests_housekeeping;
+#[cfg(test)]
+mod tests_walks;
+mod walks;
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -163,6 +166,18 @@ pub enum CloseReason {
 /// already bound them.
 pub const QOS0_OUTPUT_LIMIT: usize = 1024 * 1024;
 
+/// The trie nodes one connection's packets may have the broker visit in
+/// one loop turn (see [`Broker::take_work`]): well under a millisecond of
+/// an optimised build. A PUBLISH to a few subscribers visits a handful, so
+/// only packets built to be expensive ever reach it. The budget stands for
+/// time, and an unoptimised build (the tests') does a fraction of the work
+/// in the same time, so it gets a fraction of the budget.
+pub const WORK_BUDGET: usize = if cfg!(debug_assertions) {
+    2_000
+} else {
+    10_000
+};
+
 /// Counters the broker keeps as it works.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -195,6 +210,8 @@ enum Timer {
     Memory,
     /// Resend what is overdue in the connection's inflight window.
     Retry(ConnId),
+    /// Look again at retained walks whose subscriber was full (`walks.rs`).
+    Walks,
 }
 
 /// Limits the core applies, taken from the [`Config`].
@@ -292,6 +309,11 @@ pub struct Broker {
     memory: memory::Memory,
     /// Passwords, ACL, and what they allow.
     guard: guard::Guard,
+    /// Retained deliveries in progress.
+    walks: walks::Walks,
+    /// Trie nodes visited for the packets handled since
+    /// [`Broker::take_work`]: what the loop budgets per connection.
+    work: usize,
 }
 
 impl Broker {
@@ -335,6 +357,8 @@ impl Broker {
             publisher,
             memory: memory::Memory::new(config.max_memory),
             guard: guard::Guard::new(&config.security, files),
+            walks: walks::Walks::default(),
+            work: 0,
         }
     }
 
@@ -440,9 +464,29 @@ impl Broker {
         self.end_connection(conn, ending, now, out);
     }
 
-    /// The earliest instant at which [`Broker::tick`] has work to do.
+    /// The earliest instant at which [`Broker::tick`] has work to do: at
+    /// once (the broker's start, long past) while a retained walk waits
+    /// for nothing but a turn.
     pub fn next_deadline(&self) -> Option<Instant> {
+        if self.walks.runnable() {
+            return Some(self.epoch);
+        }
         self.timers.next_deadline()
+    }
+
+    /// The work the packets handled since the last call asked for, in trie
+    /// nodes visited (routing a PUBLISH, the first part of a SUBSCRIBE's
+    /// retained walks); the call resets it. The loop stops decoding a
+    /// connection's input for the turn once its packets cost
+    /// [`WORK_BUDGET`], so that no client's packets hold up the others
+    /// however cheap they are to send.
+    pub fn take_work(&mut self) -> usize {
+        std::mem::take(&mut self.work)
+    }
+
+    /// Retained walks in progress, a filter each.
+    pub fn retained_walks(&self) -> usize {
+        self.walks.len()
     }
 
     /// Runs every timer due at `now`.
@@ -456,9 +500,13 @@ impl Broker {
                 Timer::Stats => self.publish_stats(now, out),
                 Timer::Memory => self.periodic_memory_check(now, out),
                 Timer::Retry(conn) => self.retry_check(conn, now, out),
+                Timer::Walks => self.walks_timer(),
             }
         }
         self.fired = fired;
+        self.walk_retained(now, out);
+        // What timers and walks cost is the turn's, no connection's.
+        self.work = 0;
     }
 
     /// The counters kept so far.

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{unique_id, unique_topic, Mqtt, QoS, TestBroker, TIMEOUT};
 
@@ -14,7 +14,8 @@ use super::{unique_id, unique_topic, Mqtt, QoS, TestBroker, TIMEOUT};
 /// for each message to come back, over and over, until told to stop.
 pub struct Bystander {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Result<u32, String>>>,
+    /// The thread's count of round trips and the slowest one.
+    thread: Option<JoinHandle<Result<(u32, Duration), String>>>,
 }
 
 impl Bystander {
@@ -32,15 +33,18 @@ impl Bystander {
         let stopping = stop.clone();
         let thread = thread::spawn(move || {
             let mut seq = 1;
+            let mut worst = Duration::ZERO;
             loop {
                 // Read the flag before the round trip: the one that follows
                 // a stop request is made after the bad client was handled.
                 let last = stopping.load(Ordering::SeqCst);
+                let started = Instant::now();
                 round_trip(&mut mqtt, &topic, seq)?;
+                worst = worst.max(started.elapsed());
                 seq += 1;
                 if last {
                     mqtt.disconnect();
-                    return Ok(seq);
+                    return Ok((seq, worst));
                 }
                 thread::sleep(Duration::from_millis(10));
             }
@@ -52,11 +56,21 @@ impl Bystander {
     }
 
     /// Stops after one more round trip and asserts every round trip worked.
-    pub fn finish(mut self) {
+    pub fn finish(self) {
+        self.finish_timed();
+    }
+
+    /// As [`Bystander::finish`], and returns the slowest round trip: what
+    /// a test asserts when the promise is "nobody waits", not just "nobody
+    /// is dropped".
+    pub fn finish_timed(mut self) -> Duration {
         self.stop.store(true, Ordering::SeqCst);
         let result = self.thread.take().unwrap().join();
         match result {
-            Ok(Ok(n)) => assert!(n >= 2, "bystander made {n} round trips"),
+            Ok(Ok((n, worst))) => {
+                assert!(n >= 2, "bystander made {n} round trips");
+                worst
+            }
             Ok(Err(e)) => panic!("the bystander lost service: {e}"),
             Err(_) => panic!("the bystander's thread panicked (lost service?)"),
         }
