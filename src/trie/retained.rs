@@ -313,10 +313,16 @@ impl RetainedCursor {
             let Some(frame) = self.stack.last_mut() else {
                 return Walked::Done;
             };
-            if *budget == 0 {
-                return Walked::Budget;
+            // A node costs one unit when the walk first comes to it, each
+            // child a wildcard goes through one more (`Children::step`);
+            // coming back up to a node costs nothing, so every unit buys
+            // progress.
+            if !frame.entered {
+                if *budget == 0 {
+                    return Walked::Budget;
+                }
+                *budget -= 1;
             }
-            *budget -= 1;
             let node = trie
                 .nodes
                 .get(frame.id)
@@ -344,36 +350,151 @@ impl RetainedCursor {
                 frame.entered = true;
             }
             let at_root = frame.id == trie.root;
-            let next = match (frame.rest, level) {
-                (Rest::End, _) => None,
-                (Rest::Subtree, _) | (_, Some("#")) => {
-                    next_child(node, &mut frame.after, at_root).map(|id| (id, Rest::Subtree))
+            let wildcard = match (frame.rest, level) {
+                (Rest::End, _) => {
+                    self.stack.pop();
+                    continue;
                 }
-                (_, Some("+")) => next_child(node, &mut frame.after, at_root)
-                    .map(|id| (id, rest_after(filter, tail))),
-                (_, literal) => match frame.after.replace(String::new()) {
-                    Some(_) => None,
-                    None => literal
-                        .and_then(|literal| node.children.get(literal))
-                        .map(|&id| (id, rest_after(filter, tail))),
-                },
+                (Rest::Subtree, _) | (_, Some("#")) => Rest::Subtree,
+                (_, Some("+")) => rest_after(filter, tail),
+                (_, literal) => {
+                    let child = match frame.after.replace(String::new()) {
+                        Some(_) => None,
+                        None => literal.and_then(|literal| node.children.get(literal)),
+                    };
+                    match child {
+                        Some(&id) => {
+                            let rest = rest_after(filter, tail);
+                            self.stack.push(Frame::new(trie, id, rest));
+                        }
+                        None => {
+                            self.stack.pop();
+                        }
+                    }
+                    continue;
+                }
             };
-            match next {
-                Some((id, rest)) => {
-                    let serial = trie.nodes.get(id).map_or(0, |child| child.serial);
-                    self.stack.push(Frame {
-                        id,
-                        serial,
-                        rest,
-                        entered: false,
-                        after: None,
-                    });
-                }
-                None => {
+            let children = Children {
+                filter,
+                rest: wildcard,
+                at_root,
+            };
+            match children.step(trie, node, &mut frame.after, budget, &mut f) {
+                Step::Descend(id) => self.stack.push(Frame::new(trie, id, wildcard)),
+                Step::Exhausted => {
                     self.stack.pop();
                 }
+                Step::Stopped => return Walked::Stopped,
+                Step::Budget => return Walked::Budget,
             }
         }
+    }
+}
+
+impl Frame {
+    fn new<V>(trie: &RetainedTrie<V>, id: usize, rest: Rest) -> Frame {
+        Frame {
+            id,
+            serial: trie.nodes.get(id).map_or(0, |node| node.serial),
+            rest,
+            entered: false,
+            after: None,
+        }
+    }
+}
+
+/// What [`Children::step`] came to.
+enum Step {
+    /// A child with more to walk below it: the walk goes down into it.
+    Descend(usize),
+    /// Every child was walked.
+    Exhausted,
+    /// The callback refused a child's value.
+    Stopped,
+    /// The budget is spent.
+    Budget,
+}
+
+/// The children of a node that a wildcard leads into, all with the same
+/// `rest` of the filter.
+struct Children<'f> {
+    filter: &'f str,
+    rest: Rest,
+    at_root: bool,
+}
+
+impl Children<'_> {
+    /// Goes through `node`'s children after `after`, in name order, in one
+    /// pass: a child whose part of the walk is its value alone (the last
+    /// level matched, or a leaf under `#`) is offered right here, and one
+    /// that cannot lead to a match (the next level a literal it has no
+    /// child for) is passed over, each for one unit of `budget`; the walk
+    /// only goes down into the others. The `+` of `w/+/q` over 10 000
+    /// topics `w/N/v` is one pass over `w`'s children, with no frame for
+    /// any of them. `after` is left naming the last child dealt with.
+    fn step<V>(
+        &self,
+        trie: &RetainedTrie<V>,
+        node: &TopicNode<V>,
+        after: &mut Option<String>,
+        budget: &mut usize,
+        f: &mut impl FnMut(&V) -> ControlFlow<()>,
+    ) -> Step {
+        let start = match after.as_deref() {
+            Some(name) => Bound::Excluded(name),
+            None => Bound::Unbounded,
+        };
+        let mut done: Option<&str> = None;
+        let mut step = Step::Exhausted;
+        for (name, &id) in node.children.range::<str, _>((start, Bound::Unbounded)) {
+            if hidden_from_wildcard(self.at_root, name) {
+                done = Some(name);
+                continue;
+            }
+            if *budget == 0 {
+                step = Step::Budget;
+                break;
+            }
+            *budget -= 1;
+            let Some(child) = trie.nodes.get(id) else {
+                done = Some(name);
+                continue;
+            };
+            let value_only = match self.rest {
+                Rest::End => true,
+                Rest::Subtree => child.children.is_empty(),
+                Rest::At(at) => {
+                    let (level, _) = split_level(self.filter.get(at..).unwrap_or_default());
+                    if level != "+" && level != "#" && !child.children.contains_key(level) {
+                        done = Some(name);
+                        continue;
+                    }
+                    false
+                }
+            };
+            if !value_only {
+                done = Some(name);
+                step = Step::Descend(id);
+                break;
+            }
+            if let Some(value) = &child.value {
+                if f(value).is_break() {
+                    step = Step::Stopped;
+                    break;
+                }
+            }
+            done = Some(name);
+        }
+        if let Some(name) = done {
+            match after {
+                Some(kept) => {
+                    kept.clear();
+                    kept.push_str(name);
+                }
+                None => *after = Some(name.to_string()),
+            }
+        }
+        step
     }
 }
 
@@ -384,25 +505,4 @@ fn rest_after(filter: &str, tail: Option<&str>) -> Rest {
         Some(tail) => Rest::At(filter.len().saturating_sub(tail.len())),
         None => Rest::End,
     }
-}
-
-/// The first child of `node` after `after` in name order that a wildcard
-/// may enter, remembered in `after` for the next call.
-fn next_child<V>(node: &TopicNode<V>, after: &mut Option<String>, at_root: bool) -> Option<usize> {
-    let start = match after.as_deref() {
-        Some(name) => Bound::Excluded(name),
-        None => Bound::Unbounded,
-    };
-    let (name, &id) = node
-        .children
-        .range::<str, _>((start, Bound::Unbounded))
-        .find(|(name, _)| !hidden_from_wildcard(at_root, name))?;
-    match after {
-        Some(kept) => {
-            kept.clear();
-            kept.push_str(name);
-        }
-        None => *after = Some(name.to_string()),
-    }
-    Some(id)
 }
