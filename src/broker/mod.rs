@@ -167,11 +167,9 @@ pub enum CloseReason {
 pub const QOS0_OUTPUT_LIMIT: usize = 1024 * 1024;
 
 /// The trie nodes one connection's packets may have the broker visit in
-/// one loop turn (see [`Broker::take_work`]): well under a millisecond of
-/// an optimised build. A PUBLISH to a few subscribers visits a handful, so
-/// only packets built to be expensive ever reach it. The budget stands for
-/// time, and an unoptimised build (the tests') does a fraction of the work
-/// in the same time, so it gets a fraction of the budget.
+/// one loop turn ([`Broker::take_work`]): well under a millisecond of an
+/// optimised build. It stands for time, so an unoptimised build (the
+/// tests') gets a fraction of it.
 pub const WORK_BUDGET: usize = if cfg!(debug_assertions) {
     2_000
 } else {
@@ -311,8 +309,7 @@ pub struct Broker {
     guard: guard::Guard,
     /// Retained deliveries in progress.
     walks: walks::Walks,
-    /// Trie nodes visited for the packets handled since
-    /// [`Broker::take_work`]: what the loop budgets per connection.
+    /// See [`Broker::take_work`].
     work: usize,
 }
 
@@ -474,12 +471,10 @@ impl Broker {
         self.timers.next_deadline()
     }
 
-    /// The work the packets handled since the last call asked for, in trie
-    /// nodes visited (routing a PUBLISH, the first part of a SUBSCRIBE's
-    /// retained walks); the call resets it. The loop stops decoding a
-    /// connection's input for the turn once its packets cost
-    /// [`WORK_BUDGET`], so that no client's packets hold up the others
-    /// however cheap they are to send.
+    /// The trie nodes the packets handled since the last call had the
+    /// broker visit (routing, a SUBSCRIBE's first retained walks); the
+    /// call resets it. Past [`WORK_BUDGET`] the loop leaves a connection's
+    /// other packets for the next turn.
     pub fn take_work(&mut self) -> usize {
         std::mem::take(&mut self.work)
     }
