@@ -53,6 +53,9 @@ mod tests_drain;
 mod tests_expiry;
 #[cfg(test)]
 mod tests_housekeeping;
+#[cfg(test)]
+mod tests_walks;
+mod walks;
 
 use std::cell::Cell;
 use std::collections::hash_map::RandomState;
@@ -188,6 +191,16 @@ pub enum CloseReason {
 /// already bound them.
 pub const QOS0_OUTPUT_LIMIT: usize = 1024 * 1024;
 
+/// The trie nodes one connection's packets may have the broker visit in
+/// one loop turn ([`Broker::take_work`]): well under a millisecond of an
+/// optimised build. It stands for time, so an unoptimised build (the
+/// tests') gets a fraction of it.
+pub const WORK_BUDGET: usize = if cfg!(debug_assertions) {
+    2_000
+} else {
+    10_000
+};
+
 /// What the broker's timer wheel holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Timer {
@@ -210,6 +223,8 @@ enum Timer {
     Expiring,
     /// Write how many log lines were held back (`log_limits.rs`).
     LogSummary,
+    /// Look again at retained walks whose subscriber was full (`walks.rs`).
+    Walks,
 }
 
 /// Limits the core applies, taken from the [`Config`].
@@ -317,6 +332,10 @@ pub struct Broker {
     log_limits: LogLimits,
     /// Sessions whose expiry fired, checked a batch per turn.
     expiring: expiry::Expiring,
+    /// Retained deliveries in progress.
+    walks: walks::Walks,
+    /// See [`Broker::take_work`].
+    work: usize,
 }
 
 impl Broker {
@@ -364,6 +383,8 @@ impl Broker {
             guard: guard::Guard::new(&config.security, files),
             log_limits: LogLimits::default(),
             expiring: expiry::Expiring::default(),
+            walks: walks::Walks::default(),
+            work: 0,
         }
     }
 
@@ -469,9 +490,27 @@ impl Broker {
         self.end_connection(conn, ending, now, out);
     }
 
-    /// The earliest instant at which [`Broker::tick`] has work to do.
+    /// The earliest instant at which [`Broker::tick`] has work to do: at
+    /// once (the broker's start, long past) while a retained walk waits
+    /// for nothing but a turn.
     pub fn next_deadline(&self) -> Option<Instant> {
+        if self.walks.runnable() {
+            return Some(self.epoch);
+        }
         self.timers.next_deadline()
+    }
+
+    /// The trie nodes the packets handled since the last call had the
+    /// broker visit (routing, a SUBSCRIBE's first retained walks); the
+    /// call resets it. Past [`WORK_BUDGET`] the loop leaves a connection's
+    /// other packets for the next turn.
+    pub fn take_work(&mut self) -> usize {
+        std::mem::take(&mut self.work)
+    }
+
+    /// Retained walks in progress, a filter each.
+    pub fn retained_walks(&self) -> usize {
+        self.walks.len()
     }
 
     /// Runs every timer due at `now`.
@@ -488,10 +527,14 @@ impl Broker {
                 Timer::Expiry(session) => self.expiry_due(session),
                 Timer::Expiring => self.expiring.fired(),
                 Timer::LogSummary => self.log_summary(now),
+                Timer::Walks => self.walks_timer(),
             }
         }
         self.fired = fired;
         self.expire_due_sessions(now);
+        self.walk_retained(now, out);
+        // What timers, expiries and walks cost is the turn's, no connection's.
+        self.work = 0;
     }
 
     /// The counters kept so far.

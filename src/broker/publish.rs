@@ -231,6 +231,7 @@ impl Broker {
         let filters = self
             .sessions
             .for_each_subscriber(&message.topic, |&key, &qos| matches.push((key, qos)));
+        self.work = self.work.saturating_add(self.sessions.take_routing_work());
         // Overlapping subscriptions of one client: keep its highest QoS. A
         // key can only repeat when more than one filter matched; with one
         // (the common case) the sort would cost a fifth of a fan-out.

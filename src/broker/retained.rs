@@ -12,7 +12,7 @@ use std::ops::ControlFlow;
 
 use crate::protocol::{TopicFilter, TopicName};
 use crate::session::Message;
-use crate::trie::RetainedTrie;
+use crate::trie::{RetainedCursor, RetainedTrie, Walked};
 
 /// A retained message as stored: the last message published with the retain
 /// flag on its topic, and when it was stored.
@@ -23,6 +23,14 @@ pub struct Retained {
     /// go first when memory is reclaimed. A sequence number, so that it can
     /// be written out as it is; a restore counts on from the highest.
     pub seq: u64,
+}
+
+/// A walk of the retained messages for one filter, done a part at a time
+/// (`walks.rs`): it offers only those stored before it started.
+pub(super) struct RetainedWalk {
+    cursor: RetainedCursor,
+    /// The first [`Retained::seq`] too new for this walk.
+    before: u64,
 }
 
 /// Every retained message, and the index that reclaims them oldest first.
@@ -76,7 +84,8 @@ impl RetainedStore {
     }
 
     /// Calls `f` with every retained message whose topic `filter` matches,
-    /// until it breaks.
+    /// until it breaks, all at once: for tests.
+    #[cfg(test)]
     pub(super) fn try_for_each_match(
         &self,
         filter: &TopicFilter,
@@ -84,6 +93,33 @@ impl RetainedStore {
     ) -> ControlFlow<()> {
         self.trie
             .try_for_each_match(filter, |retained| f(&retained.message))
+    }
+
+    /// A walk of the messages `filter` matches, as they are now.
+    pub(super) fn walk(&self, filter: TopicFilter) -> RetainedWalk {
+        RetainedWalk {
+            cursor: RetainedCursor::new(&self.trie, filter),
+            before: self.next_seq,
+        }
+    }
+
+    /// Goes on with `walk` within `budget` trie nodes, calling `f` with
+    /// each message it reaches that was stored before the walk started
+    /// (one stored since went to the subscriber live). A message `f`
+    /// breaks on is offered again next time.
+    pub(super) fn resume(
+        &self,
+        walk: &mut RetainedWalk,
+        budget: &mut usize,
+        mut f: impl FnMut(&Message) -> ControlFlow<()>,
+    ) -> Walked {
+        let before = walk.before;
+        walk.cursor.resume(&self.trie, budget, |retained| {
+            if retained.seq >= before {
+                return ControlFlow::Continue(());
+            }
+            f(&retained.message)
+        })
     }
 
     pub(super) fn len(&self) -> usize {

@@ -144,6 +144,12 @@ impl Sessions {
         self.subscriptions.for_each_match(topic, f)
     }
 
+    /// The trie nodes routing visited since the last call (see
+    /// `SubscriptionTrie::take_visited`).
+    pub(super) fn take_routing_work(&self) -> usize {
+        self.subscriptions.take_visited()
+    }
+
     /// Who session `key` belongs to, for the ACL: its client id and the
     /// username it last attached with.
     #[inline]

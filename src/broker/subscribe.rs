@@ -2,21 +2,20 @@
 //! Explained in docs/06-topics-and-the-trie.md and docs/08-retained-and-wills.md.
 
 use std::collections::HashSet;
-use std::ops::ControlFlow;
 use std::time::Instant;
 
 use log::debug;
 
-use super::publish::{deliver_with, Delivery, Wire};
-use super::{retry, Broker, ConnId, Outbox};
+use super::{Broker, ConnId, Outbox};
 use crate::protocol::{Packet, QoS, Suback, SubackCode, Subscribe, TopicFilter, Unsubscribe};
 
 impl Broker {
     /// Grants every filter the ACL allows at the QoS asked for (sol
     /// supports all three) and refuses the others with 0x80, answers SUBACK,
     /// then sends the retained messages each granted filter matches and the
-    /// client may read. A filter the client already holds is replaced, and
-    /// its retained messages are sent again ([MQTT-3.8.4-3]).
+    /// client may read, as many as one turn allows, the rest over the next
+    /// turns (`walks.rs`). A filter the client already holds is replaced,
+    /// and its retained messages are sent again ([MQTT-3.8.4-3]).
     pub(super) fn handle_subscribe(
         &mut self,
         conn: ConnId,
@@ -53,67 +52,16 @@ impl Broker {
         // one packet naming `#` a hundred thousand times would make the
         // broker walk every retained message a hundred thousand times.
         let mut seen = HashSet::new();
-        let mut distinct: Vec<(&TopicFilter, QoS)> = granted
+        let mut distinct: Vec<(TopicFilter, QoS)> = granted
             .into_iter()
             .rev()
             .filter(|(filter, _)| seen.insert(*filter))
+            .map(|(filter, qos)| (filter.clone(), qos))
             .collect();
         distinct.reverse();
-        for (filter, granted) in distinct {
-            if self
-                .send_retained(session, filter, granted, now, out)
-                .is_break()
-            {
-                break;
-            }
-        }
-    }
-
-    /// [MQTT-3.3.1-8]: retained messages sent because of a new
-    /// subscription carry the retain flag; only those its client may read
-    /// are sent. The walk stops as soon as the subscriber can take no more
-    /// (its output is past [`QOS0_OUTPUT_LIMIT`](super::QOS0_OUTPUT_LIMIT)
-    /// or its queue is full), and so does the whole SUBSCRIBE's.
-    fn send_retained(
-        &mut self,
-        session: usize,
-        filter: &TopicFilter,
-        granted: QoS,
-        now: Instant,
-        out: &mut dyn Outbox,
-    ) -> ControlFlow<()> {
-        let arrival = self.arrival(now);
-        // The retained messages are read while the session and the counts
-        // change: fields apart, so each is borrowed on its own.
-        let Some(slot) = self.sessions.get_mut(session) else {
-            return ControlFlow::Break(());
-        };
-        let (guard, stats) = (&self.guard, &mut self.stats);
-        let mut stored = 0usize;
-        let flow = self.retained.try_for_each_match(filter, |retained| {
-            // The filter may reach topics its client may not read.
-            let readable = guard.may_read(
-                &slot.session.client_id,
-                slot.username.as_deref(),
-                &retained.topic,
-            );
-            if !readable {
-                return ControlFlow::Continue(());
-            }
-            let message = retained.copy_at(retained.qos.min(granted), true);
-            let size = message.stored_size();
-            let (qos, wire) = (message.qos, Wire::Packet(message.to_publish(None, false)));
-            match deliver_with(slot, qos, || message, wire, arrival, stats, out) {
-                Delivery::Dropped => ControlFlow::Break(()),
-                Delivery::Sent | Delivery::Queued => {
-                    stored = stored.saturating_add(size);
-                    ControlFlow::Continue(())
-                }
-            }
-        });
-        retry::arm(&mut self.timers, slot, now, self.epoch, &self.settings);
-        self.memory_grew(stored, out);
-        flow
+        // [MQTT-3.3.1-6], in parts that no SUBSCRIBE can make long:
+        // `walks.rs`.
+        self.queue_retained(conn, session, distinct, now, out);
     }
 
     /// Removes each filter the client holds; UNSUBACK is sent even when it

@@ -11,11 +11,11 @@ use crate::protocol::{
     TopicFilter, TopicName, Unsubscribe, Will,
 };
 
-fn topic(s: &str) -> TopicName {
+pub(super) fn topic(s: &str) -> TopicName {
     TopicName::new(s).unwrap()
 }
 
-fn connect(client_id: &str, clean: bool) -> Connect {
+pub(super) fn connect(client_id: &str, clean: bool) -> Connect {
     Connect {
         protocol: Protocol::V311,
         clean_session: clean,
@@ -27,7 +27,7 @@ fn connect(client_id: &str, clean: bool) -> Connect {
     }
 }
 
-fn publish(t: &str, payload: &str, qos: QoS, pid: Option<u16>, retain: bool) -> Packet {
+pub(super) fn publish(t: &str, payload: &str, qos: QoS, pid: Option<u16>, retain: bool) -> Packet {
     Packet::Publish(Publish {
         dup: false,
         qos,
@@ -38,7 +38,7 @@ fn publish(t: &str, payload: &str, qos: QoS, pid: Option<u16>, retain: bool) -> 
     })
 }
 
-fn subscribe(pid: u16, filters: &[(&str, QoS)]) -> Packet {
+pub(super) fn subscribe(pid: u16, filters: &[(&str, QoS)]) -> Packet {
     Packet::Subscribe(Subscribe {
         packet_id: id(pid),
         filters: filters
@@ -56,7 +56,7 @@ fn accepted(session_present: bool) -> Packet {
 }
 
 /// The payloads of the PUBLISH packets in `packets`.
-fn payloads(packets: &[Packet]) -> Vec<String> {
+pub(super) fn payloads(packets: &[Packet]) -> Vec<String> {
     packets
         .iter()
         .filter_map(|p| match p {
@@ -844,30 +844,6 @@ fn one_subscribe_naming_a_filter_many_times_walks_the_retained_messages_once() {
         other => panic!("{other:?}"),
     }
     assert_eq!(payloads(&got).len(), 50, "each retained message once");
-}
-
-#[test]
-fn retained_delivery_stops_at_the_first_message_the_subscriber_cannot_take() {
-    let mut h = Harness::new();
-    let publisher = h.connect(connect("p", true), false);
-    for i in 0..100 {
-        h.send(
-            publisher,
-            publish(&format!("r/{i}"), "x", QoS::AtMostOnce, None, true),
-        );
-    }
-    let sub = h.connect(connect("s", true), false);
-    // The subscriber's output is already full: nothing more can go out.
-    h.out.pending.insert(sub, QOS0_OUTPUT_LIMIT);
-    let filters = [
-        ("#", QoS::AtMostOnce),
-        ("r/#", QoS::AtMostOnce),
-        ("+/+", QoS::AtMostOnce),
-    ];
-    h.send(sub, subscribe(1, &filters));
-    // One message found no room, and neither the rest of that walk nor the
-    // other filters' walks were made.
-    assert_eq!(h.broker.stats().messages_dropped, 1);
 }
 
 /// The PUBLISH a subscriber should receive from a live forward: DUP 0,

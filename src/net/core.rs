@@ -17,6 +17,13 @@ pub(crate) trait Core {
     fn packet(&mut self, conn: ConnId, packet: Packet, now: Instant, out: &mut dyn Outbox);
     fn closed(&mut self, conn: ConnId, reason: CloseReason, now: Instant, out: &mut dyn Outbox);
     fn next_deadline(&self) -> Option<Instant>;
+    /// The work the packets handled since the last call cost, which the
+    /// loop adds up per connection and turn against
+    /// [`Limits::work_budget`](super::event_loop::Limits); the call resets
+    /// it. A core that does not count returns 0.
+    fn take_work(&mut self) -> usize {
+        0
+    }
     fn tick(&mut self, now: Instant, out: &mut dyn Outbox);
     /// `conn` carries MQTT from now on, and nothing of it has been decoded
     /// yet: an accepted plain connection right after [`Core::open`], a TLS
@@ -74,6 +81,9 @@ impl Core for Broker {
     }
     fn tick(&mut self, now: Instant, out: &mut dyn Outbox) {
         Broker::tick(self, now, out);
+    }
+    fn take_work(&mut self) -> usize {
+        Broker::take_work(self)
     }
     fn established(&mut self, conn: ConnId, peer: PeerInfo<'_>) {
         Broker::established(self, conn, peer);

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use log::{debug, error, info, warn};
 use mio::{Events, Poll, Token};
 
-use crate::broker::{CloseReason, ConnId, Outbox, TlsInfo, QOS0_OUTPUT_LIMIT};
+use crate::broker::{CloseReason, ConnId, Outbox, TlsInfo, QOS0_OUTPUT_LIMIT, WORK_BUDGET};
 use crate::protocol::DecodeError;
 
 use super::accept::open_spare_fd;
@@ -72,6 +72,12 @@ pub(crate) struct Limits {
     pub(crate) max_request_size: usize,
     /// See [`READ_BUDGET`].
     pub(crate) read_budget: usize,
+    /// The work (see [`Core::take_work`]) one connection's packets may
+    /// cost in one turn; past it, the rest of its input waits in its
+    /// buffer for the next turn, like input past the read budget. Bytes
+    /// alone do not bound a turn: 50 KB of PUBLISHes that match nobody
+    /// can each walk a trie of deep wildcard filters.
+    pub(crate) work_budget: usize,
     /// Buffered output, in bytes, past which the loop stops reading from a
     /// connection until its socket drains it below again.
     pub(crate) pause_input_at: usize,
@@ -96,6 +102,7 @@ impl Limits {
         Limits {
             max_request_size,
             read_budget: READ_BUDGET,
+            work_budget: WORK_BUDGET,
             pause_input_at: QOS0_OUTPUT_LIMIT
                 .saturating_add(max_request_size)
                 .saturating_add(PAUSE_INPUT_SLACK),
@@ -284,8 +291,9 @@ impl<C: Core> EventLoop<C> {
     /// (closed, closing or throttled).
     fn service_input(&mut self, key: usize, now: Instant) {
         let mut budget = self.limits.read_budget;
+        let mut work = 0;
         loop {
-            if !self.decode_buffered(key, now) {
+            if !self.decode_buffered(key, &mut work, now) {
                 return;
             }
             let Some(conn) = self.conns.slab.get_mut(key) else {
@@ -338,14 +346,20 @@ impl<C: Core> EventLoop<C> {
         }
     }
 
-    /// Hands every whole packet in the input buffer to the core. Returns
-    /// false when the connection must not be read further this turn.
-    fn decode_buffered(&mut self, key: usize, now: Instant) -> bool {
+    /// Hands every whole packet in the input buffer to the core, adding
+    /// what they cost to `work`. Returns false when the connection must not
+    /// be read further this turn. The work budget is checked between
+    /// packets, so a packet is always handled whole and in order.
+    fn decode_buffered(&mut self, key: usize, work: &mut usize, now: Instant) -> bool {
         loop {
             let Some(conn) = self.conns.slab.get_mut(key) else {
                 return false;
             };
             if conn.closing {
+                return false;
+            }
+            if *work >= self.limits.work_budget {
+                conn.mark_ready(&mut self.ready);
                 return false;
             }
             if backed_up(&self.limits, conn) {
@@ -360,6 +374,7 @@ impl<C: Core> EventLoop<C> {
                 Ok(Some(packet)) => {
                     let mut out = self.conns.outbox();
                     self.core.packet(id, packet, now, &mut out);
+                    *work = work.saturating_add(self.core.take_work());
                 }
                 Ok(None) => return true,
                 Err(e) => {

@@ -1,6 +1,7 @@
 use super::*;
 use crate::test_rng::XorShift;
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 
 fn name(s: &str) -> TopicName {
     TopicName::new(s).unwrap()
@@ -412,4 +413,151 @@ fn subscribers_index_agrees_with_a_hash_map() {
         assert_eq!(got, want, "round {round}");
     }
     assert!(indexed, "the test never crossed the index threshold");
+}
+
+/// Every value a [`RetainedCursor`] offers for `f`, walked with a budget
+/// of `budget` nodes a call.
+fn cursor_matches(trie: &RetainedTrie<u64>, f: &str, budget: usize) -> Vec<u64> {
+    let mut cursor = RetainedCursor::new(trie, filter(f));
+    let mut out = Vec::new();
+    loop {
+        let mut left = budget;
+        match cursor.resume(trie, &mut left, |v| {
+            out.push(*v);
+            ControlFlow::Continue(())
+        }) {
+            Walked::Done => break,
+            Walked::Budget => assert_eq!(left, 0),
+            Walked::Stopped => unreachable!("the callback never stops"),
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_walk_one_node_at_a_time_follows_the_spec_examples() {
+    for &(f, t, expected) in SPEC {
+        let mut trie = RetainedTrie::new();
+        trie.insert(&name(t), 5u64);
+        let want = if expected { vec![5] } else { vec![] };
+        assert_eq!(cursor_matches(&trie, f, 1), want, "{f} ~ {t}");
+    }
+}
+
+#[test]
+fn a_resumable_walk_agrees_with_the_reference_matcher_while_the_trie_changes() {
+    let mut rng = XorShift(0x1F83_D9AB_5BE0_CD19);
+    let mut trie = RetainedTrie::new();
+    let mut model: BTreeMap<TopicName, u64> = BTreeMap::new();
+    let mut round = 0u64;
+    for _ in 0..300 {
+        round += 1;
+        let t = name(&random_topic(&mut rng));
+        trie.insert(&t, round);
+        model.insert(t, round);
+    }
+    for walk in 0..2_000 {
+        let f = filter(&random_filter(&mut rng));
+        // What the walk must offer: every value there at its start and
+        // still there, unchanged, at its end. Anything else it offers must
+        // be a match, and nothing twice.
+        let at_start = model.clone();
+        let mut cursor = RetainedCursor::new(&trie, f.clone());
+        let mut offered = Vec::new();
+        let mut stored_since = Vec::new();
+        loop {
+            let mut budget = 1 + rng.below(4);
+            let stop_at = rng.below(3);
+            let mut calls = 0;
+            let walked = cursor.resume(&trie, &mut budget, |v| {
+                calls += 1;
+                if calls > stop_at && rng.below(2) == 0 {
+                    return ControlFlow::Break(());
+                }
+                offered.push(*v);
+                ControlFlow::Continue(())
+            });
+            if walked == Walked::Done {
+                break;
+            }
+            // The trie changes between two parts of the walk.
+            round += 1;
+            let t = name(&random_topic(&mut rng));
+            if rng.below(2) == 0 {
+                assert_eq!(trie.remove(&t), model.remove(&t));
+            } else {
+                stored_since.push((t.clone(), round));
+                assert_eq!(trie.insert(&t, round), model.insert(t, round));
+            }
+        }
+        let mut sorted = offered.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(
+            sorted.len(),
+            offered.len(),
+            "walk {walk}: {f} offered twice"
+        );
+        let matching: BTreeMap<u64, &TopicName> = at_start
+            .iter()
+            .chain(stored_since.iter().map(|(t, v)| (t, v)))
+            .filter(|(t, _)| f.matches(t))
+            .map(|(t, v)| (*v, t))
+            .collect();
+        for v in &offered {
+            assert!(matching.contains_key(v), "walk {walk}: {f} offered {v}");
+        }
+        for (t, v) in &at_start {
+            if f.matches(t) && model.get(t) == Some(v) {
+                assert!(offered.contains(v), "walk {walk}: {f} missed {t}");
+            }
+        }
+    }
+    assert!(model.len() > 50, "the model stayed too small to test much");
+}
+
+#[test]
+fn a_walk_holds_one_frame_per_level_however_wide_the_trie() {
+    let mut trie = RetainedTrie::new();
+    for i in 0..10_000u64 {
+        trie.insert(&name(&format!("w/{i}/v")), i);
+    }
+    let mut cursor = RetainedCursor::new(&trie, filter("w/#"));
+    let mut budget = 5_000;
+    let mut seen = 0;
+    assert_eq!(
+        cursor.resume(&trie, &mut budget, |_| {
+            seen += 1;
+            ControlFlow::Continue(())
+        }),
+        Walked::Budget
+    );
+    assert!(seen > 1_000);
+    assert!(cursor.depth() <= 4, "{} frames", cursor.depth());
+    assert_eq!(cursor_matches(&trie, "w/+/v", 7).len(), 10_000);
+}
+
+#[test]
+fn routing_visits_each_node_at_most_once_and_counts_them() {
+    // Filters that part after a few levels and follow the topic to their
+    // last level: the walk is as long as all of them together, and never
+    // longer, however many `+` levels they share.
+    let mut trie = SubscriptionTrie::new();
+    for i in 0..64u32 {
+        let mut levels = vec!["a".to_string()];
+        for bit in 0..6 {
+            levels.push(if i >> bit & 1 == 1 { "t" } else { "+" }.to_string());
+        }
+        levels.extend(std::iter::repeat_n("+".to_string(), 30));
+        levels.push(format!("z{i}"));
+        trie.insert(&filter(&levels.join("/")), i, 0u8);
+    }
+    let topic = format!("a{}/end", "/t".repeat(36));
+    assert_eq!(trie.take_visited(), 0);
+    assert_eq!(trie.for_each_match(&name(&topic), |_, _| {}), 0);
+    let visited = trie.take_visited();
+    assert!(visited <= trie.node_count(), "{visited} visits");
+    assert!(visited > 64 * 30, "{visited} visits");
+    assert_eq!(trie.take_visited(), 0, "the count restarts");
 }

@@ -80,6 +80,12 @@ impl Bystander {
         self.finish_slowest();
     }
 
+    /// The same as [`Bystander::finish_slowest`]: what a test asserts when
+    /// the promise is "nobody waits", not just "nobody is dropped".
+    pub fn finish_timed(self) -> Duration {
+        self.finish_slowest()
+    }
+
     /// [`Bystander::finish`], and returns the slowest round trip, for a
     /// test that bounds how long the bystander may wait.
     pub fn finish_slowest(mut self) -> Duration {
