@@ -46,7 +46,7 @@ use crate::protocol::{PacketId, QoS, TopicFilter};
 
 mod message;
 
-pub use message::{Message, Origin, Properties, STORED_OVERHEAD};
+pub use message::{Message, Origin, Properties};
 
 /// Where an outgoing QoS 1 or 2 message stands in its handshake.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -345,6 +345,15 @@ impl Session {
         self.stored_bytes
     }
 
+    /// What this session's messages and the room kept for them hold: the
+    /// messages ([`Session::stored_bytes`]), plus the capacity of its
+    /// window, its queue and its incoming QoS 2 ids, used or not.
+    pub fn held_bytes(&self) -> usize {
+        self.stored_bytes
+            .saturating_add(self.inflight.heap_bytes())
+            .saturating_add(self.queue.heap_bytes())
+    }
+
     /// The place in the order of arrival of the oldest queued message.
     pub fn oldest_queued(&self) -> Option<u64> {
         self.queue.front().map(|queued| queued.seq)
@@ -481,11 +490,17 @@ impl Subscriptions {
 
 /// A `VecDeque` boxed on first use. An idle session, which most are, holds
 /// 8 bytes for each of its two deques instead of 32: at ten thousand idle
-/// clients the difference is half a megabyte. Once a session has used one
-/// it keeps it, so a busy subscriber allocates nothing per message.
+/// clients the difference is half a megabyte. A busy subscriber keeps a
+/// small deque and allocates nothing per message; a deque a flood made
+/// large gives its room back as it drains, so that twenty thousand queues
+/// once full do not keep their peak capacity (counted nowhere) for good.
 #[derive(Debug)]
 #[allow(clippy::box_collection)]
 struct LazyDeque<T>(Option<Box<VecDeque<T>>>);
+
+/// A drained deque keeps room for this many elements: enough for a
+/// window of inflight messages to come and go without reallocating.
+const DEQUE_KEPT: usize = 16;
 
 impl<T> Default for LazyDeque<T> {
     fn default() -> Self {
@@ -502,12 +517,23 @@ impl<T> LazyDeque<T> {
         self.len() == 0
     }
 
+    /// The heap bytes the deque holds: its box and its capacity, used or
+    /// not.
+    fn heap_bytes(&self) -> usize {
+        self.0.as_ref().map_or(0, |deque| {
+            std::mem::size_of::<VecDeque<T>>()
+                .saturating_add(deque.capacity().saturating_mul(std::mem::size_of::<T>()))
+        })
+    }
+
     fn push_back(&mut self, value: T) {
         self.0.get_or_insert_with(Box::default).push_back(value);
     }
 
     fn pop_front(&mut self) -> Option<T> {
-        self.0.as_mut()?.pop_front()
+        let value = self.0.as_mut()?.pop_front();
+        self.shrink();
+        value
     }
 
     fn front(&self) -> Option<&T> {
@@ -515,7 +541,9 @@ impl<T> LazyDeque<T> {
     }
 
     fn remove(&mut self, index: usize) -> Option<T> {
-        self.0.as_mut()?.remove(index)
+        let value = self.0.as_mut()?.remove(index);
+        self.shrink();
+        value
     }
 
     fn iter(&self) -> impl Iterator<Item = &T> {
@@ -529,6 +557,20 @@ impl<T> LazyDeque<T> {
     fn retain(&mut self, keep: impl FnMut(&T) -> bool) {
         if let Some(deque) = &mut self.0 {
             deque.retain(keep);
+        }
+        self.shrink();
+    }
+
+    /// Gives back half the room once no more than a quarter is used: the
+    /// cost of shrinking is paid for by the pops that emptied it, so it is
+    /// O(1) per message amortized, and a deque that grows and drains
+    /// repeatedly does not reallocate on every message.
+    fn shrink(&mut self) {
+        if let Some(deque) = &mut self.0 {
+            let (len, capacity) = (deque.len(), deque.capacity());
+            if capacity > DEQUE_KEPT && len <= capacity / 4 {
+                deque.shrink_to((len * 2).max(DEQUE_KEPT));
+            }
         }
     }
 }

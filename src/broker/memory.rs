@@ -5,25 +5,31 @@
 //!
 //! The bytes the broker holds on clients' behalf, which clients control:
 //!
-//! - queued and inflight messages of every session, online or not
-//!   ([`Session::stored_bytes`](crate::session::Session::stored_bytes));
+//! - every session's queued and inflight messages, online or not, and the
+//!   room its queue and window hold, used or not
+//!   ([`Session::held_bytes`](crate::session::Session::held_bytes)): a
+//!   queue gives its room back as it drains, and what it keeps is counted;
 //! - retained messages ([`RetainedStore`](super::retained), which keeps
-//!   their bytes and their order);
+//!   their bytes, their order and the cost of their trie nodes);
+//! - every stored payload once per allocation ([`Payloads`]), however
+//!   many sessions and the retained store share it: seventy sessions
+//!   holding one 1 MB message hold 1 MB, and count it;
 //! - output buffers: bytes encoded for clients and not yet written (the
 //!   network layer reports them through [`Outbox::traffic`]).
 //!
-//! Each message counts its topic, its payload and a fixed overhead
-//! ([`Message::stored_size`](crate::session::Message::stored_size)). A payload shared by
-//! several sessions is counted once for each: the count is an upper bound of
-//! what is really held, so the broker reclaims early rather than late. What
-//! is not counted is small and bounded by other limits: sessions and
-//! subscriptions themselves, input buffers (`max_request_size` each).
+//! A stored copy counts its topic
+//! ([`Message::stored_size`](crate::session::Message::stored_size)) once
+//! per copy, an upper bound. What is not counted is small and bounded by
+//! other limits: sessions and subscriptions themselves, input buffers
+//! (`max_request_size` each).
 //!
 //! # Keeping the count cheap
 //!
 //! Counting walks every session, so it does not run for every message.
-//! Instead every routed message adds its size times its copies to `grown`,
-//! and `counted + grown` is an upper bound of the memory held (removals only
+//! Instead every routed message adds what it made its holders grow by
+//! (each session's [`held_bytes`](crate::session::Session::held_bytes)
+//! before and after, the payload once, the encoding sent) to `grown`, and
+//! `counted + grown` is an upper bound of the memory held (removals only
 //! lower it). Only when that bound passes the limit does a real count run;
 //! it runs as well every [`CHECK_INTERVAL`] on the timer wheel. A flood
 //! therefore costs one count per tenth of `max_memory` that comes in, since
@@ -62,6 +68,12 @@ use log::{info, warn};
 
 use super::{Broker, Outbox, Timer};
 
+mod payloads;
+
+pub(crate) use payloads::Payloads;
+#[cfg(test)]
+pub(crate) use payloads::PAYLOAD_OVERHEAD;
+
 /// How often the memory is counted even when no message arrives: output
 /// buffers grow and shrink without the core hearing of it.
 pub(super) const CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -83,6 +95,8 @@ pub(super) struct Memory {
     /// reclaim: checks on arrival wait for a tenth of the limit to come in.
     exhausted: bool,
     burst: Burst,
+    /// Every stored payload, counted once.
+    pub(super) payloads: Payloads,
 }
 
 /// One burst of reclaiming, from the first message dropped to the first
@@ -105,6 +119,7 @@ impl Memory {
             grown: 0,
             exhausted: false,
             burst: Burst::default(),
+            payloads: Payloads::default(),
         }
     }
 
@@ -122,10 +137,11 @@ impl Broker {
         let sessions: usize = self
             .sessions
             .iter()
-            .map(|(_, slot)| slot.session.stored_bytes())
+            .map(|(_, slot)| slot.session.held_bytes())
             .fold(0, usize::saturating_add);
         sessions
             .saturating_add(self.retained.bytes())
+            .saturating_add(self.memory.payloads.live())
             .saturating_add(out.traffic().output_buffered)
     }
 
@@ -198,9 +214,11 @@ impl Broker {
             }
         }
         while used > target {
+            let payloads = self.memory.payloads.live();
             let Some(size) = self.retained.remove_oldest() else {
                 break;
             };
+            let size = size.saturating_add(payloads.saturating_sub(self.memory.payloads.live()));
             if self.memory.burst.retained_dropped == 0 {
                 warn!("Nothing left to reclaim but retained messages: dropping the oldest.");
             }
@@ -243,10 +261,15 @@ impl Broker {
             let Some(slot) = self.sessions.get_mut(key) else {
                 continue;
             };
-            let Some(size) = slot.session.drop_oldest_queued() else {
+            // What a drop frees: the room the queue gives back with it,
+            // and its payload if no one else held it.
+            let (held, payloads) = (slot.session.held_bytes(), self.memory.payloads.live());
+            if slot.session.drop_oldest_queued().is_none() {
                 continue;
-            };
-            used = used.saturating_sub(size);
+            }
+            let freed = held.saturating_sub(slot.session.held_bytes());
+            let freed = freed.saturating_add(payloads.saturating_sub(self.memory.payloads.live()));
+            used = used.saturating_sub(freed);
             self.memory.burst.dropped += 1;
             self.stats.messages_dropped += 1;
             if let Some(next) = slot.session.oldest_queued() {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use log::debug;
 
-use super::publish::{deliver_with, Delivery, Wire};
+use super::publish::{deliver_with, wire_size, Delivery, Wire};
 use super::{retry, Broker, ConnId, Outbox};
 use crate::protocol::{Packet, QoS, Suback, SubackCode, Subscribe, TopicFilter, Unsubscribe};
 
@@ -98,11 +98,16 @@ impl Broker {
                 return ControlFlow::Continue(());
             }
             let message = retained.copy_at(retained.qos.min(granted), true);
-            let size = message.stored_size();
+            let size = wire_size(&message, Delivery::Sent);
             let (qos, wire) = (message.qos, Wire::Packet(message.to_publish(None, false)));
-            match deliver_with(slot, qos, || message, wire, arrival, stats, out) {
+            let held = slot.session.held_bytes();
+            let delivery = deliver_with(slot, qos, || message, wire, arrival, stats, out);
+            let grown = slot.session.held_bytes().saturating_sub(held);
+            stored = stored.saturating_add(grown);
+            match delivery {
                 Delivery::Dropped => ControlFlow::Break(()),
-                Delivery::Sent | Delivery::Queued => {
+                Delivery::Queued => ControlFlow::Continue(()),
+                Delivery::Sent => {
                     stored = stored.saturating_add(size);
                     ControlFlow::Continue(())
                 }
