@@ -354,6 +354,19 @@ impl Session {
             .saturating_add(self.queue.heap_bytes())
     }
 
+    /// The payload bytes of every message queued or in flight, each
+    /// counted whole even when other sessions share it: what this session
+    /// would free if it held them alone. Walks the messages: for deciding
+    /// who holds the most, not for counting.
+    pub fn payload_bytes(&self) -> usize {
+        let queued = self.queue.iter().map(|queued| &queued.message);
+        let inflight = self.inflight.iter().filter_map(|sent| sent.state.message());
+        queued
+            .chain(inflight)
+            .map(|message| message.payload.len())
+            .fold(0, usize::saturating_add)
+    }
+
     /// The place in the order of arrival of the oldest queued message.
     pub fn oldest_queued(&self) -> Option<u64> {
         self.queue.front().map(|queued| queued.seq)

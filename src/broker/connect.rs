@@ -49,6 +49,17 @@ impl Broker {
             return;
         };
 
+        // At the memory limit a new persistent session, which would stay
+        // and store for a client that may never come back, is refused as
+        // "server unavailable"; a clean one goes with its connection, and
+        // one that exists already holds what it holds.
+        let new_session = self.sessions.key_of(&client_id).is_none();
+        if !connect.clean_session && new_session && self.memory_at_limit() {
+            info!("Refusing {client_id:?}: a new persistent session at max_memory.");
+            self.refuse(conn, ConnectReturnCode::ServerUnavailable, now, out);
+            return;
+        }
+
         // [MQTT-3.1.4-2]: an id already connected takes the session over;
         // the old connection is closed. Its will is published unless the
         // session goes on (both connections asked to keep it): then the

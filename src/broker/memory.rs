@@ -39,7 +39,7 @@
 //! tenth of the limit to come in, so that what can be reclaimed never piles
 //! up by more than that.
 //!
-//! # What is reclaimed, in order
+//! # What is reclaimed, in order: the client that grows memory pays
 //!
 //! 1. The oldest queued messages of offline sessions (sol never queues QoS 0
 //!    messages: a QoS 0 message for an offline client is not kept, and one
@@ -47,12 +47,24 @@
 //!    1 MiB [`QOS0_OUTPUT_LIMIT`](super::QOS0_OUTPUT_LIMIT) bounds it).
 //! 2. The oldest queued messages of online sessions: they wait for room in
 //!    the client's inflight window.
-//! 3. Only when nothing else is left: the oldest retained messages.
+//! 3. At the periodic check only, never in the middle of routing: the
+//!    clients holding the most, each holding more than [`HOLD_AT_LIMIT`]
+//!    (its messages in flight, each payload counted whole, and its output
+//!    buffer) are disconnected, biggest first, and what their sessions
+//!    still held unacknowledged is dropped. A client that does not read or
+//!    does not acknowledge pays for what it holds, not the others.
+//! 4. Retained messages, oldest first, only while the retained store alone
+//!    holds more than the low-water mark: never for what a client holds.
 //!
-//! Never a message in flight awaiting its acknowledgement (its delivery has
-//! been promised), and never bytes already in an output buffer. When those
-//! alone are over the limit, nothing more can be reclaimed; the broker says
-//! so once and waits for clients to read and acknowledge.
+//! # At the limit, growth is refused
+//!
+//! While the memory is over the limit with nothing left to reclaim (or may
+//! be, until the next count), what a client asks the broker to keep is
+//! refused rather than paid for by someone else: a new subscription gets
+//! 0x80 in its SUBACK, a new persistent session CONNACK 0x03 (server
+//! unavailable), a new retained message is routed but not stored, and a
+//! QoS 0 message for a client whose output holds [`HOLD_AT_LIMIT`] is
+//! dropped; each dropped message counts in `messages/dropped`.
 //!
 //! Every reclaimed message counts in `messages/dropped`. The log has one
 //! warning when a burst of reclaiming starts and one line when it ends,
@@ -66,17 +78,19 @@ use std::time::{Duration, Instant};
 
 use log::{info, warn};
 
-use super::{Broker, Outbox, Timer};
+use super::{Broker, ConnId, Ending, Outbox, Timer, QOS0_OUTPUT_LIMIT};
 
 mod payloads;
 
-pub(crate) use payloads::Payloads;
-#[cfg(test)]
-pub(crate) use payloads::PAYLOAD_OVERHEAD;
+pub(crate) use payloads::{Payloads, PAYLOAD_OVERHEAD};
 
 /// How often the memory is counted even when no message arrives: output
 /// buffers grow and shrink without the core hearing of it.
 pub(super) const CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What one client may hold at the limit without being disconnected, and
+/// what its output may hold for QoS 0 messages to still be added to it.
+pub(super) const HOLD_AT_LIMIT: usize = 64 * 1024;
 
 /// Reclaiming goes down to this fraction of the limit (in tenths), so that
 /// a steady flow over the limit does not reclaim, and count, per message.
@@ -104,6 +118,8 @@ pub(super) struct Memory {
 #[derive(Default)]
 struct Burst {
     dropped: u64,
+    /// Clients disconnected for holding memory.
+    disconnected: u64,
     retained_dropped: u64,
     /// Whether the "nothing left to reclaim" warning was given.
     exhausted_warned: bool,
@@ -156,21 +172,41 @@ impl Broker {
             memory.counted.saturating_add(memory.grown) > memory.limit
         };
         if due {
-            self.check_memory(out);
+            self.check_memory(None, out);
+        }
+    }
+
+    /// Whether the last count found the memory over the limit with nothing
+    /// left to reclaim, or it may be over since: growth a client asks for
+    /// is refused (a new subscription, a new persistent session, a retained
+    /// message) rather than paid for by anyone else's messages.
+    pub(super) fn memory_at_limit(&self) -> bool {
+        let memory = &self.memory;
+        memory.exhausted || memory.counted.saturating_add(memory.grown) > memory.limit
+    }
+
+    /// What a connection's output may hold for QoS 0 messages to still be
+    /// added to it: less at the limit, where a client that does not read
+    /// loses its QoS 0 messages sooner.
+    pub(super) fn qos0_output_limit(&self) -> usize {
+        if self.memory_at_limit() {
+            HOLD_AT_LIMIT
+        } else {
+            QOS0_OUTPUT_LIMIT
         }
     }
 
     /// The periodic check: counts, reclaims if needed, ends a burst that is
     /// over, and re-arms itself.
     pub(super) fn periodic_memory_check(&mut self, now: Instant, out: &mut dyn Outbox) {
-        let used = self.check_memory(out);
+        let used = self.check_memory(Some(now), out);
         let burst = &mut self.memory.burst;
-        let active = burst.dropped > 0 || burst.exhausted_warned;
+        let active = burst.dropped > 0 || burst.disconnected > 0 || burst.exhausted_warned;
         if active && !burst.recent && used <= self.memory.limit {
             info!(
                 "Memory back under max_memory ({used} of {} bytes): {} message(s) \
-                 dropped in all, {} of them retained.",
-                self.memory.limit, burst.dropped, burst.retained_dropped
+                 dropped in all, {} of them retained; {} client(s) disconnected.",
+                self.memory.limit, burst.dropped, burst.retained_dropped, burst.disconnected
             );
             self.memory.burst = Burst::default();
         } else {
@@ -182,11 +218,12 @@ impl Broker {
     }
 
     /// Counts the memory, reclaims down to 90% of the limit if it is over,
-    /// and returns what is held after that.
-    fn check_memory(&mut self, out: &mut dyn Outbox) -> usize {
+    /// and returns what is held after that. Clients are disconnected only
+    /// by the periodic check (`now` given), never in the middle of routing.
+    fn check_memory(&mut self, now: Option<Instant>, out: &mut dyn Outbox) -> usize {
         let mut used = self.memory_used(out);
         if used > self.memory.limit {
-            used = self.reclaim(used);
+            used = self.reclaim(used, now, out);
         }
         self.memory.exhausted = used > self.memory.limit;
         if self.memory.exhausted && !self.memory.burst.exhausted_warned {
@@ -204,16 +241,23 @@ impl Broker {
 
     /// Drops stored messages, oldest first, in the order the module
     /// documentation gives, until `used` is down to the low-water mark.
-    fn reclaim(&mut self, mut used: usize) -> usize {
+    fn reclaim(&mut self, mut used: usize, now: Option<Instant>, out: &mut dyn Outbox) -> usize {
         let target = self.memory.low_water();
         let found = used;
-        let before = self.memory.burst.dropped;
+        let (before, disconnected) = (self.memory.burst.dropped, self.memory.burst.disconnected);
         for online in [false, true] {
             if used > target {
                 used = self.reclaim_queued(online, used, target);
             }
         }
-        while used > target {
+        if let Some(now) = now {
+            if used > target {
+                used = self.disconnect_holders(used, target, now, out);
+            }
+        }
+        // Retained messages go only for what the retained store itself
+        // holds over the mark: never for what another client holds.
+        while used > target && self.retained.held() > target {
             let payloads = self.memory.payloads.live();
             let Some(size) = self.retained.remove_oldest() else {
                 break;
@@ -228,6 +272,9 @@ impl Broker {
             used = used.saturating_sub(size);
         }
         let dropped = self.memory.burst.dropped;
+        if self.memory.burst.disconnected > disconnected {
+            self.memory.burst.recent = true;
+        }
         if dropped > before {
             self.memory.burst.recent = true;
             if before == 0 {
@@ -238,6 +285,64 @@ impl Broker {
                     self.memory.limit
                 );
             }
+        }
+        used
+    }
+
+    /// The client that grows memory pays: while `used` is over `target`,
+    /// disconnects the client holding the most (its session's messages and
+    /// room, with each payload it holds counted whole, and its output
+    /// buffer), and drops what its session still held unacknowledged. A
+    /// client holding no more than [`HOLD_AT_LIMIT`] is never disconnected:
+    /// that is what any client may hold at the limit.
+    fn disconnect_holders(
+        &mut self,
+        mut used: usize,
+        target: usize,
+        now: Instant,
+        out: &mut dyn Outbox,
+    ) -> usize {
+        let mut holders: Vec<(usize, usize, ConnId)> = self
+            .sessions
+            .iter()
+            .filter_map(|(key, slot)| {
+                let conn = slot.conn?;
+                let held = slot
+                    .session
+                    .held_bytes()
+                    .saturating_add(slot.session.payload_bytes())
+                    .saturating_add(out.pending(conn));
+                (held > HOLD_AT_LIMIT).then_some((held, key, conn))
+            })
+            .collect();
+        holders.sort_unstable_by_key(|&(held, ..)| Reverse(held));
+        for (_, key, conn) in holders {
+            if used <= target {
+                break;
+            }
+            let (pending, payloads) = (out.pending(conn), self.memory.payloads.live());
+            let held = self
+                .sessions
+                .get(key)
+                .map_or(0, |slot| slot.session.held_bytes());
+            self.end_connection(conn, Ending::Memory, now, out);
+            self.memory.burst.disconnected += 1;
+            if let Some(slot) = self.sessions.get_mut(key) {
+                let dropped = slot.session.keep_messages(|_| false);
+                self.stats.messages_dropped += dropped as u64;
+                self.memory.burst.dropped += dropped as u64;
+            }
+            let left = self
+                .sessions
+                .get(key)
+                .map_or(0, |slot| slot.session.held_bytes());
+            // The output buffer goes with the connection, once the loop
+            // has given up writing it (bounded): counted as freed now.
+            let freed = held
+                .saturating_sub(left)
+                .saturating_add(payloads.saturating_sub(self.memory.payloads.live()))
+                .saturating_add(pending);
+            used = used.saturating_sub(freed);
         }
         used
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use log::debug;
 
-use super::{retry, Broker, ConnId, Outbox, SessionSlot, Stats, QOS0_OUTPUT_LIMIT};
+use super::{retry, Broker, ConnId, Outbox, SessionSlot, Stats};
 use crate::protocol::{Packet, PacketId, Protocol, Publish, QoS, SharedPublish, Will};
 use crate::session::{Ack, Message, Origin, Pushed};
 
@@ -20,6 +20,9 @@ pub(super) struct Arrival {
     pub(super) now: Instant,
     pub(super) time: Duration,
     pub(super) seq: u64,
+    /// What a connection's output may hold for a QoS 0 message to still
+    /// be added: [`QOS0_OUTPUT_LIMIT`](super::QOS0_OUTPUT_LIMIT), less at the memory limit.
+    pub(super) qos0_limit: usize,
 }
 
 impl Broker {
@@ -29,6 +32,7 @@ impl Broker {
             now,
             time: self.broker_time(now),
             seq: self.next_arrival(),
+            qos0_limit: self.qos0_output_limit(),
         }
     }
 
@@ -224,7 +228,20 @@ impl Broker {
             message.payload = self.memory.payloads.adopt(message.payload);
         }
         let mut grown = self.memory.payloads.live().saturating_sub(payloads);
-        if message.retain {
+        // At the memory limit a client's new retained message is refused
+        // (it is still routed), so that storing it costs no one else's;
+        // deleting one is growth of no kind.
+        let refused = message.retain
+            && !message.payload.is_empty()
+            && message.origin != Origin::Broker
+            && self.memory_at_limit();
+        if refused {
+            self.stats.messages_dropped += 1;
+            debug!(
+                "Not retained at max_memory: a message on {}.",
+                message.topic
+            );
+        } else if message.retain {
             let before = self.retained.bytes();
             self.retained.store(&message);
             grown = grown.saturating_add(self.retained.bytes().saturating_sub(before));
@@ -348,7 +365,7 @@ pub(super) enum Delivery {
     /// Waiting in the session's queue.
     Queued,
     /// Not kept: QoS 0 for an offline session or past
-    /// [`QOS0_OUTPUT_LIMIT`], or QoS 1 and 2 past a full queue. Counted as dropped where the
+    /// [`QOS0_OUTPUT_LIMIT`](super::QOS0_OUTPUT_LIMIT), or QoS 1 and 2 past a full queue. Counted as dropped where the
     /// client lost something it would have received.
     Dropped,
 }
@@ -452,7 +469,7 @@ pub(super) fn deliver_with(
         let Some(conn) = slot.conn else {
             return Delivery::Dropped;
         };
-        if out.pending(conn) >= QOS0_OUTPUT_LIMIT {
+        if out.pending(conn) >= arrival.qos0_limit {
             stats.messages_dropped += 1;
             return Delivery::Dropped;
         }

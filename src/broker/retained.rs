@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
+use super::memory::PAYLOAD_OVERHEAD;
 use crate::protocol::{TopicFilter, TopicName};
 use crate::session::Message;
 use crate::trie::RetainedTrie;
@@ -42,6 +43,9 @@ pub(super) struct RetainedStore {
     /// The [`Message::stored_size`] of every retained message, with
     /// [`RETAINED_OVERHEAD`] each.
     bytes: usize,
+    /// Their payloads' bytes, which the broker counts once per allocation
+    /// elsewhere: kept to tell what the store alone holds.
+    payload_bytes: usize,
 }
 
 impl RetainedStore {
@@ -60,6 +64,7 @@ impl RetainedStore {
             seq,
         };
         self.bytes = self.bytes.saturating_add(counted(message));
+        self.payload_bytes = self.payload_bytes.saturating_add(message.payload.len());
         self.order.insert(seq, message.topic.clone());
         if let Some(old) = self.trie.insert(&message.topic, retained) {
             self.forget(&old);
@@ -80,6 +85,7 @@ impl RetainedStore {
         let old = self.trie.remove(&topic)?;
         let size = counted(&old.message);
         self.bytes = self.bytes.saturating_sub(size);
+        self.payload_bytes = self.payload_bytes.saturating_sub(old.message.payload.len());
         Some(size)
     }
 
@@ -103,9 +109,19 @@ impl RetainedStore {
         self.bytes
     }
 
+    /// What the store alone holds: [`RetainedStore::bytes`] and the
+    /// payloads, as if no one else held them.
+    pub(super) fn held(&self) -> usize {
+        let payload_overhead = self.len().saturating_mul(PAYLOAD_OVERHEAD);
+        self.bytes
+            .saturating_add(self.payload_bytes)
+            .saturating_add(payload_overhead)
+    }
+
     fn forget(&mut self, old: &Retained) {
         self.order.remove(&old.seq);
         self.bytes = self.bytes.saturating_sub(counted(&old.message));
+        self.payload_bytes = self.payload_bytes.saturating_sub(old.message.payload.len());
     }
 }
 

@@ -33,6 +33,17 @@ impl Broker {
                 codes.push(SubackCode::Failure);
                 continue;
             }
+            // At the memory limit a new subscription is growth the
+            // client asks for: refused. One it holds may change its QoS.
+            let held = self
+                .sessions
+                .get(session)
+                .is_some_and(|slot| slot.session.subscriptions().get(filter).is_some());
+            if !held && self.memory_at_limit() {
+                debug!("Refused a subscription to {filter}: memory is at max_memory.");
+                codes.push(SubackCode::Failure);
+                continue;
+            }
             if !self.sessions.subscribe(session, filter, *qos) {
                 return;
             }
