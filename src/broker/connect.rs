@@ -77,6 +77,11 @@ impl Broker {
 
         let client_id: Arc<str> = client_id.into();
         let (session, present) = self.attach_session(&client_id, connect.clean_session, conn);
+        let will = connect.will.as_ref().map_or(0, |will| {
+            will.topic.as_str().len().saturating_add(will.payload.len())
+        });
+        let cost = super::memory::connect_cost(&client_id, username.as_deref(), will);
+        self.memory_grew(cost, out);
         self.adopt_identity(session, username.clone(), present);
 
         let Some(client) = self.clients.get_mut(conn) else {

@@ -27,6 +27,7 @@ impl Broker {
     ) {
         let mut codes = Vec::with_capacity(subscribe.filters.len());
         let mut granted = Vec::with_capacity(subscribe.filters.len());
+        let mut grown = 0usize;
         for (filter, qos) in &subscribe.filters {
             if !self.may_subscribe(session, filter) {
                 debug!("Refused a subscription to {filter}: not allowed by the ACL.");
@@ -47,9 +48,13 @@ impl Broker {
             if !self.sessions.subscribe(session, filter, *qos) {
                 return;
             }
+            if !held {
+                grown = grown.saturating_add(super::memory::filter_cost(filter));
+            }
             codes.push(SubackCode::Granted(*qos));
             granted.push((filter, *qos));
         }
+        self.memory_grew(grown, out);
         let suback = Suback {
             packet_id: subscribe.packet_id,
             codes,
