@@ -38,13 +38,16 @@
 //! retained messages and its routing (`session/message.rs`).
 //! Explained in docs/07-qos-step-by-step.md.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::protocol::{PacketId, QoS, TopicFilter};
 
+mod incoming;
 mod message;
+
+use incoming::IncomingIds;
 
 pub use message::{Message, Origin, Properties};
 
@@ -139,8 +142,7 @@ pub struct Session {
     /// Incoming QoS 2 ids between PUBLISH and PUBREL. Boxed on first use:
     /// most sessions never receive QoS 2, and every session would pay for
     /// an empty set's inline size (48 bytes, against 8 for the box).
-    #[allow(clippy::box_collection)]
-    incoming_qos2: Option<Box<HashSet<PacketId>>>,
+    incoming_qos2: Option<Box<IncomingIds>>,
     next_id: PacketId,
     /// From the configuration, not written out ([`Session::set_limits`]).
     max_inflight: usize,
@@ -273,7 +275,7 @@ impl Session {
     /// PUBREL: the client releases `id`.
     pub fn pubrel(&mut self, id: PacketId) {
         if let Some(ids) = &mut self.incoming_qos2 {
-            ids.remove(&id);
+            ids.remove(id);
         }
     }
 
@@ -349,11 +351,10 @@ impl Session {
     /// messages ([`Session::stored_bytes`]), plus the capacity of its
     /// window, its queue and its incoming QoS 2 ids, used or not.
     pub fn held_bytes(&self) -> usize {
-        // A set's table holds its ids and a control byte per bucket.
-        let qos2 = self.incoming_qos2.as_ref().map_or(0, |ids| {
-            let bucket = std::mem::size_of::<PacketId>() + 1;
-            ids.capacity().saturating_mul(bucket).saturating_add(64)
-        });
+        let qos2 = self
+            .incoming_qos2
+            .as_ref()
+            .map_or(0, |ids| ids.heap_bytes().saturating_add(64));
         self.stored_bytes
             .saturating_add(self.inflight.heap_bytes())
             .saturating_add(self.queue.heap_bytes())
