@@ -180,6 +180,20 @@ fn counted_memory_tracks_what_the_heap_holds() {
     });
     assert_tracks("retained message", n, grown);
 
+    // Retained messages on topics of 50 levels, nothing shared past the
+    // first.
+    let deep = 1_000;
+    let grown = measure(&mut rig, |rig| {
+        for i in 0..deep {
+            let topic = format!("d/{i}{}", "/a".repeat(48));
+            rig.send(
+                publisher,
+                publish(&topic, b"12345678", QoS::AtMostOnce, 0, true),
+            );
+        }
+    });
+    assert_tracks("retained message on 50 levels", deep, grown);
+
     // Queued messages: 8 bytes each, for one offline session.
     let away = rig.connect("away".into(), false, None);
     rig.send(
