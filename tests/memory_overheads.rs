@@ -74,8 +74,12 @@ struct Rig {
 
 impl Rig {
     fn new() -> Rig {
+        Rig::limited(1 << 40)
+    }
+
+    fn limited(max_memory: usize) -> Rig {
         let config = Config {
-            max_memory: 1 << 40,
+            max_memory,
             max_queued_messages: 1_000_000,
             max_keepalive: 0,
             ..Config::default()
@@ -264,6 +268,38 @@ fn counted_memory_tracks_what_the_heap_holds() {
         }
     });
     assert_tracks("will", wills, grown);
+
+    // The offline-queue attack of `tests/memory.rs` with `max_memory 8MB`:
+    // 200 abandoned sessions in 4 groups, 10 000 messages of 8 bytes group
+    // by group. At its peak the heap holds what the count says.
+    let mut rig = Rig::limited(8_000_000);
+    let publisher = rig.connect("pub".into(), true, None);
+    for i in 0..200 {
+        let conn = rig.connect(format!("ab{i}"), false, None);
+        let filter = TopicFilter::new(format!("g/{}", i % 4)).unwrap();
+        rig.send(conn, subscribe(vec![(filter, QoS::AtLeastOnce)]));
+        rig.broker.closed(
+            conn,
+            sol::broker::CloseReason::PeerClosed,
+            rig.now,
+            &mut Nowhere,
+        );
+    }
+    let (live, counted) = (LIVE.load(Ordering::Relaxed), rig.counted());
+    let (mut peak, mut counted_peak) = (0, 0);
+    for group in 0..4 {
+        for i in 0..2500u16 {
+            let topic = format!("g/{group}");
+            rig.send(
+                publisher,
+                publish(&topic, b"12345678", QoS::AtLeastOnce, i + 1, false),
+            );
+            peak = peak.max(LIVE.load(Ordering::Relaxed).saturating_sub(live));
+            counted_peak = counted_peak.max(rig.counted().saturating_sub(counted));
+        }
+    }
+    eprintln!("offline queues: heap peak +{peak}, counted peak +{counted_peak}");
+    assert_tracks("offline queues at 8 MB (peak)", 1, (peak, counted_peak));
     let failed = FAILED.lock().unwrap();
     assert!(failed.is_empty(), "{failed:#?}");
 }
