@@ -114,7 +114,32 @@ impl Clients {
     pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Client> {
         self.slots.iter_mut().flatten()
     }
+
+    /// What the wills of connected clients hold, for `max_memory`: each
+    /// will's topic and payload, and [`WILL_OVERHEAD`]. Walks the table.
+    pub(super) fn will_bytes(&self) -> usize {
+        self.slots
+            .iter()
+            .flatten()
+            .filter_map(|client| match &client.state {
+                ClientState::Connected(connected) => connected.will.as_deref(),
+                ClientState::AwaitingConnect(_) => None,
+            })
+            .map(|will| {
+                will.topic
+                    .as_str()
+                    .len()
+                    .saturating_add(will.payload.len())
+                    .saturating_add(WILL_OVERHEAD)
+            })
+            .fold(0, usize::saturating_add)
+    }
 }
+
+/// What a will costs beyond its topic and payload: its box and the
+/// allocations of its topic and payload. Measured with a counting
+/// allocator (`tests/memory_overheads.rs`) and rounded up.
+const WILL_OVERHEAD: usize = 160;
 
 #[cfg(test)]
 mod tests {

@@ -53,6 +53,17 @@ impl Broker {
             return;
         };
 
+        // At the memory limit a new persistent session, which would stay
+        // and store for a client that may never come back, is refused as
+        // "server unavailable"; a clean one goes with its connection, and
+        // one that exists already holds what it holds.
+        let new_session = self.sessions.key_of(&client_id).is_none();
+        if !connect.clean_session && new_session && self.memory_at_limit() {
+            info!("Refusing {client_id:?}: a new persistent session at max_memory.");
+            self.refuse(conn, ConnectReturnCode::ServerUnavailable, now, out);
+            return;
+        }
+
         // [MQTT-3.1.4-2]: an id already connected takes the session over;
         // the old connection is closed. Its will is published unless the
         // session goes on (both connections asked to keep it): then the
@@ -70,6 +81,11 @@ impl Broker {
 
         let client_id: Arc<str> = client_id.into();
         let (session, present) = self.attach_session(&client_id, connect.clean_session, conn);
+        let will = connect.will.as_ref().map_or(0, |will| {
+            will.topic.as_str().len().saturating_add(will.payload.len())
+        });
+        let cost = super::memory::connect_cost(&client_id, username.as_deref(), will);
+        self.memory_grew(cost, out);
         self.adopt_identity(session, username.clone(), present);
         let log_it = self.may_log(Lines::Connections, now);
 

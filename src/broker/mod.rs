@@ -260,6 +260,9 @@ enum Ending {
     },
     /// The connection was refused at CONNECT.
     Refused,
+    /// The memory was over `max_memory` and this client held more of it
+    /// than any other (`memory.rs`): the client that grows memory pays.
+    Memory,
     /// The broker is stopping. Wills were published just before, by
     /// [`Broker::publish_wills_at_shutdown`], while every subscriber was
     /// still connected to receive them.
@@ -290,6 +293,7 @@ impl fmt::Display for Ending {
             Ending::ConnectTimeout => f.write_str("sent no CONNECT in time, disconnecting"),
             Ending::TakenOver { .. } => f.write_str("was taken over by a new connection"),
             Ending::Refused => f.write_str("was refused"),
+            Ending::Memory => f.write_str("held too much memory over max_memory, disconnecting"),
             Ending::Shutdown => f.write_str("disconnected by shutdown"),
         }
     }

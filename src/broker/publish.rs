@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use log::debug;
 
-use super::{retry, Broker, ConnId, Outbox, SessionSlot, Stats, QOS0_OUTPUT_LIMIT};
+use super::{retry, Broker, ConnId, Outbox, SessionSlot, Stats};
 use crate::protocol::{Packet, PacketId, Protocol, Publish, QoS, SharedPublish, Will};
 use crate::session::{Ack, Message, Origin, Pushed};
 
@@ -20,6 +20,9 @@ pub(super) struct Arrival {
     pub(super) now: Instant,
     pub(super) time: Duration,
     pub(super) seq: u64,
+    /// What a connection's output may hold for a QoS 0 message to still
+    /// be added: [`QOS0_OUTPUT_LIMIT`](super::QOS0_OUTPUT_LIMIT), less at the memory limit.
+    pub(super) qos0_limit: usize,
 }
 
 impl Broker {
@@ -29,6 +32,7 @@ impl Broker {
             now,
             time: self.broker_time(now),
             seq: self.next_arrival(),
+            qos0_limit: self.qos0_output_limit(),
         }
     }
 
@@ -219,11 +223,32 @@ impl Broker {
     /// MQTT 3.1.1 rule leaves a publisher out. A rule that does (a bridge's
     /// loop prevention, MQTT 5's No Local) compares it with each match's
     /// session key here, at the cost of one comparison per delivery.
-    pub(super) fn route(&mut self, message: Message, now: Instant, out: &mut dyn Outbox) {
-        if message.retain {
-            self.retained.store(&message);
+    pub(super) fn route(&mut self, mut message: Message, now: Instant, out: &mut dyn Outbox) {
+        // What may be stored is counted once, here, however many keep it;
+        // QoS 0 that is not retained is never stored and costs nothing.
+        let payloads = self.memory.payloads.live();
+        if message.retain || message.qos != QoS::AtMostOnce {
+            message.payload = self.memory.payloads.adopt(message.payload);
         }
-        let size = message.stored_size();
+        let mut grown = self.memory.payloads.live().saturating_sub(payloads);
+        // At the memory limit a client's new retained message is refused
+        // (it is still routed), so that storing it costs no one else's;
+        // deleting one is growth of no kind.
+        let refused = message.retain
+            && !message.payload.is_empty()
+            && message.origin != Origin::Broker
+            && self.memory_at_limit();
+        if refused {
+            self.stats.messages_dropped += 1;
+            debug!(
+                "Not retained at max_memory: a message on {}.",
+                message.topic
+            );
+        } else if message.retain {
+            let before = self.retained.bytes();
+            self.retained.store(&message);
+            grown = grown.saturating_add(self.retained.bytes().saturating_sub(before));
+        }
         let arrival = self.arrival(now);
         let mut matches = std::mem::take(&mut self.matches);
         let mut encodings = std::mem::take(&mut self.encodings);
@@ -246,20 +271,21 @@ impl Broker {
                 continue;
             }
             let qos = message.qos.min(granted);
-            self.deliver(key, &message, qos, arrival, &mut encodings, out);
+            let held = self.deliver(key, &message, qos, arrival, &mut encodings, out);
+            grown = grown.saturating_add(held);
         }
         encodings.clear();
         self.encodings = encodings;
-        // Every copy is now queued, in flight or in an output buffer.
-        let copies = matches.len() + usize::from(message.retain);
         self.matches = matches;
-        self.memory_grew(size.saturating_mul(copies), out);
+        self.memory_grew(grown, out);
     }
 
     /// Hands the routed `message` to session `key` at `qos`: straight out
     /// for QoS 0, through the session's window and queue for QoS 1 and 2.
     /// What goes out at once is the shared encoding; only a session that
     /// may have to send the message again (QoS 1 and 2) keeps a copy.
+    /// Returns what the delivery may have added to the memory held: what
+    /// the session holds more, and the copy in an output buffer.
     #[inline]
     fn deliver(
         &mut self,
@@ -269,14 +295,20 @@ impl Broker {
         arrival: Arrival,
         encodings: &mut Encodings,
         out: &mut dyn Outbox,
-    ) {
+    ) -> usize {
         let Some(slot) = self.sessions.get_mut(key) else {
-            return;
+            return 0;
         };
         // [MQTT-3.3.1-9]: live forwarding clears the retain flag.
         let stored = || message.copy_at(qos, false);
         let wire = Wire::Shared(encodings, message);
+        let held = slot.session.held_bytes();
         let delivery = deliver_with(slot, qos, stored, wire, arrival, &mut self.stats, out);
+        let grown = slot
+            .session
+            .held_bytes()
+            .saturating_sub(held)
+            .saturating_add(wire_size(message, delivery));
         // A QoS 0 copy never enters the window, so it has nothing to
         // resend; the check cost a QoS 0 fan-out 8 % of its instructions.
         if delivery == Delivery::Sent && qos != QoS::AtMostOnce {
@@ -288,6 +320,7 @@ impl Broker {
                 &self.settings,
             );
         }
+        grown
     }
 
     /// Sends whatever the session's window now has room for from its queue.
@@ -313,6 +346,24 @@ impl Broker {
     }
 }
 
+/// What a message `delivery` sent may have added to an output buffer: at
+/// most its encoding (an upper bound: the loop may have written it already).
+pub(super) fn wire_size(message: &Message, delivery: Delivery) -> usize {
+    match delivery {
+        Delivery::Sent => message
+            .topic
+            .as_str()
+            .len()
+            .saturating_add(message.payload.len())
+            .saturating_add(WIRE_OVERHEAD),
+        Delivery::Queued | Delivery::Dropped => 0,
+    }
+}
+
+/// A PUBLISH's bytes beyond its topic and payload, at most: the fixed
+/// header (5), the topic length (2) and the packet id (2).
+const WIRE_OVERHEAD: usize = 9;
+
 /// What became of one message handed to a session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Delivery {
@@ -321,7 +372,7 @@ pub(super) enum Delivery {
     /// Waiting in the session's queue.
     Queued,
     /// Not kept: QoS 0 for an offline session or past
-    /// [`QOS0_OUTPUT_LIMIT`], or QoS 1 and 2 past a full queue. Counted as dropped where the
+    /// [`QOS0_OUTPUT_LIMIT`](super::QOS0_OUTPUT_LIMIT), or QoS 1 and 2 past a full queue. Counted as dropped where the
     /// client lost something it would have received.
     Dropped,
 }
@@ -430,7 +481,7 @@ pub(super) fn deliver_with(
         let Some(conn) = slot.conn else {
             return Delivery::Dropped;
         };
-        if out.pending(conn) >= QOS0_OUTPUT_LIMIT {
+        if out.pending(conn) >= arrival.qos0_limit {
             stats.messages_dropped += 1;
             return Delivery::Dropped;
         }

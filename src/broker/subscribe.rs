@@ -26,6 +26,7 @@ impl Broker {
     ) {
         let mut codes = Vec::with_capacity(subscribe.filters.len());
         let mut granted = Vec::with_capacity(subscribe.filters.len());
+        let mut grown = 0usize;
         for (filter, qos) in &subscribe.filters {
             if !self.may_subscribe(session, filter) {
                 debug!(
@@ -35,12 +36,27 @@ impl Broker {
                 codes.push(SubackCode::Failure);
                 continue;
             }
+            // At the memory limit a new subscription is growth the
+            // client asks for: refused. One it holds may change its QoS.
+            let held = self
+                .sessions
+                .get(session)
+                .is_some_and(|slot| slot.session.subscriptions().get(filter).is_some());
+            if !held && self.memory_at_limit() {
+                debug!("Refused a subscription to {filter}: memory is at max_memory.");
+                codes.push(SubackCode::Failure);
+                continue;
+            }
             if !self.sessions.subscribe(session, filter, *qos) {
                 return;
+            }
+            if !held {
+                grown = grown.saturating_add(super::memory::filter_cost(filter));
             }
             codes.push(SubackCode::Granted(*qos));
             granted.push((filter, *qos));
         }
+        self.memory_grew(grown, out);
         let suback = Suback {
             packet_id: subscribe.packet_id,
             codes,

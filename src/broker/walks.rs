@@ -42,7 +42,7 @@ use std::collections::{HashMap, VecDeque};
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
-use super::publish::{deliver_with, Delivery, Wire};
+use super::publish::{deliver_with, wire_size, Delivery, Wire};
 use super::retained::RetainedWalk;
 use super::{retry, Broker, ConnId, Outbox, Timer, QOS0_OUTPUT_LIMIT, WORK_BUDGET};
 use crate::protocol::{QoS, TopicFilter};
@@ -241,15 +241,20 @@ impl Broker {
                 }
                 // [MQTT-3.3.1-8]: sent for a new subscription, so retained.
                 let message = message.copy_at(qos, true);
-                let size = message.stored_size();
+                // What the delivery adds to the memory held: what the
+                // session holds more, and the copy in an output buffer.
+                let size = wire_size(&message, Delivery::Sent);
                 let wire = Wire::Packet(message.to_publish(None, false));
-                match deliver_with(slot, qos, || message, wire, arrival, stats, out) {
+                let held = slot.session.held_bytes();
+                let delivery = deliver_with(slot, qos, || message, wire, arrival, stats, out);
+                let grown = slot.session.held_bytes().saturating_sub(held);
+                stored = stored.saturating_add(grown);
+                match delivery {
                     Delivery::Sent => {
                         sent_in_window |= qos != QoS::AtMostOnce;
                         stored = stored.saturating_add(size);
                     }
-                    Delivery::Queued => stored = stored.saturating_add(size),
-                    Delivery::Dropped => {}
+                    Delivery::Queued | Delivery::Dropped => {}
                 }
                 ControlFlow::Continue(())
             });

@@ -11,13 +11,6 @@ use bytes::Bytes;
 
 use crate::protocol::{PacketId, Publish, QoS, TopicName, Will};
 
-/// What one stored message costs beyond its topic and payload: the message
-/// value itself and its place in the queue or the window (on 64-bit
-/// targets, 80 bytes queued and 104 in flight). An estimate: it only has to
-/// make ten thousand empty messages count for something against
-/// `max_memory`.
-pub const STORED_OVERHEAD: usize = 96;
-
 /// Where a message came from, so that routing can leave out its source
 /// when a rule asks for it: a bridge must not echo a message back to the
 /// broker it came from, and MQTT 5's No Local keeps a client's own
@@ -95,17 +88,16 @@ impl Message {
         Message { origin, ..self }
     }
 
-    /// The bytes this message is counted for against `max_memory`: its topic,
-    /// its payload and [`STORED_OVERHEAD`]. A payload shared by several
-    /// sessions is counted once per session: the count errs on the side of
-    /// reclaiming early, never late.
+    /// What one stored copy of this message is counted for against
+    /// `max_memory` beyond its place in a queue, a window or the retained
+    /// store (which their owners count by capacity): its topic. The payload
+    /// is one allocation every copy shares, which the broker counts once,
+    /// when it is first stored. The topic is shared as well but counted
+    /// per copy: it is short next to a payload, and the count errs on the
+    /// side of reclaiming early.
     #[inline]
     pub fn stored_size(&self) -> usize {
-        self.topic
-            .as_str()
-            .len()
-            .saturating_add(self.payload.len())
-            .saturating_add(STORED_OVERHEAD)
+        self.topic.as_str().len()
     }
 
     /// The copy a subscriber's session keeps, at the QoS it was granted and
