@@ -41,18 +41,21 @@
 //! retained messages and its routing (`session/message.rs`).
 //! Explained in docs/07-qos-step-by-step.md.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::protocol::{PacketId, QoS, TopicFilter};
 
 mod incoming;
+mod lazy_deque;
 mod message;
+mod subscriptions;
 
 use incoming::IncomingIds;
 
+use lazy_deque::LazyDeque;
 pub use message::{Message, Origin, Properties};
+pub use subscriptions::Subscriptions;
 
 /// Where an outgoing QoS 1 or 2 message stands in its handshake.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -597,171 +600,6 @@ impl Session {
             }
         }
         Ack::Done
-    }
-}
-
-/// A session's subscriptions, filter to granted QoS: a map boxed on first
-/// use. Many clients only publish, and an empty map inline would cost each
-/// session 48 bytes against 8. It keeps the bytes and levels of its
-/// filters, for `max_memory`.
-#[derive(Debug, Default)]
-#[allow(clippy::box_collection)]
-pub struct Subscriptions {
-    map: Option<Box<HashMap<TopicFilter, QoS>>>,
-    bytes: usize,
-    levels: usize,
-}
-
-impl Subscriptions {
-    /// Adds or replaces the subscription to `filter`; returns the QoS it
-    /// replaced.
-    pub fn insert(&mut self, filter: TopicFilter, qos: QoS) -> Option<QoS> {
-        let (bytes, levels) = size_of_filter(&filter);
-        let replaced = self
-            .map
-            .get_or_insert_with(Box::default)
-            .insert(filter, qos);
-        if replaced.is_none() {
-            self.bytes = self.bytes.saturating_add(bytes);
-            self.levels = self.levels.saturating_add(levels);
-        }
-        replaced
-    }
-
-    /// Removes the subscription to `filter`; returns its QoS if there was one.
-    /// The map goes once empty: unsubscribing is rare, holding it is not.
-    pub fn remove(&mut self, filter: &TopicFilter) -> Option<QoS> {
-        let map = self.map.as_mut()?;
-        let qos = map.remove(filter);
-        if qos.is_some() {
-            let (bytes, levels) = size_of_filter(filter);
-            self.bytes = self.bytes.saturating_sub(bytes);
-            self.levels = self.levels.saturating_sub(levels);
-        }
-        if map.is_empty() {
-            self.map = None;
-        }
-        qos
-    }
-
-    pub fn get(&self, filter: &TopicFilter) -> Option<QoS> {
-        self.map.as_ref()?.get(filter).copied()
-    }
-
-    pub fn keys(&self) -> impl Iterator<Item = &TopicFilter> {
-        self.map.iter().flat_map(|map| map.keys())
-    }
-
-    pub fn len(&self) -> usize {
-        self.map.as_ref().map_or(0, |map| map.len())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The bytes of every filter held.
-    pub fn filter_bytes(&self) -> usize {
-        self.bytes
-    }
-
-    /// The levels of every filter held: what the routing trie holds a node
-    /// for (at most: filters that share a prefix share its nodes).
-    pub fn filter_levels(&self) -> usize {
-        self.levels
-    }
-}
-
-/// A filter's bytes and its levels.
-fn size_of_filter(filter: &TopicFilter) -> (usize, usize) {
-    let text = filter.as_str();
-    (text.len(), text.split('/').count())
-}
-
-/// A `VecDeque` boxed on first use. An idle session, which most are, holds
-/// 8 bytes for each of its two deques instead of 32: at ten thousand idle
-/// clients the difference is half a megabyte. A busy subscriber keeps a
-/// small deque and allocates nothing per message; a deque a flood made
-/// large gives its room back as it drains, so that twenty thousand queues
-/// once full do not keep their peak capacity (counted nowhere) for good.
-#[derive(Debug)]
-#[allow(clippy::box_collection)]
-struct LazyDeque<T>(Option<Box<VecDeque<T>>>);
-
-/// A drained deque keeps room for this many elements: enough for a
-/// window of inflight messages to come and go without reallocating.
-const DEQUE_KEPT: usize = 16;
-
-impl<T> Default for LazyDeque<T> {
-    fn default() -> Self {
-        LazyDeque(None)
-    }
-}
-
-impl<T> LazyDeque<T> {
-    fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |deque| deque.len())
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The heap bytes the deque holds: its box and its capacity, used or
-    /// not.
-    fn heap_bytes(&self) -> usize {
-        self.0.as_ref().map_or(0, |deque| {
-            std::mem::size_of::<VecDeque<T>>()
-                .saturating_add(deque.capacity().saturating_mul(std::mem::size_of::<T>()))
-        })
-    }
-
-    fn push_back(&mut self, value: T) {
-        self.0.get_or_insert_with(Box::default).push_back(value);
-    }
-
-    fn pop_front(&mut self) -> Option<T> {
-        let value = self.0.as_mut()?.pop_front();
-        self.shrink();
-        value
-    }
-
-    fn front(&self) -> Option<&T> {
-        self.0.as_ref()?.front()
-    }
-
-    fn remove(&mut self, index: usize) -> Option<T> {
-        let value = self.0.as_mut()?.remove(index);
-        self.shrink();
-        value
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &T> {
-        self.0.iter().flat_map(|deque| deque.iter())
-    }
-
-    fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
-        self.0.iter_mut().flat_map(|deque| deque.iter_mut())
-    }
-
-    fn retain(&mut self, keep: impl FnMut(&T) -> bool) {
-        if let Some(deque) = &mut self.0 {
-            deque.retain(keep);
-        }
-        self.shrink();
-    }
-
-    /// Gives back half the room once no more than a quarter is used: the
-    /// cost of shrinking is paid for by the pops that emptied it, so it is
-    /// O(1) per message amortized, and a deque that grows and drains
-    /// repeatedly does not reallocate on every message.
-    fn shrink(&mut self) {
-        if let Some(deque) = &mut self.0 {
-            let (len, capacity) = (deque.len(), deque.capacity());
-            if capacity > DEQUE_KEPT && len <= capacity / 4 {
-                deque.shrink_to((len * 2).max(DEQUE_KEPT));
-            }
-        }
     }
 }
 

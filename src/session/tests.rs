@@ -351,7 +351,8 @@ fn a_queue_gives_its_room_back_as_it_drains_and_the_room_is_counted() {
 
     // Reclaimed one by one down to nothing: the room goes with them.
     while s.drop_oldest_queued().is_some() {}
-    let kept = std::mem::size_of::<VecDeque<Queued>>() + DEQUE_KEPT * std::mem::size_of::<Queued>();
+    let kept = std::mem::size_of::<std::collections::VecDeque<Queued>>()
+        + super::lazy_deque::DEQUE_KEPT * std::mem::size_of::<Queued>();
     assert_eq!(s.stored_bytes(), 0);
     assert!(s.held_bytes() <= kept, "{} bytes held", s.held_bytes());
 
