@@ -361,6 +361,7 @@ impl Session {
     }
 
     /// Whether some inflight message waits to be written.
+    #[inline]
     pub fn has_waiting(&self) -> bool {
         self.waiting > 0
     }
@@ -447,10 +448,12 @@ impl Session {
         oldest.checked_add(interval)
     }
 
+    #[inline]
     pub fn inflight_len(&self) -> usize {
         self.inflight.len()
     }
 
+    #[inline]
     pub fn queued_len(&self) -> usize {
         self.queue.len()
     }
@@ -474,6 +477,7 @@ impl Session {
     /// What this session's messages and the room kept for them hold: the
     /// messages ([`Session::stored_bytes`]), plus the capacity of its
     /// window, its queue and its incoming QoS 2 ids, used or not.
+    #[inline]
     pub fn held_bytes(&self) -> usize {
         let qos2 = self
             .incoming_qos2
@@ -569,8 +573,29 @@ impl Session {
 
     /// The next packet id not in use by an inflight message. The window is at
     /// most 65535 wide, so a free id always exists when there is room.
+    ///
+    /// The window keeps its messages in the order their ids were given, each
+    /// id after the one before (modulo the wrap at 65535): an id outside the
+    /// circular range from the oldest to the newest is free without a look
+    /// at the others. Only an id inside it (after a wrap, with an old message
+    /// still unacknowledged) needs the scan, which would otherwise cost every
+    /// message the whole window's length.
     fn allocate_id(&mut self) -> PacketId {
         let mut id = self.next_id;
+        let range = self
+            .inflight
+            .front()
+            .zip(self.inflight.back())
+            .map(|(oldest, newest)| (oldest.id.get(), newest.id.get()));
+        let free = match range {
+            None => true,
+            Some((oldest, newest)) if oldest <= newest => id.get() < oldest || id.get() > newest,
+            Some((oldest, newest)) => id.get() > newest && id.get() < oldest,
+        };
+        if free {
+            self.next_id = id.next();
+            return id;
+        }
         while self.inflight.iter().any(|sent| sent.id == id) {
             id = id.next();
         }

@@ -286,7 +286,9 @@ impl Broker {
     /// may have to send the message again (QoS 1 and 2) keeps a copy.
     /// Returns what the delivery may have added to the memory held: what
     /// the session holds more, and the copy in an output buffer.
-    #[inline]
+    // Always inlined, as `deliver_with`: one call per delivery, and the
+    // arguments they pass by value cost more than their bodies.
+    #[inline(always)]
     fn deliver(
         &mut self,
         key: usize,
@@ -302,6 +304,12 @@ impl Broker {
         // [MQTT-3.3.1-9]: live forwarding clears the retain flag.
         let stored = || message.copy_at(qos, false);
         let wire = Wire::Shared(encodings, message);
+        // A QoS 0 copy is never kept by the session: only its bytes in the
+        // output buffer are new, and the session's holdings need no look.
+        if qos == QoS::AtMostOnce {
+            let delivery = deliver_with(slot, qos, stored, wire, arrival, &mut self.stats, out);
+            return wire_size(message, delivery);
+        }
         let held = slot.session.held_bytes();
         let delivery = deliver_with(slot, qos, stored, wire, arrival, &mut self.stats, out);
         let grown = slot
@@ -341,13 +349,17 @@ impl Broker {
             out.send(conn, &Packet::Publish(message.to_publish(Some(id), false)));
             self.stats.messages_sent += 1;
         }
-        // What `fill_window` put behind waiting messages.
-        self.send_waiting(conn, session, now, out);
+        // What `fill_window` put behind waiting messages; looked at here
+        // first, since this runs on every PUBACK and almost never waits.
+        if slot.session.has_waiting() {
+            self.send_waiting(conn, session, now, out);
+        }
     }
 }
 
 /// What a message `delivery` sent may have added to an output buffer: at
 /// most its encoding (an upper bound: the loop may have written it already).
+#[inline]
 pub(super) fn wire_size(message: &Message, delivery: Delivery) -> usize {
     match delivery {
         Delivery::Sent => message
@@ -397,6 +409,7 @@ struct Encoding {
 impl Encodings {
     /// The PUBLISH that carries `message` at `qos`, encoded now if this is
     /// its first receiver at that QoS.
+    #[inline]
     fn at(&mut self, message: &Message, qos: QoS) -> &mut SharedPublish {
         let encoding = match qos {
             QoS::AtMostOnce => &mut self.qos0,
@@ -465,7 +478,7 @@ impl Wire<'_> {
 /// method, so that a caller can walk the retained messages while it
 /// delivers them. The caller arms the resend check ([`retry::arm`]) after
 /// a [`Delivery::Sent`].
-#[inline]
+#[inline(always)]
 pub(super) fn deliver_with(
     slot: &mut SessionSlot,
     qos: QoS,
