@@ -161,6 +161,11 @@ pub struct Session {
     /// an empty set's inline size (48 bytes, against 8 for the box).
     incoming_qos2: Option<Box<IncomingIds>>,
     next_id: PacketId,
+    /// Whether the window's ids are in the order they were given, each
+    /// after the one before: true until an id had to be found by a scan
+    /// (an id given inside the range breaks the order), and again once the
+    /// window is empty.
+    ids_in_order: bool,
     /// From the configuration, not written out ([`Session::set_limits`]).
     max_inflight: usize,
     max_queued: usize,
@@ -197,6 +202,7 @@ impl Session {
             queue: LazyDeque::default(),
             incoming_qos2: None,
             next_id: PacketId::FIRST,
+            ids_in_order: true,
             max_inflight: max_inflight.max(1),
             max_queued,
             dropped: 0,
@@ -574,14 +580,19 @@ impl Session {
     /// The next packet id not in use by an inflight message. The window is at
     /// most 65535 wide, so a free id always exists when there is room.
     ///
-    /// The window keeps its messages in the order their ids were given, each
-    /// id after the one before (modulo the wrap at 65535): an id outside the
-    /// circular range from the oldest to the newest is free without a look
-    /// at the others. Only an id inside it (after a wrap, with an old message
-    /// still unacknowledged) needs the scan, which would otherwise cost every
-    /// message the whole window's length.
+    /// While the window keeps its messages in the order their ids were
+    /// given, each id after the one before (modulo the wrap at 65535), an id
+    /// outside the circular range from the oldest to the newest is free
+    /// without a look at the others. Only an id inside it (after a wrap,
+    /// with an old message still unacknowledged) needs the scan, which would
+    /// otherwise cost every message the whole window's length; and as the
+    /// id the scan finds may break the order, the scan is used from then on
+    /// until the window is empty.
     fn allocate_id(&mut self) -> PacketId {
         let mut id = self.next_id;
+        if self.inflight.is_empty() {
+            self.ids_in_order = true;
+        }
         let range = self
             .inflight
             .front()
@@ -592,10 +603,13 @@ impl Session {
             Some((oldest, newest)) if oldest <= newest => id.get() < oldest || id.get() > newest,
             Some((oldest, newest)) => id.get() > newest && id.get() < oldest,
         };
-        if free {
+        if free && self.ids_in_order {
             self.next_id = id.next();
             return id;
         }
+        // The id found here may lie inside the range, out of order: until
+        // the window empties, every id is looked for this way.
+        self.ids_in_order = false;
         while self.inflight.iter().any(|sent| sent.id == id) {
             id = id.next();
         }

@@ -69,6 +69,8 @@ impl Broker {
         // session goes on (both connections asked to keep it): then the
         // client came back rather than failed, and mosquitto keeps the
         // will back too, as MQTT 5 does (a will goes when its session ends).
+        // Read to the letter, MQTT 3.1.1's [MQTT-3.1.2-8] would publish it;
+        // the README lists this among the deliberate choices.
         let taken_over = self
             .sessions
             .key_of(&client_id)

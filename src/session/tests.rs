@@ -406,3 +406,29 @@ fn packet_ids_stay_unique_through_wraps_and_acknowledgements_out_of_order() {
         );
     }
 }
+
+#[test]
+fn an_id_found_by_a_scan_after_a_wrap_is_not_given_twice() {
+    // Two messages never acknowledged, the others one message late: after
+    // the ids wrap, the scan gives an id between the stuck ones, and the
+    // ids are no longer in order. No id may then be in flight twice.
+    let mut s = Session::new("c", false, 100, 0);
+    let mut late: Option<PacketId> = None;
+    for n in 0..140_000u32 {
+        let Pushed::Send(given) = s.push(message(1, QoS::AtLeastOnce), true, Duration::ZERO, 0)
+        else {
+            panic!("the window had room at message {n}");
+        };
+        if let Some(previous) = late.take() {
+            assert_eq!(s.puback(previous), Ack::Done);
+        }
+        if n != 0 && n != 4 {
+            late = Some(given);
+        }
+        let mut ids: Vec<u16> = s.inflight().map(|(id, _)| id.get()).collect();
+        let len = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), len, "an id in flight twice at message {n}");
+    }
+}
