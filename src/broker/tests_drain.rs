@@ -8,24 +8,13 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::test_support::{id, Harness};
+use super::tests::connect;
 use super::*;
-use crate::protocol::{Connect, Protocol, Publish, QoS, Subscribe, TopicFilter, TopicName};
+use crate::protocol::{Publish, QoS, Subscribe, TopicFilter, TopicName};
 
 /// A payload of this size puts the third message of a row past the mark:
 /// each drain lets three through.
 const BIG: usize = 400 * 1024;
-
-fn connect(client_id: &str, clean: bool) -> Connect {
-    Connect {
-        protocol: Protocol::V311,
-        clean_session: clean,
-        keep_alive: 0,
-        client_id: client_id.to_string(),
-        will: None,
-        username: None,
-        password: None,
-    }
-}
 
 /// A QoS 1 PUBLISH whose payload starts with its number `n`.
 fn numbered(n: u8, pid: u16) -> Packet {

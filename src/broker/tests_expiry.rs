@@ -6,23 +6,12 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::test_support::{id, Harness};
+use super::tests::connect;
 use super::*;
-use crate::protocol::{Connect, Protocol, Publish, QoS, Subscribe, TopicFilter, TopicName};
+use crate::protocol::{Publish, QoS, Subscribe, TopicFilter, TopicName};
 
 const SECOND: Duration = Duration::from_secs(1);
 const EXPIRY: Duration = Duration::from_secs(60);
-
-fn connect(client_id: &str, clean: bool) -> Connect {
-    Connect {
-        protocol: Protocol::V311,
-        clean_session: clean,
-        keep_alive: 0,
-        client_id: client_id.to_string(),
-        will: None,
-        username: None,
-        password: None,
-    }
-}
 
 fn publish(topic: &str, pid: u16) -> Packet {
     Packet::Publish(Publish {
